@@ -1,0 +1,142 @@
+"""Messages between an actor (agent or tool host) and the runtime."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from protocols._base import Confidence, Count, ErrorCode, Message
+from protocols._values import MAX_ITEMS, Data, Name, Text, Value
+
+ActorKind = Literal["agent", "tool_host"]
+FailureReason = Literal["error", "invalid_output"]
+"""What an actor may report about its own failure; the runtime adds the rest."""
+
+Names = Annotated[list[Name], Meta(max_length=1_024)]
+Texts = Annotated[list[Text], Meta(max_length=256)]
+
+
+class ToolSpec(Message, tag="tool_spec", frozen=True):
+    """A tool as a model sees it: name, description, JSON Schema of its arguments."""
+
+    name: Name
+    description: Text = ""
+    parameters: Value = None
+    read_only: bool = False
+
+
+ToolSpecs = Annotated[list[ToolSpec], Meta(max_length=1_024)]
+
+
+class Register(Message, tag="register", frozen=True):
+    """First message of a session: who the actor is and what it may do or serve."""
+
+    protocol: Count
+    name: Name
+    role: Name
+    kind: ActorKind = "agent"
+    tools: Names = []
+    capacity: Annotated[int, Meta(ge=1, le=4_096)] = 1
+    specs: ToolSpecs = []
+
+
+class Welcome(Message, tag="welcome", frozen=True):
+    """Registration accepted; the specs are those of the tools the actor may call."""
+
+    protocol: Count
+    session: Name
+    heartbeat_ms: Annotated[int, Meta(ge=10, le=600_000)]
+    tool_specs: ToolSpecs = []
+
+
+class Heartbeat(Message, tag="heartbeat", frozen=True):
+    """Liveness, sent both ways; `in_flight` is the sender's running task count."""
+
+    in_flight: Count = 0
+
+
+class Assign(Message, tag="assign", frozen=True):
+    """Run one attempt of one step. (run_id, step, attempt) names the task."""
+
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+    inputs: Data
+    tools: Names = []
+    timeout_ms: Annotated[int, Meta(ge=0, le=2**31)] = 0
+    flags: Annotated[dict[Name, Texts], Meta(max_length=MAX_ITEMS)] = {}
+
+
+class StepResult(Message, tag="step_result", frozen=True):
+    """An attempt's outputs with the reasoning behind them."""
+
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+    outputs: Data
+    rationale: Text = ""
+    confidence: Confidence = 1.0
+    caveats: Texts = []
+
+
+class StepFailure(Message, tag="step_failure", frozen=True):
+    """An attempt that the actor itself knows has failed."""
+
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+    reason: FailureReason
+    message: Text = ""
+
+
+class ToolCall(Message, tag="tool_call", frozen=True):
+    """A tool call on behalf of a task; `call_id` is unique per sender."""
+
+    call_id: Count
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+    tool: Name
+    args: Data = {}
+    idempotency_key: Text = ""
+
+
+class ToolReply(Message, tag="tool_reply", frozen=True):
+    """The outcome of a tool call, matched to it by `call_id`."""
+
+    call_id: Count
+    ok: bool
+    result: Value = None
+    error: ErrorCode | None = None
+    message: Text = ""
+
+
+class Cancel(Message, tag="cancel", frozen=True):
+    """Stop working on a task: its outcome is no longer wanted."""
+
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+    reason: Text = ""
+
+
+class Bye(Message, tag="bye", frozen=True):
+    """The sender is leaving; the receiver may forget its session."""
+
+    reason: Text = ""
+
+
+class Error(Message, tag="error", frozen=True):
+    """A refusal: a stable code, a message for people, and what it refers to."""
+
+    code: ErrorCode
+    message: Text = ""
+    ref: Text = ""
+
+
+ActorMessage = Register | Heartbeat | StepResult | StepFailure | ToolCall | ToolReply | Bye | Error
+"""Everything an actor may send to the runtime."""
+
+RuntimeMessage = Welcome | Heartbeat | Assign | Cancel | ToolCall | ToolReply | Bye | Error
+"""Everything the runtime may send to an actor."""

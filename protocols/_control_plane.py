@@ -1,0 +1,88 @@
+"""Messages between a client (CLI, program, dashboard) and the runtime's control plane.
+
+Every request carries the protocol version and an `id` that its reply echoes,
+so one connection may have several requests outstanding.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+from protocols._base import Count, ErrorCode, Message
+from protocols._record import RunRecord, RunStatus, RunSummary
+from protocols._values import Data, Name, Text
+
+WaitMs = Annotated[int, Meta(ge=0, le=86_400_000)]
+
+
+class StartRun(Message, tag="start_run", frozen=True):
+    """Start a run of a loaded workflow with these inputs."""
+
+    id: Count
+    protocol: Count
+    workflow: Name
+    inputs: Data = {}
+
+
+class GetRun(Message, tag="get_run", frozen=True):
+    """The record of a run, or as it was after event `at`."""
+
+    id: Count
+    protocol: Count
+    run_id: Name
+    at: Count | None = None
+
+
+class WaitRun(Message, tag="wait_run", frozen=True):
+    """The record of a run once it is completed, failed or halted, or when the wait ends."""
+
+    id: Count
+    protocol: Count
+    run_id: Name
+    timeout_ms: WaitMs = 60_000
+
+
+class ListRuns(Message, tag="list_runs", frozen=True):
+    """Summaries of runs, newest first."""
+
+    id: Count
+    protocol: Count
+    status: RunStatus | None = None
+    workflow: Name | None = None
+    limit: Annotated[int, Meta(ge=1, le=100_000)] = 100
+
+
+class RunAccepted(Message, tag="run_accepted", frozen=True):
+    """The run exists and is journaled."""
+
+    id: Count
+    run_id: Name
+
+
+class RunReply(Message, tag="run", frozen=True):
+    """A run record; `timed_out` when a wait ended before the run did."""
+
+    id: Count
+    record: RunRecord
+    timed_out: bool = False
+
+
+class RunsReply(Message, tag="runs", frozen=True):
+    """Run summaries."""
+
+    id: Count
+    runs: Annotated[list[RunSummary], Meta(max_length=100_000)]
+
+
+class ControlError(Message, tag="error", frozen=True):
+    """A refused request."""
+
+    id: Count
+    code: ErrorCode
+    message: Text = ""
+
+
+ControlRequest = StartRun | GetRun | WaitRun | ListRuns
+ControlReply = RunAccepted | RunReply | RunsReply | ControlError

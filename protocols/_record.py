@@ -1,0 +1,119 @@
+"""The run record as it travels to operators: status, data, provenance, steps, history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from protocols._base import Confidence, Count
+from protocols._values import MAX_ITEMS, Data, Name, Text
+
+RunStatus = Literal["running", "waiting", "completed", "failed", "halted"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "halted"})
+
+StepStatus = Literal[
+    "pending",  # not reached yet
+    "queued",  # ready, waiting for an agent of its role with free capacity
+    "running",  # dispatched to an agent
+    "retry_wait",  # failed, waiting out its backoff before the next attempt
+    "completed",
+    "flagged",  # failed, then proceeded with default outputs and a flag
+    "replaced",  # failed, and a fallback step ran in its place
+    "skipped",  # on a branch the run did not take
+    "failed",  # failed, and its policy stopped the run
+]
+
+FailureKind = Literal[
+    "error", "timeout", "agent_lost", "invalid_output", "tool_refused", "low_confidence"
+]
+"""Why an attempt failed; failure policies are selected by it."""
+
+AttemptOutcome = Literal["running", "succeeded", "failed", "cancelled"]
+
+Texts = Annotated[list[Text], Meta(max_length=4_096)]
+MAX_HISTORY = 1_000_000
+
+
+class _View(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Provenance(_View, frozen=True):
+    """Who wrote a key and why: the step, attempt and agent, with their reasoning."""
+
+    step: Name
+    attempt: Count
+    agent: Text = ""
+    rationale: Text = ""
+    confidence: Confidence = 1.0
+    caveats: Texts = []
+    flags: Texts = []
+    seq: Count = 0
+
+
+class AttemptView(_View, frozen=True):
+    """One attempt of a step."""
+
+    attempt: Count
+    agent: Text = ""
+    started_at: float = 0.0
+    ended_at: float | None = None
+    outcome: AttemptOutcome = "running"
+    failure: FailureKind | None = None
+    message: Text = ""
+
+
+class StepView(_View, frozen=True):
+    """A step's state in a run."""
+
+    status: StepStatus
+    visits: Count = 0
+    attempts: Annotated[list[AttemptView], Meta(max_length=100_000)] = []
+
+
+class HistoryEntry(_View, frozen=True):
+    """One event of the run, as it was journaled."""
+
+    seq: Count
+    at: float
+    event: Name
+    step: Text = ""
+    attempt: Count = 0
+    agent: Text = ""
+    message: Text = ""
+    detail: Data = {}
+
+
+class RunSummary(_View, frozen=True):
+    """A line of `baton runs`."""
+
+    run_id: Name
+    workflow: Name
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    reason: Text = ""
+
+
+class RunRecord(_View, frozen=True):
+    """The one authoritative record of a run."""
+
+    run_id: Name
+    workflow: Name
+    version: Text
+    fingerprint: Text
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    inputs: Data
+    data: Data
+    provenance: Annotated[dict[Name, Provenance], Meta(max_length=MAX_ITEMS)]
+    flags: Annotated[dict[Name, Texts], Meta(max_length=MAX_ITEMS)]
+    caveats: Annotated[dict[Name, Texts], Meta(max_length=MAX_ITEMS)]
+    steps: Annotated[dict[Name, StepView], Meta(max_length=MAX_ITEMS)]
+    history: Annotated[list[HistoryEntry], Meta(max_length=MAX_HISTORY)]
+    reason: Text = ""
+    waiting_for: Text = ""
+    seq: Count = 0
