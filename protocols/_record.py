@@ -23,6 +23,7 @@ StepStatus = Literal[
     "replaced",  # failed, and a fallback step ran in its place
     "skipped",  # on a branch the run did not take
     "failed",  # failed, and its policy stopped the run
+    "cancelled",  # was in flight when the run stopped
 ]
 
 FailureKind = Literal[

@@ -1,0 +1,517 @@
+"""The engine: a pure state machine over runs.
+
+`start(graph, event, now)` makes a run from its first event; `apply(run, event,
+now)` folds one more event into it and returns the commands it caused. No I/O,
+no clock (the caller passes `now`, which only stamps the record), no
+randomness (jitter is derived from the attempt's identity), so a run is the
+fold of its journal: recovery, replay and `inspect --at` share this code.
+For speed the run is updated in place; copy it first to keep the old state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from protocols import FailureKind, HistoryEntry, Provenance
+from runtime._events import (
+    CancelTask,
+    CancelTimer,
+    Command,
+    Dispatch,
+    ForwardToolCall,
+    JournalEvent,
+    RefuseToolCall,
+    RunEnded,
+    RunStarted,
+    StartTimer,
+    StepDispatched,
+    StepFailed,
+    StepSucceeded,
+    TimerFired,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+from runtime._graph import Graph
+from runtime._policies import Goto, Halt, ProceedWithFlag, Retry
+from runtime._run import Attempt, Run, StepState
+from runtime._workflow import Decision, Step
+
+
+def start(graph: Graph, event: RunStarted, now: float) -> tuple[Run, list[Command]]:
+    """A new run from its `RunStarted` event, and the commands that begin it."""
+    run = Run(event.run_id, graph, dict(event.inputs), now, event.started_by)
+    out: list[Command] = []
+    _record(run, now, "run_started", message=f"{graph.name} {graph.workflow.version}")
+    _activate(run, graph.start, now, out)
+    _settle(run, now, out)
+    return run, out
+
+
+def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
+    """Fold `event` into `run`; return the commands it causes, in order."""
+    out: list[Command] = []
+    if run.status != "running":
+        _record_late(run, event, now)
+        return out
+    run.updated_at = now
+    match event:
+        case StepDispatched():
+            _on_dispatched(run, event, now, out)
+        case StepSucceeded():
+            _on_succeeded(run, event, now, out)
+        case StepFailed():
+            state = _current(run, event.step, event.attempt, "running", "queued")
+            if state is None:
+                _record_stale(run, now, event.step, event.attempt, "step_failed", event.message)
+            else:
+                _record(
+                    run,
+                    now,
+                    "step_failed",
+                    step=event.step,
+                    attempt=event.attempt,
+                    agent=event.agent,
+                    message=f"{event.kind}: {event.message}",
+                )
+                _fail(run, event.step, state, event.kind, event.message, now, out)
+        case TimerFired():
+            _on_timer(run, event, now, out)
+        case ToolCallRequested():
+            _on_tool_call(run, event, now, out)
+        case ToolCallCompleted():
+            _record(
+                run,
+                now,
+                "tool_completed",
+                step=event.step,
+                attempt=event.attempt,
+                message=f"{event.tool}: ok" if event.ok else f"{event.tool}: {event.error}",
+                detail={"call": event.call, "tool": event.tool, "ok": event.ok}
+                | ({"error": event.error, "error_message": event.message} if not event.ok else {}),
+            )
+        case RunStarted():
+            _record(run, now, "duplicate_start", message="a run id can start only once")
+    _settle(run, now, out)
+    return out
+
+
+def _on_dispatched(run: Run, event: StepDispatched, now: float, out: list[Command]) -> None:
+    state = _current(run, event.step, event.attempt, "queued")
+    if state is None:
+        _record_stale(run, now, event.step, event.attempt, "step_dispatched", event.agent)
+        return
+    state.status = "running"
+    attempt = state.attempts[-1]
+    attempt.agent = event.agent
+    attempt.started_at = now
+    _record(run, now, "step_dispatched", step=event.step, attempt=event.attempt, agent=event.agent)
+    step = run.graph.step(event.step)
+    out.append(StartTimer(run.run_id, "timeout", event.step, event.attempt, step.timeout))
+
+
+def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]) -> None:
+    name = event.step
+    state = _current(run, name, event.attempt, "running")
+    if state is None:
+        _record_stale(run, now, name, event.attempt, "step_succeeded", event.agent)
+        return
+    step = run.graph.step(name)
+    out.append(CancelTimer(run.run_id, "timeout", name, event.attempt))
+    problem = _output_problem(step, event.outputs)
+    if problem is not None:
+        _record(
+            run, now, "step_failed", step=name, attempt=event.attempt, agent=event.agent,
+            message=f"invalid_output: {problem}",
+        )  # fmt: skip
+        _fail(run, name, state, "invalid_output", problem, now, out)
+        return
+    if event.confidence < step.min_confidence:
+        message = f"confidence {event.confidence:g} is under the step's {step.min_confidence:g}"
+        _record(
+            run, now, "step_failed", step=name, attempt=event.attempt, agent=event.agent,
+            message=f"low_confidence: {message}",
+        )  # fmt: skip
+        _fail(run, name, state, "low_confidence", message, now, out)
+        return
+    attempt = state.attempts[-1]
+    attempt.outcome = "succeeded"
+    attempt.ended_at = now
+    inherited = _inherited_flags(run, step.reads)
+    run.seq += 1
+    for key, value in event.outputs.items():
+        run.data[key] = value
+        run.provenance[key] = Provenance(
+            step=name,
+            attempt=event.attempt,
+            agent=event.agent,
+            rationale=event.rationale,
+            confidence=event.confidence,
+            caveats=list(event.caveats),
+            flags=inherited,
+            seq=run.seq,
+        )
+    _record(
+        run,
+        now,
+        "step_succeeded",
+        step=name,
+        attempt=event.attempt,
+        agent=event.agent,
+        message=event.rationale,
+        detail={"keys": sorted(event.outputs), "confidence": event.confidence},
+        seq_taken=True,
+    )
+    state.status = "completed"
+    _finish_node(run, name, state, now, out)
+
+
+def _on_timer(run: Run, event: TimerFired, now: float, out: list[Command]) -> None:
+    if event.purpose == "timeout":
+        state = _current(run, event.step, event.attempt, "running")
+        if state is None:
+            return
+        step = run.graph.step(event.step)
+        message = f"no result within {step.timeout:g}s"
+        _record(
+            run, now, "step_failed", step=event.step, attempt=event.attempt,
+            agent=state.attempts[-1].agent, message=f"timeout: {message}",
+        )  # fmt: skip
+        out.append(CancelTask(run.run_id, event.step, event.attempt, "timed out"))
+        _fail(run, event.step, state, "timeout", message, now, out)
+        return
+    state = _current(run, event.step, event.attempt, "retry_wait")
+    if state is not None:
+        _new_attempt(run, event.step, state, now, out)
+
+
+def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Command]) -> None:
+    state = _current(run, event.step, event.attempt, "running")
+    detail: dict[str, Any] = {
+        "call": event.call,
+        "tool": event.tool,
+        "args": dict(event.args),
+        "idempotency_key": event.idempotency_key,
+    }
+    if state is None:
+        out.append(
+            RefuseToolCall(
+                run.run_id, event.agent, event.call, event.tool, "stale",
+                f"attempt {event.attempt} of step {event.step!r} is not running",
+            )
+        )  # fmt: skip
+        _record_stale(run, now, event.step, event.attempt, "tool_requested", event.tool)
+        return
+    step = run.graph.step(event.step)
+    if event.tool in step.tools and event.tool in event.agent_tools:
+        _record(
+            run, now, "tool_called", step=event.step, attempt=event.attempt, agent=event.agent,
+            message=event.tool, detail=detail,
+        )  # fmt: skip
+        out.append(
+            ForwardToolCall(
+                run.run_id, event.step, event.attempt, event.agent, event.call, event.tool,
+                dict(event.args), event.idempotency_key,
+            )
+        )  # fmt: skip
+        return
+    where = "step" if event.tool not in step.tools else "agent's allowlist"
+    message = f"tool {event.tool!r} is not in the {where} of step {event.step!r}"
+    _record(
+        run, now, "tool_refused", step=event.step, attempt=event.attempt, agent=event.agent,
+        message=message, detail=detail,
+    )  # fmt: skip
+    out.append(
+        RefuseToolCall(run.run_id, event.agent, event.call, event.tool, "tool_refused", message)
+    )
+    out.append(CancelTask(run.run_id, event.step, event.attempt, "tool refused"))
+    out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
+    _fail(run, event.step, state, "tool_refused", message, now, out)
+
+
+def _output_problem(step: Step, outputs: dict[str, Any]) -> str | None:
+    missing = [k for k in step.writes if k not in outputs]
+    if missing:
+        return f"missing output key {missing[0]!r}"
+    extra = [k for k in outputs if k not in step.writes]
+    if extra:
+        return f"output key {extra[0]!r} is not among the step's writes"
+    for key, expected in step.writes.items():
+        if expected is object:
+            continue
+        try:
+            msgspec.convert(outputs[key], expected)
+        except msgspec.ValidationError as exc:
+            return f"output {key!r}: {exc}"
+    return None
+
+
+def _fail(
+    run: Run,
+    name: str,
+    state: StepState,
+    kind: FailureKind,
+    message: str,
+    now: float,
+    out: list[Command],
+) -> None:
+    attempt = state.attempts[-1]
+    attempt.outcome = "failed"
+    attempt.failure = kind
+    attempt.message = message
+    attempt.ended_at = now
+    policy = run.graph.policies[name][kind]
+    if isinstance(policy, Retry):
+        if state.tries < policy.attempts:
+            delay = policy.delay(state.tries, _spread(run.run_id, name, state.attempt))
+            state.status = "retry_wait"
+            _record(
+                run, now, "retry_scheduled", step=name, attempt=state.attempt,
+                message=f"attempt {state.tries + 1} of {policy.attempts} in {delay:.3g}s",
+                detail={"delay": delay, "kind": kind},
+            )  # fmt: skip
+            out.append(StartTimer(run.run_id, "retry", name, state.attempt, delay))
+            return
+        resolved: Halt | ProceedWithFlag | Goto = policy.then
+    else:
+        resolved = policy
+    run.active.discard(name)
+    match resolved:
+        case Halt():
+            state.status = "failed"
+            reason = resolved.reason or f"step {name!r} failed ({kind}): {message}"
+            _halt(run, "halted", reason, now, out)
+        case ProceedWithFlag():
+            _proceed_with_flag(run, name, state, resolved, kind, message, now, out)
+        case Goto():
+            state.status = "replaced"
+            _record(run, now, "fallback", step=name, message=f"{resolved.step} stands in")
+            fallback = run.steps[resolved.step]
+            fallback.stands_for = state.stands_for or name
+            _activate(run, resolved.step, now, out)
+
+
+def _proceed_with_flag(
+    run: Run,
+    name: str,
+    state: StepState,
+    policy: ProceedWithFlag,
+    kind: FailureKind,
+    message: str,
+    now: float,
+    out: list[Command],
+) -> None:
+    step = run.graph.step(name)
+    flag = policy.flag or f"{name}: {kind}: {message}"
+    flags = sorted({flag, *_inherited_flags(run, step.reads)})
+    run.seq += 1
+    for key in step.writes:
+        run.data[key] = policy.defaults[key]
+        run.provenance[key] = Provenance(
+            step=name,
+            attempt=state.attempt,
+            rationale="default written by the failure policy",
+            confidence=0.0,
+            flags=flags,
+            seq=run.seq,
+        )
+    state.status = "flagged"
+    _record(
+        run, now, "step_flagged", step=name, attempt=state.attempt, message=flag,
+        detail={"keys": sorted(step.writes)}, seq_taken=True,
+    )  # fmt: skip
+    _finish_node(run, name, state, now, out)
+
+
+def _halt(run: Run, status: str, reason: str, now: float, out: list[Command]) -> None:
+    for other in sorted(run.active):
+        state = run.steps[other]
+        if state.status in {"running", "queued"}:
+            out.append(CancelTask(run.run_id, other, state.attempt, "run stopped"))
+            state.attempts[-1].outcome = "cancelled"
+            state.attempts[-1].ended_at = now
+        state.status = "cancelled"
+    run.active.clear()
+    run.status = "halted" if status == "halted" else "failed"
+    run.reason = reason
+    _record(run, now, f"run_{run.status}", message=reason)
+    out.append(RunEnded(run.run_id, run.status, reason))
+
+
+def _finish_node(run: Run, name: str, state: StepState, now: float, out: list[Command]) -> None:
+    """The node is done: its successors (or those of the step it stands for) get their edge."""
+    run.active.discard(name)
+    origin = state.stands_for
+    if origin is not None:
+        state.stands_for = None
+        run.steps[origin].status = "replaced"
+        name = origin
+    for target in run.graph.successors[name]:
+        _edge(run, name, target, fired=True, now=now, out=out)
+
+
+def _edge(
+    run: Run, source: str, target: str, *, fired: bool, now: float, out: list[Command]
+) -> None:
+    state = run.steps[target]
+    state.tally[source] = fired
+    waits_for = run.graph.joins[target]
+    if len(state.tally) < len(waits_for) or not waits_for.issubset(state.tally):
+        return
+    go = any(state.tally[p] for p in waits_for)
+    for pred in run.graph.in_loop[target]:
+        state.tally.pop(pred, None)
+    if go:
+        _activate(run, target, now, out)
+    else:
+        _skip(run, target, now, out)
+
+
+def _skip(run: Run, name: str, now: float, out: list[Command]) -> None:
+    run.steps[name].status = "skipped"
+    node = run.graph.nodes[name]
+    targets = node.targets() if isinstance(node, Decision) else run.graph.successors[name]
+    for target in targets:
+        if (name, target) not in run.graph.back_routes:
+            _edge(run, name, target, fired=False, now=now, out=out)
+
+
+def _activate(run: Run, name: str, now: float, out: list[Command]) -> None:
+    node = run.graph.nodes[name]
+    state = run.steps[name]
+    state.visits += 1
+    if isinstance(node, Decision):
+        _decide(run, node, state, now, out)
+        return
+    state.tries = 0
+    run.active.add(name)
+    _new_attempt(run, name, state, now, out)
+
+
+def _new_attempt(run: Run, name: str, state: StepState, now: float, out: list[Command]) -> None:
+    step = run.graph.step(name)
+    state.attempt += 1
+    state.tries += 1
+    state.status = "queued"
+    state.attempts.append(Attempt(state.attempt, now))
+    inputs = {k: run.data[k] for k in step.reads if k in run.data}
+    flags: dict[str, list[str]] = {}
+    for k in step.reads:
+        prov = run.provenance.get(k)
+        if prov is not None and (prov.flags or prov.caveats):
+            flags[k] = [*prov.flags, *prov.caveats]
+    out.append(
+        Dispatch(
+            run.run_id, name, state.attempt, step.role, inputs, flags, step.tools, step.timeout
+        )
+    )
+
+
+def _decide(run: Run, node: Decision, state: StepState, now: float, out: list[Command]) -> None:
+    chosen: tuple[str, ...] | None = None
+    label = ""
+    for index, route in enumerate(node.all_routes()):
+        if route.limit is not None and run.route_counts.get((node.name, index), 0) >= route.limit:
+            continue
+        if route.when.holds(run.data):
+            run.route_counts[(node.name, index)] = run.route_counts.get((node.name, index), 0) + 1
+            chosen = route.to
+            label = route.when.describe()
+            break
+    if chosen is None:
+        state.status = "failed"
+        _halt(run, "failed", f"decision {node.name!r}: no route matched", now, out)
+        return
+    state.status = "completed"
+    _record(
+        run, now, "decision_taken", step=node.name, message=f"{label} -> {', '.join(chosen)}",
+        detail={"to": list(chosen)},
+    )  # fmt: skip
+    back = [t for t in chosen if (node.name, t) in run.graph.back_routes]
+    for target in back:
+        for pred in run.graph.in_loop[target]:
+            run.steps[target].tally.pop(pred, None)
+        _activate(run, target, now, out)
+    if back:
+        return
+    for target in node.targets():
+        if (node.name, target) not in run.graph.back_routes:
+            _edge(run, node.name, target, fired=target in chosen, now=now, out=out)
+
+
+def _settle(run: Run, now: float, out: list[Command]) -> None:
+    if run.status == "running" and not run.active:
+        run.status = "completed"
+        _record(run, now, "run_completed")
+        out.append(RunEnded(run.run_id, "completed"))
+
+
+def _current(run: Run, name: str, attempt: int, *statuses: str) -> StepState | None:
+    """The step's state if `attempt` is its latest and it is in one of `statuses`."""
+    state = run.steps.get(name)
+    if state is None or state.attempt != attempt or state.status not in statuses:
+        return None
+    return state
+
+
+def _inherited_flags(run: Run, keys: Iterable[str]) -> list[str]:
+    found: set[str] = set()
+    for key in keys:
+        prov = run.provenance.get(key)
+        if prov is not None:
+            found.update(prov.flags)
+    return sorted(found)
+
+
+def _spread(run_id: str, step: str, attempt: int) -> float:
+    digest = hashlib.blake2b(f"{run_id}/{step}/{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _record(
+    run: Run,
+    now: float,
+    event: str,
+    *,
+    step: str = "",
+    attempt: int = 0,
+    agent: str = "",
+    message: str = "",
+    detail: dict[str, Any] | None = None,
+    seq_taken: bool = False,
+) -> None:
+    if not seq_taken:
+        run.seq += 1
+    run.history.append(
+        HistoryEntry(
+            seq=run.seq,
+            at=now,
+            event=event,
+            step=step,
+            attempt=attempt,
+            agent=agent,
+            message=message,
+            detail=detail or {},
+        )
+    )
+
+
+def _record_stale(run: Run, now: float, step: str, attempt: int, what: str, note: str) -> None:
+    _record(
+        run, now, "stale_ignored", step=step, attempt=attempt,
+        message=f"{what} for an attempt that is no longer current ({note})",
+    )  # fmt: skip
+
+
+def _record_late(run: Run, event: JournalEvent, now: float) -> None:
+    step = getattr(event, "step", "")
+    attempt = getattr(event, "attempt", 0)
+    if isinstance(event, TimerFired):
+        return
+    _record(
+        run, now, "late_ignored", step=step, attempt=attempt,
+        message=f"{type(event).__name__} after the run ended ({run.status})",
+    )  # fmt: skip

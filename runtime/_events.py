@@ -1,0 +1,179 @@
+"""What the engine consumes (events, journaled) and what it produces (commands).
+
+Events are msgspec Structs because they are written to the journal and
+replayed; commands are never stored, so they are plain slotted dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from protocols import Data, ErrorCode, FailureKind, Name, Text
+from protocols._base import Confidence, Count
+
+TimerPurpose = Literal["timeout", "retry"]
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="event"):
+    """Base of every journaled event; `run_id` says whose journal it belongs to."""
+
+    run_id: Name
+
+
+class RunStarted(Event, frozen=True, tag="run_started"):
+    workflow: Name
+    version: Text
+    fingerprint: Text
+    inputs: Data
+    started_by: Text = ""
+
+
+class StepDispatched(Event, frozen=True, tag="step_dispatched"):
+    step: Name
+    attempt: Count
+    agent: Text
+
+
+class StepSucceeded(Event, frozen=True, tag="step_succeeded"):
+    step: Name
+    attempt: Count
+    agent: Text
+    outputs: Data
+    rationale: Text = ""
+    confidence: Confidence = 1.0
+    caveats: list[Text] = []
+
+
+class StepFailed(Event, frozen=True, tag="step_failed"):
+    step: Name
+    attempt: Count
+    kind: FailureKind
+    message: Text = ""
+    agent: Text = ""
+
+
+class TimerFired(Event, frozen=True, tag="timer_fired"):
+    purpose: TimerPurpose
+    step: Name
+    attempt: Count
+
+
+class ToolCallRequested(Event, frozen=True, tag="tool_requested"):
+    step: Name
+    attempt: Count
+    agent: Text
+    agent_tools: list[Name]
+    call: Count
+    tool: Name
+    args: Data = {}
+    idempotency_key: Text = ""
+
+
+class ToolCallCompleted(Event, frozen=True, tag="tool_completed"):
+    step: Name
+    attempt: Count
+    call: Count
+    tool: Name
+    ok: bool
+    error: ErrorCode | None = None
+    message: Text = ""
+
+
+JournalEvent = (
+    RunStarted
+    | StepDispatched
+    | StepSucceeded
+    | StepFailed
+    | TimerFired
+    | ToolCallRequested
+    | ToolCallCompleted
+)
+"""Every event a run's journal may hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send one attempt of a step to an agent of `role` with free capacity."""
+
+    run_id: str
+    step: str
+    attempt: int
+    role: str
+    inputs: dict[str, Any]
+    flags: dict[str, list[str]]
+    tools: tuple[str, ...]
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    """The attempt's outcome is no longer wanted: withdraw it from its agent or queue."""
+
+    run_id: str
+    step: str
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Fire `TimerFired(purpose, step, attempt)` after `delay` seconds."""
+
+    run_id: str
+    purpose: TimerPurpose
+    step: str
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """The timer is moot; the shell may forget it (a stale firing is ignored anyway)."""
+
+    run_id: str
+    purpose: TimerPurpose
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardToolCall:
+    """Pass an allowed tool call on to a host serving the tool."""
+
+    run_id: str
+    step: str
+    attempt: int
+    agent: str
+    call: int
+    tool: str
+    args: dict[str, Any]
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseToolCall:
+    """Answer the agent's tool call with a typed refusal; nothing reaches a host."""
+
+    run_id: str
+    agent: str
+    call: int
+    tool: str
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    """The run reached a final status; release anyone waiting for it."""
+
+    run_id: str
+    status: str
+    reason: str = ""
+
+
+Command = (
+    Dispatch | CancelTask | StartTimer | CancelTimer | ForwardToolCall | RefuseToolCall | RunEnded
+)

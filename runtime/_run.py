@@ -1,0 +1,88 @@
+"""The engine's working state of one run; the fold of its journal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocols import AttemptOutcome, FailureKind, HistoryEntry, Provenance, RunStatus, StepStatus
+from runtime._graph import Graph
+
+
+class Attempt:
+    """One attempt of a step, as the engine tracks it."""
+
+    __slots__ = ("agent", "ended_at", "failure", "message", "number", "outcome", "started_at")
+
+    def __init__(self, number: int, started_at: float) -> None:
+        self.number = number
+        self.agent = ""
+        self.started_at = started_at
+        self.ended_at: float | None = None
+        self.outcome: AttemptOutcome = "running"
+        self.failure: FailureKind | None = None
+        self.message = ""
+
+
+class StepState:
+    """A node's progress in one run."""
+
+    __slots__ = ("attempt", "attempts", "stands_for", "status", "tally", "tries", "visits")
+
+    def __init__(self) -> None:
+        self.status: StepStatus = "pending"
+        self.visits = 0
+        self.attempt = 0
+        """Number of the latest attempt; never reused, so (run, step, attempt) names a task."""
+        self.tries = 0
+        """Attempts spent in the current visit, which bounds `Retry`."""
+        self.attempts: list[Attempt] = []
+        self.tally: dict[str, bool] = {}
+        """Incoming edges resolved so far: fired (True) or ruled out (False)."""
+        self.stands_for: str | None = None
+        """For a fallback step in flight: the step it replaces."""
+
+
+class Run:
+    """Everything known about a run. Mutated only by `runtime.engine.apply`."""
+
+    __slots__ = (
+        "active",
+        "created_at",
+        "data",
+        "graph",
+        "history",
+        "inputs",
+        "provenance",
+        "reason",
+        "route_counts",
+        "run_id",
+        "seq",
+        "started_by",
+        "status",
+        "steps",
+        "updated_at",
+    )
+
+    def __init__(
+        self, run_id: str, graph: Graph, inputs: dict[str, Any], now: float, started_by: str = ""
+    ) -> None:
+        self.run_id = run_id
+        self.graph = graph
+        self.status: RunStatus = "running"
+        self.reason = ""
+        self.created_at = now
+        self.updated_at = now
+        self.started_by = started_by
+        self.inputs = inputs
+        self.data: dict[str, Any] = dict(inputs)
+        self.provenance: dict[str, Provenance] = {}
+        self.steps = {name: StepState() for name in graph.nodes}
+        self.history: list[HistoryEntry] = []
+        self.seq = 0
+        self.route_counts: dict[tuple[str, int], int] = {}
+        self.active: set[str] = set()
+        """Steps queued, running or waiting to retry: while empty, nothing more can happen."""
+
+    @property
+    def workflow(self) -> str:
+        return self.graph.workflow.name
