@@ -64,8 +64,8 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
         case StepSucceeded():
             _on_succeeded(run, event, now, out)
         case StepFailed():
-            state = _current(run, event.step, event.attempt, "running", "queued")
-            if state is None:
+            state = _current(run, event.step, event.attempt, "running")
+            if state is None or (event.agent and state.attempts[-1].agent != event.agent):
                 _record_stale(run, now, event.step, event.attempt, "step_failed", event.message)
             else:
                 _record(
@@ -116,7 +116,7 @@ def _on_dispatched(run: Run, event: StepDispatched, now: float, out: list[Comman
 def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]) -> None:
     name = event.step
     state = _current(run, name, event.attempt, "running")
-    if state is None:
+    if state is None or state.attempts[-1].agent != event.agent:
         _record_stale(run, now, name, event.attempt, "step_succeeded", event.agent)
         return
     step = run.graph.step(name)

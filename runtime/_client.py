@@ -1,0 +1,164 @@
+"""A client of the control plane, for the CLI, programs and tests."""
+
+from __future__ import annotations
+
+import itertools
+from types import TracebackType
+from typing import Any
+
+import anyio
+import zmq
+import zmq.asyncio
+
+from protocols import (
+    PROTOCOL_VERSION,
+    ControlError,
+    ControlReply,
+    ControlRequest,
+    ErrorCode,
+    GetRun,
+    ListRuns,
+    ProtocolError,
+    RunAccepted,
+    RunRecord,
+    RunReply,
+    RunsReply,
+    RunStatus,
+    RunSummary,
+    StartRun,
+    WaitRun,
+    client_side_control_codec,
+)
+from runtime._errors import BatonError
+
+
+class ControlRefused(BatonError):
+    """The runtime refused a request; `code` says why in a stable word."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        self.code: ErrorCode = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class RuntimeUnavailable(BatonError):
+    """No answer from the runtime in time."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        super().__init__(
+            f"no answer from the runtime at {endpoint} within {timeout:g}s "
+            "(is `baton runtime` running there?)"
+        )
+
+
+class ControlClient:
+    """Requests to one runtime, one at a time, over a DEALER socket.
+
+    Use as an async context manager. Every call raises `ControlRefused` on a
+    refusal and `RuntimeUnavailable` when no reply comes within `timeout`.
+    """
+
+    def __init__(self, endpoint: str, *, timeout: float = 10.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._codec = client_side_control_codec()
+        self._ctx: zmq.asyncio.Context | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+
+    async def __aenter__(self) -> ControlClient:
+        self._ctx = zmq.asyncio.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        if "[" in self.endpoint or "::" in self.endpoint:
+            self._sock.setsockopt(zmq.IPV6, 1)
+        self._sock.connect(self.endpoint)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        if self._ctx is not None:
+            self._ctx.term()
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    async def _ask(self, request: ControlRequest, *, patience: float | None = None) -> ControlReply:
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("use ControlClient as `async with ControlClient(...)`")
+        limit = self.timeout if patience is None else patience
+        await sock.send(self._codec.encode(request))
+        with anyio.move_on_after(limit):
+            while True:
+                frame = await sock.recv()
+                try:
+                    reply = self._codec.decode(frame)
+                except ProtocolError as exc:
+                    raise ControlRefused("malformed", f"unreadable reply: {exc}") from exc
+                if reply.id not in (request.id, 0):
+                    continue
+                if isinstance(reply, ControlError):
+                    raise ControlRefused(reply.code, reply.message)
+                return reply
+        raise RuntimeUnavailable(self.endpoint, limit)
+
+    async def start_run(self, workflow: str, inputs: dict[str, Any]) -> str:
+        """Start a run; its id once the runtime has journaled it."""
+        reply = await self._ask(
+            StartRun(
+                id=self._next_id(), protocol=PROTOCOL_VERSION, workflow=workflow, inputs=inputs
+            )
+        )
+        assert isinstance(reply, RunAccepted)
+        return reply.run_id
+
+    async def get_run(self, run_id: str, *, at: int | None = None) -> RunRecord:
+        """The record of a run."""
+        reply = await self._ask(
+            GetRun(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id, at=at)
+        )
+        assert isinstance(reply, RunReply)
+        return reply.record
+
+    async def wait_run(self, run_id: str, *, max_wait: float = 60.0) -> tuple[RunRecord, bool]:
+        """The record once the run ended, or when `max_wait` passed (then True)."""
+        reply = await self._ask(
+            WaitRun(
+                id=self._next_id(),
+                protocol=PROTOCOL_VERSION,
+                run_id=run_id,
+                timeout_ms=int(max_wait * 1000),
+            ),
+            patience=max_wait + self.timeout,
+        )
+        assert isinstance(reply, RunReply)
+        return reply.record, reply.timed_out
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunSummary]:
+        """Summaries of runs, newest first."""
+        reply = await self._ask(
+            ListRuns(
+                id=self._next_id(),
+                protocol=PROTOCOL_VERSION,
+                status=status,
+                workflow=workflow,
+                limit=limit,
+            )
+        )
+        assert isinstance(reply, RunsReply)
+        return reply.runs

@@ -1,0 +1,38 @@
+"""Settings of a runtime process, with their defaults and bounds."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from protocols import DEFAULT_MAX_FRAME
+
+DEFAULT_AGENTS_ENDPOINT = "tcp://127.0.0.1:7710"
+DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:7711"
+
+
+def agents_endpoint() -> str:
+    """The agent plane's endpoint: `BATON_AGENTS` when set, else loopback port 7710."""
+    return os.environ.get("BATON_AGENTS") or DEFAULT_AGENTS_ENDPOINT
+
+
+def control_endpoint() -> str:
+    """The control plane's endpoint: `BATON_CONTROL` when set, else loopback port 7711."""
+    return os.environ.get("BATON_CONTROL") or DEFAULT_CONTROL_ENDPOINT
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """How a runtime binds, paces and bounds itself."""
+
+    agents: str = DEFAULT_AGENTS_ENDPOINT
+    control: str = DEFAULT_CONTROL_ENDPOINT
+    heartbeat: float = 1.0
+    """Seconds between heartbeats; an actor silent for 3 of them is lost."""
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_active_runs: int = 100_000
+    """Runs not yet ended; a start beyond this is refused as `overloaded`."""
+    max_batch: int = 2_048
+    """Most messages taken from one socket before the batch is committed and sent."""
+    queue_limit: int = 100_000
+    """Highest water mark of each socket, in messages."""

@@ -1,0 +1,150 @@
+"""Connected actors as the supervisor sees them, and how work is placed on them."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from protocols import ActorKind, ToolSpec
+
+TaskKey = tuple[str, str, int]
+"""(run_id, step, attempt): one attempt of one step."""
+
+
+class Session:
+    """One registered actor process on the agent plane."""
+
+    __slots__ = (
+        "capacity",
+        "identity",
+        "in_flight",
+        "kind",
+        "last_seen",
+        "name",
+        "role",
+        "tool_calls",
+        "tools",
+    )
+
+    def __init__(
+        self,
+        identity: bytes,
+        name: str,
+        role: str,
+        kind: ActorKind,
+        tools: frozenset[str],
+        capacity: int,
+        now: float,
+    ) -> None:
+        self.identity = identity
+        self.name = name
+        self.role = role
+        self.kind: ActorKind = kind
+        self.tools = tools
+        self.capacity = capacity
+        self.in_flight: set[TaskKey] = set()
+        self.tool_calls: set[int] = set()
+        """Runtime call ids this tool host is serving."""
+        self.last_seen = now
+
+    @property
+    def load(self) -> int:
+        return len(self.in_flight) + len(self.tool_calls)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.load
+
+
+@dataclass(frozen=True, slots=True)
+class PendingToolCall:
+    """A tool call between an agent and a host, under the runtime's own call id."""
+
+    call: int
+    agent: bytes
+    agent_call: int
+    run_id: str
+    step: str
+    attempt: int
+    tool: str
+    args: dict[str, Any]
+    idempotency_key: str
+
+
+class Pool:
+    """Sessions of one role (or serving one tool), picked in turn among those with room."""
+
+    __slots__ = ("_turn", "sessions")
+
+    def __init__(self) -> None:
+        self.sessions: list[Session] = []
+        self._turn = itertools.count()
+
+    def add(self, session: Session) -> None:
+        self.sessions.append(session)
+
+    def remove(self, session: Session) -> None:
+        if session in self.sessions:
+            self.sessions.remove(session)
+
+    def pick(self) -> Session | None:
+        """The next session with free capacity, rotating so that load spreads."""
+        sessions = self.sessions
+        count = len(sessions)
+        if count == 0:
+            return None
+        first = next(self._turn) % count
+        for offset in range(count):
+            session = sessions[(first + offset) % count]
+            if session.free > 0:
+                return session
+        return None
+
+
+class Registry:
+    """Every live session, by identity, by name, by role and by tool."""
+
+    def __init__(self) -> None:
+        self.by_identity: dict[bytes, Session] = {}
+        self.by_name: dict[str, Session] = {}
+        self.roles: dict[str, Pool] = {}
+        self.tools: dict[str, Pool] = {}
+        self.specs: dict[str, ToolSpec] = {}
+        self.holders: dict[TaskKey, Session] = {}
+
+    def unique_name(self, wanted: str) -> str:
+        if wanted not in self.by_name:
+            return wanted
+        for n in itertools.count(2):
+            candidate = f"{wanted}#{n}"
+            if candidate not in self.by_name:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def add(self, session: Session, specs: list[ToolSpec]) -> None:
+        self.by_identity[session.identity] = session
+        self.by_name[session.name] = session
+        if session.kind == "agent":
+            self.roles.setdefault(session.role, Pool()).add(session)
+        else:
+            for tool in session.tools:
+                self.tools.setdefault(tool, Pool()).add(session)
+            for spec in specs:
+                self.specs[spec.name] = spec
+
+    def remove(self, session: Session) -> None:
+        self.by_identity.pop(session.identity, None)
+        self.by_name.pop(session.name, None)
+        pool = self.roles.get(session.role)
+        if pool is not None and session.kind == "agent":
+            pool.remove(session)
+        for tool in session.tools if session.kind == "tool_host" else ():
+            pool = self.tools.get(tool)
+            if pool is not None:
+                pool.remove(session)
+        for key in session.in_flight:
+            self.holders.pop(key, None)
+
+    def count_by_role(self) -> dict[str, int]:
+        return {role: len(pool.sessions) for role, pool in self.roles.items() if pool.sessions}

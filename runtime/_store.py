@@ -1,0 +1,182 @@
+"""Where journaled events go: an interface, an in-memory store and a SQLite journal.
+
+The supervisor appends each batch of events in one call and sends the batch's
+commands only after the call returned, so whatever left the process is
+already in the journal.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import parse_qs
+
+import anyio
+import msgspec
+
+from runtime._errors import ConfigError, StoreError
+from runtime._events import JournalEvent
+
+Synchronous = Literal["FULL", "NORMAL"]
+SCHEMA_VERSION = 1
+
+
+class JournalRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One journaled event of one run: its place in the run's journal and when it happened."""
+
+    run_id: str
+    seq: int
+    at: float
+    event: JournalEvent
+
+
+class Store(Protocol):
+    """A journal of events per run."""
+
+    @property
+    def description(self) -> str: ...
+
+    async def append(self, records: Sequence[JournalRecord]) -> None:
+        """Make every record durable (as the store defines it), all or none."""
+
+    async def journal(self, run_id: str) -> list[JournalRecord]:
+        """A run's records in order."""
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Keeps journals in this process: fast, and gone when it exits."""
+
+    def __init__(self) -> None:
+        self._journals: dict[str, list[JournalRecord]] = {}
+
+    @property
+    def description(self) -> str:
+        return "memory://"
+
+    async def append(self, records: Sequence[JournalRecord]) -> None:
+        journals = self._journals
+        for record in records:
+            journal = journals.get(record.run_id)
+            if journal is None:
+                journals[record.run_id] = [record]
+            else:
+                journal.append(record)
+
+    async def journal(self, run_id: str) -> list[JournalRecord]:
+        return list(self._journals.get(run_id, ()))
+
+    async def close(self) -> None:
+        self._journals.clear()
+
+
+class SqliteStore:
+    """An event journal in one SQLite file: WAL, one transaction per batch.
+
+    `synchronous=FULL` (the default) fsyncs each commit, so a batch survives
+    power loss where the disk honours fsync; `NORMAL` is faster and may lose
+    the last commits on power loss (not on a process crash). Writes run in a
+    thread so that the event loop never waits on the disk itself.
+    """
+
+    def __init__(self, path: Path, synchronous: Synchronous = "FULL") -> None:
+        self.path = path
+        self.synchronous: Synchronous = synchronous
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(JournalEvent)
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._prepare()
+        except sqlite3.Error as exc:
+            raise StoreError(self.description, str(exc)) from exc
+
+    @property
+    def description(self) -> str:
+        return f"sqlite:///{self.path}?synchronous={self.synchronous}"
+
+    def _prepare(self) -> None:
+        db = self._db
+        (ok,) = db.execute("PRAGMA integrity_check").fetchone()
+        if ok != "ok":
+            raise StoreError(self.description, f"integrity check failed: {ok}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                self.description,
+                f"schema version {version} is newer than this runtime's {SCHEMA_VERSION}",
+            )
+        if version < 1:
+            db.executescript(
+                """
+                BEGIN;
+                CREATE TABLE IF NOT EXISTS events (
+                    run_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    at REAL NOT NULL,
+                    body BLOB NOT NULL,
+                    PRIMARY KEY (run_id, seq)
+                ) WITHOUT ROWID;
+                PRAGMA user_version = 1;
+                COMMIT;
+                """
+            )
+
+    async def append(self, records: Sequence[JournalRecord]) -> None:
+        if not records:
+            return
+        rows = [(r.run_id, r.seq, r.at, self._encoder.encode(r.event)) for r in records]
+        await anyio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
+
+    def _write(self, rows: list[tuple[str, int, float, bytes]]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(self.description, str(exc)) from exc
+
+    async def journal(self, run_id: str) -> list[JournalRecord]:
+        return await anyio.to_thread.run_sync(self._read, run_id, limiter=self._limiter)
+
+    def _read(self, run_id: str) -> list[JournalRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, at, body FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return [
+            JournalRecord(run_id, seq, at, self._decoder.decode(body)) for seq, at, body in rows
+        ]
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_store(url: str) -> MemoryStore | SqliteStore:
+    """A store from its URL: `memory://`, or `sqlite:///relative.db` and
+    `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`."""
+    if url in ("memory://", "memory:"):
+        return MemoryStore()
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("--store", url, "use memory:// or sqlite:///PATH")
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    if not path:
+        raise ConfigError("--store", url, "the SQLite URL names no file")
+    mode = parse_qs(query).get("synchronous", ["FULL"])[-1].upper()
+    if mode not in ("FULL", "NORMAL"):
+        raise ConfigError("--store", url, "synchronous must be FULL or NORMAL")
+    target = Path(path)
+    if not target.parent.exists():
+        raise ConfigError("--store", url, f"folder {target.parent} does not exist")
+    return SqliteStore(target, "FULL" if mode == "FULL" else "NORMAL")
