@@ -1,0 +1,82 @@
+"""The supervisor side of Baton.
+
+Layers, from the inside out: the workflow definition (`Workflow`, `Step`,
+`Decision`, policies, conditions) and its static validation
+(`compile_workflow`); the pure engine (`engine.start`, `engine.apply`: no I/O,
+no clock); and the shell around it (`Supervisor`: the two ZeroMQ planes, the
+store, timers), with `ControlClient` and the `baton` CLI on top. Depends on
+`protocols`; never on `actors`, except the CLI's `agent` command.
+"""
+
+from runtime import _engine as engine
+from runtime._client import ControlClient as ControlClient
+from runtime._client import ControlRefused as ControlRefused
+from runtime._client import RuntimeUnavailable as RuntimeUnavailable
+from runtime._conditions import Condition as Condition
+from runtime._conditions import key as key
+from runtime._config import RuntimeConfig as RuntimeConfig
+from runtime._errors import BatonError as BatonError
+from runtime._errors import ConfigError as ConfigError
+from runtime._errors import Problem as Problem
+from runtime._errors import StoreError as StoreError
+from runtime._errors import WorkflowInvalid as WorkflowInvalid
+from runtime._errors import WorkflowLoadError as WorkflowLoadError
+from runtime._graph import Graph as Graph
+from runtime._graph import compile_workflow as compile_workflow
+from runtime._graph import fingerprint as fingerprint
+from runtime._loader import load_workflows as load_workflows
+from runtime._policies import FailurePolicy as FailurePolicy
+from runtime._policies import Goto as Goto
+from runtime._policies import Halt as Halt
+from runtime._policies import ProceedWithFlag as ProceedWithFlag
+from runtime._policies import Retry as Retry
+from runtime._record import record_view as record_view
+from runtime._store import MemoryStore as MemoryStore
+from runtime._store import SqliteStore as SqliteStore
+from runtime._store import Store as Store
+from runtime._store import open_store as open_store
+from runtime._supervisor import Supervisor as Supervisor
+from runtime._supervisor import SupervisorStatistics as SupervisorStatistics
+from runtime._workflow import Decision as Decision
+from runtime._workflow import Role as Role
+from runtime._workflow import Route as Route
+from runtime._workflow import Step as Step
+from runtime._workflow import Workflow as Workflow
+from runtime._workflow import chain as chain
+
+__all__ = [
+    "BatonError",
+    "Condition",
+    "ConfigError",
+    "ControlClient",
+    "ControlRefused",
+    "Decision",
+    "FailurePolicy",
+    "Goto",
+    "Graph",
+    "Halt",
+    "MemoryStore",
+    "Problem",
+    "ProceedWithFlag",
+    "Retry",
+    "Role",
+    "Route",
+    "RuntimeConfig",
+    "RuntimeUnavailable",
+    "SqliteStore",
+    "Step",
+    "Store",
+    "Supervisor",
+    "SupervisorStatistics",
+    "Workflow",
+    "WorkflowInvalid",
+    "WorkflowLoadError",
+    "chain",
+    "compile_workflow",
+    "engine",
+    "fingerprint",
+    "key",
+    "load_workflows",
+    "open_store",
+    "record_view",
+]

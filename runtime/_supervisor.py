@@ -19,7 +19,6 @@ from typing import Any
 import anyio
 import structlog
 import zmq
-import zmq.asyncio
 
 from protocols import (
     PROTOCOL_VERSION,
@@ -73,6 +72,7 @@ from runtime._events import (
     ToolCallRequested,
 )
 from runtime._graph import Graph
+from runtime._readiness import Readiness
 from runtime._record import record_view, summary
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
@@ -181,18 +181,14 @@ class Supervisor:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Bind both planes and run until `stop()`; `task_status` is set once bound."""
-        ctx = zmq.asyncio.Context()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         agents = self._bind(ctx, self.config.agents)
         control = self._bind(ctx, self.config.control)
         self.bound_agents = agents.getsockopt_string(zmq.LAST_ENDPOINT)
         self.bound_control = control.getsockopt_string(zmq.LAST_ENDPOINT)
-        agents_sync: zmq.Socket[bytes] = zmq.Socket.shadow(agents.underlying)
-        control_sync: zmq.Socket[bytes] = zmq.Socket.shadow(control.underlying)
-        self._agents_sync = agents_sync
-        self._control_sync = control_sync
-        poller = zmq.asyncio.Poller()
-        poller.register(agents, zmq.POLLIN)
-        poller.register(control, zmq.POLLIN)
+        self._agents_sync = agents
+        self._control_sync = control
+        readiness = Readiness([agents, control])
         self._timers.schedule(("heartbeat",), self._monotonic() + self.config.heartbeat)
         log.info(
             "runtime.started",
@@ -205,10 +201,11 @@ class Supervisor:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._cancel_on_stop, tg.cancel_scope)
-                await self._loop(poller, agents_sync, control_sync)
+                await self._loop(readiness, agents, control)
                 tg.cancel_scope.cancel()
         finally:
-            self._say_goodbye(agents_sync)
+            readiness.close()
+            self._say_goodbye(agents)
             agents.close(linger=0)
             control.close(linger=0)
             ctx.term()
@@ -218,7 +215,7 @@ class Supervisor:
         await self._stop.wait()
         scope.cancel()
 
-    def _bind(self, ctx: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
+    def _bind(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -239,26 +236,20 @@ class Supervisor:
                 continue
 
     async def _loop(
-        self, poller: zmq.asyncio.Poller, agents: zmq.Socket[bytes], control: zmq.Socket[bytes]
+        self, readiness: Readiness, agents: zmq.Socket[bytes], control: zmq.Socket[bytes]
     ) -> None:
         max_batch = self.config.max_batch
         while not self._stop.is_set():
             deadline = self._timers.next_deadline()
             if self._unreachable:
-                timeout = 0
+                timeout = 0.0
             elif deadline is None:
-                timeout = 1000
+                timeout = 1.0
             else:
-                timeout = max(0, int((deadline - self._monotonic()) * 1000) + 1)
-            if timeout:
-                ready = dict(await poller.poll(timeout))
-                if self._stop.is_set():
-                    return
-            else:
-                ready = {}
-            if ready or timeout == 0:
-                self._drain(agents, self._on_agent_frames, max_batch)
-                self._drain(control, self._on_control_frames, max_batch)
+                timeout = max(0.0, deadline - self._monotonic())
+            await readiness.wait(timeout)
+            self._drain(agents, self._on_agent_frames, max_batch)
+            self._drain(control, self._on_control_frames, max_batch)
             self._fire_timers()
             self._handle_unreachable()
             # A stop request must not cut a batch between its commit and its sends.

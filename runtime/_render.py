@@ -1,0 +1,123 @@
+"""How records look in a terminal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from protocols import RunRecord, RunSummary
+
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "waiting": "yellow",
+    "failed": "red",
+    "halted": "red",
+}
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def render_runs(console: Console, runs: Sequence[RunSummary]) -> None:
+    table = Table(title=f"{len(runs)} run(s)", title_justify="left")
+    for column in ("run", "workflow", "status", "started (UTC)", "note"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.run_id, run.workflow, status_text(run.status), _when(run.created_at), run.reason
+        )
+    console.print(table)
+
+
+def render_record(console: Console, record: RunRecord, *, history: int | None = None) -> None:
+    """The record: header, data with provenance, steps, then the history (last `history`)."""
+    header = Text.assemble(
+        ("run ", "bold"),
+        (record.run_id, "bold"),
+        "  ",
+        status_text(record.status),
+        f"\nworkflow {record.workflow} v{record.version}  fingerprint {record.fingerprint}",
+        f"\nstarted {_when(record.created_at)}  updated {_when(record.updated_at)}",
+    )
+    if record.reason:
+        header.append(f"\nreason: {record.reason}", style="red")
+    if record.waiting_for:
+        header.append(f"\nwaiting for {record.waiting_for}", style="yellow")
+
+    data = Table(title="data", title_justify="left", expand=False)
+    for column in ("key", "value", "written by", "agent", "conf.", "rationale", "flags / caveats"):
+        data.add_column(column, overflow="fold")
+    for key, value in record.data.items():
+        prov = record.provenance.get(key)
+        if prov is None:
+            data.add_row(key, _short(value), "input", "", "", "", "")
+            continue
+        notes = [*(f"⚑ {f}" for f in prov.flags), *(f"• {c}" for c in prov.caveats)]
+        data.add_row(
+            key,
+            _short(value),
+            f"{prov.step}#{prov.attempt}",
+            prov.agent,
+            f"{prov.confidence:.2f}",
+            _short(prov.rationale, 40) if prov.rationale else "",
+            Text("\n".join(notes), style="yellow") if notes else "",
+        )
+
+    steps = Table(title="steps", title_justify="left")
+    for column in ("step", "status", "visits", "attempts", "last"):
+        steps.add_column(column)
+    for name, step in record.steps.items():
+        last = step.attempts[-1] if step.attempts else None
+        detail = ""
+        if last is not None:
+            detail = f"#{last.attempt} {last.outcome}"
+            if last.agent:
+                detail += f" on {last.agent}"
+            if last.failure:
+                detail += f" ({last.failure}: {last.message})"
+        steps.add_row(
+            name, status_text(step.status), str(step.visits), str(len(step.attempts)), detail
+        )
+
+    events = record.history if history is None else record.history[-history:]
+    log = Table(title="history", title_justify="left")
+    for column in ("seq", "at (UTC)", "event", "step", "agent", "message"):
+        log.add_column(column, overflow="fold")
+    for entry in events:
+        log.add_row(
+            str(entry.seq),
+            _when(entry.at)[11:],
+            entry.event,
+            f"{entry.step}#{entry.attempt}" if entry.attempt else entry.step,
+            entry.agent,
+            entry.message,
+        )
+    console.print(Panel(header, expand=False))
+    console.print(Group(data, steps, log))
+    if record.flags:
+        console.print(
+            Text(
+                "open flags: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in record.flags.items()),
+                style="yellow",
+            )
+        )
