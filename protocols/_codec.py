@@ -56,6 +56,9 @@ class Codec(Generic[T]):
             raise ProtocolError("invalid", str(exc), size) from None
         except msgspec.DecodeError as exc:
             raise ProtocolError("malformed", str(exc), size) from None
+        except UnicodeDecodeError as exc:
+            # msgspec lets invalid UTF-8 in a string escape as this, not as DecodeError.
+            raise ProtocolError("malformed", str(exc), size) from None
         except RecursionError:
             raise ProtocolError("too_deep", "nested beyond the decoder's depth", size) from None
 

@@ -182,7 +182,7 @@ def agent(
     log_format: FormatOption = "auto",
 ) -> None:
     """Run an agent or tool host process connected to a runtime."""
-    from actors import run_actor
+    from actors import run_actor  # noqa: PLC0415 - the supervisor side never loads actors
 
     _logging(log_level, log_format)
     if os.getcwd() not in sys.path:
@@ -382,7 +382,7 @@ def demo(
     runs_per_kind: Annotated[int, typer.Option("--runs", min=1, max=50)] = 1,
 ) -> None:
     """Launch a runtime and the example agents as processes, run requests, show records."""
-    from runtime._demo import run_demo
+    from runtime._demo import run_demo  # noqa: PLC0415 - the demo needs the checkout's examples
 
     raise typer.Exit(run_demo(out, err, runs_per_kind=runs_per_kind))
 
