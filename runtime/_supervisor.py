@@ -416,12 +416,8 @@ class Supervisor:
             idempotency_key=command.idempotency_key,
         )
         self._next_call += 1
-        if (
-            command.tool not in self._registry.tools
-            or not self._registry.tools[command.tool].sessions
-        ):
-            self._tool_failed(pending, "tool_unavailable", f"no tool host serves {command.tool!r}")
-            return
+        # With no host serving the tool yet, the call waits as a step waits for an
+        # agent; the step's timeout bounds the wait.
         queue = self._tool_queues.get(command.tool)
         if queue is None:
             queue = self._tool_queues[command.tool] = deque()

@@ -1,0 +1,1 @@
+"""Benchmarks: the raw transport floor and, on top of it, Baton's own numbers."""

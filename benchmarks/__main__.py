@@ -1,0 +1,67 @@
+"""`make bench`: the raw ZeroMQ floor and Baton, measured in one run, as ratios.
+
+    python -m benchmarks [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.floor import FloorResult, format_table, measure_floor
+from benchmarks.workflow import WorkflowResult, measure_workflow
+
+DEFAULT_JSON = Path("benchmarks/results/latest.json")
+
+
+def _report(floor: FloorResult, baton: WorkflowResult) -> str:
+    sync_rtt = floor.sync_client.latency.p50_us
+    async_rtt = floor.async_client.latency.p50_us
+    step = baton.step_latency
+    lines = [
+        "",
+        f"Baton, 5-step linear workflow, {baton.store} store, one agent process per step:",
+        f"  per-step latency, one run at a time: p50 {step.p50_us:.0f} µs, "
+        f"p99 {step.p99_us:.0f} µs ({step.count} steps of {baton.runs_measured} runs)",
+        f"  throughput, {baton.in_flight} runs in flight: {baton.steps_per_s:,.0f} steps/s "
+        f"({baton.runs_per_s:,.0f} runs/s over {baton.runs_pipelined} runs)",
+        "",
+        "Ratios to the floor measured above:",
+        f"  per-step p50 / sync round trip p50:    {step.p50_us / sync_rtt:.2f}x",
+        f"  per-step p50 / asyncio round trip p50: {step.p50_us / async_rtt:.2f}x",
+        f"  steps/s / sync drained round trips/s:  "
+        f"{baton.steps_per_s / floor.sync_client.drained.per_s:.3f}",
+        f"  steps/s / asyncio drained round trips/s: "
+        f"{baton.steps_per_s / floor.async_client.drained.per_s:.3f}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="Fewer samples, for a smoke run.")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="Where to write results.")
+    args = parser.parse_args(argv)
+    scale = 10 if args.quick else 1
+    print("measuring the raw ZeroMQ floor ...", file=sys.stderr)
+    floor = measure_floor(round_trips=5_000 // scale, pipelined=50_000 // scale)
+    print(format_table(floor))
+    print("measuring Baton (memory store) ...", file=sys.stderr)
+    baton = measure_workflow(latency_runs=320 // scale + 20, pipelined_runs=4_000 // scale)
+    print(_report(floor, baton))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {"floor": floor.to_dict(), "baton": {"memory": dataclasses.asdict(baton)}}, indent=2
+        )
+    )
+    print(f"\nresults written to {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Baton end to end: a 5-step linear workflow of trivial agents, each its own process.
+
+Per-step latency is read from the run record (the gap between consecutive
+step completions, as the supervisor journaled them) with one run at a time;
+throughput counts steps per second while keeping `in_flight` runs going.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import zmq
+import zmq.asyncio
+
+from benchmarks._stats import Latency
+from benchmarks.agents import STEPS
+from protocols import (
+    PROTOCOL_VERSION,
+    ControlError,
+    RunAccepted,
+    RunReply,
+    StartRun,
+    WaitRun,
+    client_side_control_codec,
+)
+from runtime import ControlClient
+from runtime._launch import ProcessGroup
+
+WORKFLOW = "benchmarks.agents:linear"
+PAYLOAD = {"payload": {"text": "a small request", "n": 1}}
+TIME_LIMIT_S = 120.0
+
+
+class BenchError(RuntimeError):
+    """A run did not complete, or the benchmark ran out of time."""
+
+
+@dataclass(frozen=True)
+class WorkflowResult:
+    """Baton's figures for one store."""
+
+    store: str
+    step_latency: Latency
+    runs_measured: int
+    steps_per_s: float
+    runs_per_s: float
+    in_flight: int
+    runs_pipelined: int
+
+
+async def _latency(control: str, runs: int) -> tuple[Latency, int]:
+    gaps: list[int] = []
+    async with ControlClient(control, timeout=30) as client:
+        for index in range(runs):
+            run_id = await client.start_run("bench_linear", PAYLOAD)
+            record, timed_out = await client.wait_run(run_id, max_wait=30)
+            if timed_out or record.status != "completed":
+                raise BenchError(f"run {run_id} ended {record.status}: {record.reason}")
+            if index < 20:
+                continue
+            marks = [h.at for h in record.history if h.event in ("run_started", "step_succeeded")]
+            gaps.extend(int((b - a) * 1e9) for a, b in zip(marks, marks[1:], strict=False))
+    return Latency.of_ns(gaps), runs - 20
+
+
+async def _throughput(control: str, total: int, in_flight: int) -> float:
+    """Keep `in_flight` runs going until `total` completed; seconds taken."""
+    codec = client_side_control_codec()
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(control)
+    ids = iter(range(1, 10 * total + 10))
+    started = completed = 0
+
+    async def start() -> None:
+        nonlocal started
+        started += 1
+        await sock.send(
+            codec.encode(
+                StartRun(
+                    id=next(ids), protocol=PROTOCOL_VERSION, workflow="bench_linear", inputs=PAYLOAD
+                )
+            )
+        )
+
+    try:
+        began = time.perf_counter()
+        for _ in range(min(in_flight, total)):
+            await start()
+        with anyio.fail_after(TIME_LIMIT_S):
+            while completed < total:
+                reply = codec.decode(await sock.recv())
+                match reply:
+                    case RunAccepted():
+                        await sock.send(
+                            codec.encode(
+                                WaitRun(
+                                    id=next(ids),
+                                    protocol=PROTOCOL_VERSION,
+                                    run_id=reply.run_id,
+                                    timeout_ms=60_000,
+                                )
+                            )
+                        )
+                    case RunReply():
+                        if reply.record.status != "completed":
+                            raise BenchError(f"run ended {reply.record.status}")
+                        completed += 1
+                        if started < total:
+                            await start()
+                    case ControlError():
+                        raise BenchError(f"{reply.code}: {reply.message}")
+                    case _:
+                        raise BenchError(f"unexpected reply {type(reply).__name__}")
+        return time.perf_counter() - began
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def measure_workflow(
+    *,
+    store: str = "memory://",
+    latency_runs: int = 320,
+    pipelined_runs: int = 4_000,
+    in_flight: int = 100,
+    concurrency: int = 128,
+) -> WorkflowResult:
+    """Start a runtime and one agent process per role, measure, and stop them all."""
+    with tempfile.TemporaryDirectory(prefix="baton-bench-") as folder, ProcessGroup(
+        Path(folder)
+    ) as group:
+        runtime = group.start_runtime([WORKFLOW], store=store, extra=["--log-level", "warning"])
+        for i in range(STEPS):
+            group.start_actor(
+                f"benchmarks.agents:Bench{i}",
+                runtime.agents,
+                concurrency=concurrency,
+                label=f"bench{i}",
+            )
+        latency, measured = anyio.run(_latency, runtime.control, latency_runs)
+        seconds = anyio.run(_throughput, runtime.control, pipelined_runs, in_flight)
+    return WorkflowResult(
+        store=store,
+        step_latency=latency,
+        runs_measured=measured,
+        steps_per_s=pipelined_runs * STEPS / seconds,
+        runs_per_s=pipelined_runs / seconds,
+        in_flight=in_flight,
+        runs_pipelined=pipelined_runs,
+    )

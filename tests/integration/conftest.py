@@ -1,0 +1,50 @@
+"""Real runtimes and actors on loopback, always reaped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from protocols import RunRecord
+from runtime import ControlClient
+from runtime._launch import ProcessGroup
+
+REPO = Path(__file__).resolve().parents[2]
+HEARTBEAT = 0.2
+"""Short heartbeats so that a killed agent is noticed within a second."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """A process group whose children are stopped when the test ends, passed or not."""
+    group = ProcessGroup(tmp_path, cwd=REPO)
+    try:
+        yield group
+    finally:
+        group.close()
+        alive = [label for label, p in group.children if p.poll() is None]
+        assert not alive, f"processes left running: {alive}"
+
+
+async def wait_for(
+    client: ControlClient,
+    run_id: str,
+    condition: Callable[[RunRecord], bool],
+    *,
+    limit: float = 20.0,
+) -> RunRecord:
+    """The run's record once `condition` holds of it (polled), failing after `limit` seconds."""
+    with anyio.fail_after(limit):
+        while True:
+            record = await client.get_run(run_id)
+            if condition(record):
+                return record
+            await anyio.sleep(0.02)

@@ -1,0 +1,136 @@
+"""Workflows, agents and a ledger tool host used by the integration tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+
+from actors import Agent, Context, Result, Task, ToolHost, tool
+from runtime import Halt, Retry, Role, Step, Workflow
+
+flaky = Workflow(
+    "flaky",
+    roles=[Role("flaky"), Role("finisher")],
+    inputs=["n"],
+    steps=[
+        Step(
+            "wobble",
+            role="flaky",
+            reads=["n"],
+            writes={"w": int},
+            on_failure=Retry(attempts=3, backoff=0.01),
+        ),
+        Step("finish", role="finisher", reads=["w"], writes={"done": bool}),
+    ],
+    edges=[("wobble", "finish")],
+)
+
+survivor = Workflow(
+    "survivor",
+    roles=[Role("worker")],
+    inputs=["n"],
+    steps=[
+        Step(
+            "work",
+            role="worker",
+            reads=["n"],
+            writes={"r": int},
+            timeout=30,
+            on_failure=Retry(attempts=2, backoff=0.01),
+        )
+    ],
+)
+
+guarded = Workflow(
+    "guarded",
+    roles=[Role("clerk", tools=["read_balance", "wire_money"])],
+    inputs=["account"],
+    steps=[
+        Step(
+            "check",
+            role="clerk",
+            reads=["account"],
+            writes={"balance": int},
+            tools=["read_balance"],
+            on_failure=Halt(),
+        )
+    ],
+)
+
+ALL = [flaky, survivor, guarded]
+
+
+class Flaky(Agent):
+    """Fails every first attempt, succeeds after."""
+
+    role = "flaky"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        if task.attempt == 1:
+            raise RuntimeError("first tries always fail")
+        return Result(outputs={"w": task.inputs["n"] * 2}, rationale="doubled", confidence=0.8)
+
+
+class Finisher(Agent):
+    role = "finisher"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        return Result(outputs={"done": True}, rationale="saw w", confidence=1.0)
+
+
+class StallsOnFirstAttempt(Agent):
+    """Never answers attempt 1, so the test can kill whoever holds it."""
+
+    role = "worker"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        if task.attempt == 1:
+            await anyio.sleep_forever()
+        return Result(outputs={"r": task.inputs["n"] + 1}, rationale="added one")
+
+
+class Clerk(Agent):
+    """Reads a balance, then tries a tool its step does not allow."""
+
+    role = "clerk"
+    tools = ("read_balance", "wire_money")
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        balance = await ctx.tools.call("read_balance", account=task.inputs["account"])
+        await ctx.tools.call("wire_money", account=task.inputs["account"], amount=balance)
+        return Result(outputs={"balance": balance})
+
+
+class Bank(ToolHost):
+    """Appends one line per executed call to the file named by BATON_TEST_LEDGER."""
+
+    name = "bank"
+
+    def _note(self, line: str) -> None:
+        ledger = os.environ.get("BATON_TEST_LEDGER")
+        if ledger:
+            with Path(ledger).open("a") as out:
+                out.write(line + "\n")
+
+    @tool(read_only=True)
+    def read_balance(self, account: str) -> int:
+        """The balance of an account, in cents."""
+        self._note(f"read_balance {account}")
+        return 12_000
+
+    @tool
+    def wire_money(self, account: str, amount: int) -> str:
+        """Move money out of an account."""
+        self._note(f"wire_money {account} {amount}")
+        return "wired"
+
+
+class Stranger(Agent):
+    """Claims a role no workflow has."""
+
+    role = "stranger"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        return Result(outputs={})

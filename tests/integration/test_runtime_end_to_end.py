@@ -1,0 +1,237 @@
+"""The runtime, agents and tool hosts as separate processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+
+from protocols import (
+    ControlError,
+    Error,
+    actor_side_codec,
+    client_side_control_codec,
+)
+from runtime import ControlClient
+from runtime._launch import ProcessGroup, RuntimeProcess
+from tests.integration.conftest import HEARTBEAT, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+EXAMPLE = "examples.customer_ops:workflow"
+AGENTS = "examples.customer_ops.agents"
+FLOWS = "tests.integration.flows"
+
+
+def start_example(cluster: ProcessGroup, *, writers: int = 2) -> RuntimeProcess:
+    runtime = cluster.start_runtime([EXAMPLE], heartbeat=HEARTBEAT)
+    cluster.start_actor(
+        "examples.customer_ops.backoffice:Backoffice", runtime.agents, concurrency=4
+    )
+    for name in ("Classifier", "BillingAgent", "HistoryAgent", "PolicyAgent", "Checker", "Sender"):
+        cluster.start_actor(f"{AGENTS}:{name}", runtime.agents)
+    for n in range(writers):
+        cluster.start_actor(f"{AGENTS}:Writer", runtime.agents, label=f"writer-{n}")
+    return runtime
+
+
+def request(customer: str, text: str) -> dict[str, Any]:
+    return {"request": {"customer_id": customer, "name": "Ada", "text": text}}
+
+
+def history_index(record: Any, event: str, step: str) -> int:
+    return next(i for i, h in enumerate(record.history) if h.event == event and h.step == step)
+
+
+class TestExampleWorkflow:
+    """The customer-operations example, run by its agents as processes."""
+
+    async def test_billing_request_completes_with_full_provenance(
+        self, cluster: ProcessGroup
+    ) -> None:
+        """Every key written by a step names its agent, rationale and confidence."""
+        runtime = start_example(cluster)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("customer_ops", request("c-100", "charged twice"))
+            record, timed_out = await client.wait_run(run_id, max_wait=30)
+        assert not timed_out
+        assert record.status == "completed"
+        assert record.data["decision"] == {"action": "refund", "amount": 1999}
+        written = set(record.data) - {"request"}
+        assert written == set(record.provenance)
+        for key, prov in record.provenance.items():
+            assert prov.agent, key
+            assert prov.rationale, key
+            assert 0 < prov.confidence <= 1, key
+        assert record.fingerprint
+        assert record.workflow == "customer_ops"
+
+    async def test_fan_out_joins_before_policy(self, cluster: ProcessGroup) -> None:
+        """Billing lookup and account history both finish before the policy step is dispatched."""
+        runtime = start_example(cluster)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("customer_ops", request("c-200", "invoice question"))
+            record, _ = await client.wait_run(run_id, max_wait=30)
+        policy = history_index(record, "step_dispatched", "policy")
+        assert history_index(record, "step_succeeded", "billing_lookup") < policy
+        assert history_index(record, "step_succeeded", "account_history") < policy
+        assert record.steps["policy"].visits == 1
+        assert record.steps["general_answer"].status == "skipped"
+
+    async def test_branch_skips_the_billing_side(self, cluster: ProcessGroup) -> None:
+        """A general request takes the default route; the billing branch is skipped."""
+        runtime = start_example(cluster)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("customer_ops", request("c-300", "change password"))
+            record, _ = await client.wait_run(run_id, max_wait=30)
+        assert record.status == "completed"
+        for step in ("billing_lookup", "account_history", "policy"):
+            assert record.steps[step].status == "skipped"
+        assert record.provenance["decision"].step == "general_answer"
+
+    async def test_exhausted_retries_proceed_with_a_flag_that_travels(
+        self, cluster: ProcessGroup
+    ) -> None:
+        """The history step fails twice, writes its default, and the flag reaches the reply."""
+        runtime = start_example(cluster)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("customer_ops", request("c-404", "charged twice"))
+            record, _ = await client.wait_run(run_id, max_wait=30)
+        flag = "account history unavailable: decided without it"
+        assert record.status == "completed"
+        assert record.steps["account_history"].status == "flagged"
+        assert [a.outcome for a in record.steps["account_history"].attempts] == ["failed", "failed"]
+        assert record.data["history"] == []
+        for key in ("history", "decision", "draft", "message_id"):
+            assert flag in record.flags[key], key
+        assert "invoices" not in record.flags
+
+
+class TestPolicies:
+    """Failure policies with real agents."""
+
+    async def test_retry_then_success(self, cluster: ProcessGroup) -> None:
+        """A failed first attempt is retried and the run completes."""
+        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("flaky", {"n": 21})
+            record, _ = await client.wait_run(run_id, max_wait=30)
+        assert record.status == "completed"
+        attempts = record.steps["wobble"].attempts
+        assert [(a.outcome, a.failure) for a in attempts] == [
+            ("failed", "error"),
+            ("succeeded", None),
+        ]
+        assert "first tries always fail" in attempts[0].message
+        assert record.data["w"] == 42
+        assert record.data["done"] is True
+
+    async def test_agent_killed_mid_step_is_retried_on_another_instance(
+        self, cluster: ProcessGroup
+    ) -> None:
+        """SIGKILL of the agent holding a step: agent_lost, then the other instance finishes it."""
+        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        agents = {
+            name: cluster.start_actor(f"{FLOWS}:StallsOnFirstAttempt", runtime.agents, name=name)
+            for name in ("worker-a", "worker-b")
+        }
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("survivor", {"n": 1})
+            running = await wait_for(client, run_id, lambda r: r.steps["work"].status == "running")
+            holder = running.steps["work"].attempts[0].agent
+            os.kill(agents[holder].pid, signal.SIGKILL)
+            record, timed_out = await client.wait_run(run_id, max_wait=30)
+        assert not timed_out
+        assert record.status == "completed"
+        first, second = record.steps["work"].attempts
+        assert (first.agent, first.failure) == (holder, "agent_lost")
+        assert second.agent != holder
+        assert second.outcome == "succeeded"
+        assert record.provenance["r"].agent == second.agent
+
+
+class TestBoundedAutonomy:
+    """Tool calls outside the allowlist never reach a tool host."""
+
+    async def test_refused_tool_is_recorded_and_never_executed(
+        self, cluster: ProcessGroup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The clerk's step allows read_balance only; wire_money is refused and the run halts."""
+        ledger = tmp_path / "ledger.txt"
+        monkeypatch.setenv("BATON_TEST_LEDGER", str(ledger))
+        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        cluster.start_actor(f"{FLOWS}:Bank", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Clerk", runtime.agents)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("guarded", {"account": "acc-1"})
+            record, _ = await client.wait_run(run_id, max_wait=30)
+        assert record.status == "halted"
+        refused = [h for h in record.history if h.event == "tool_refused"]
+        assert len(refused) == 1
+        assert refused[0].detail["tool"] == "wire_money"
+        assert refused[0].message == "tool 'wire_money' is not in the step of step 'check'"
+        assert record.steps["check"].attempts[0].failure == "tool_refused"
+        assert ledger.read_text().splitlines() == ["read_balance acc-1"]
+
+    async def test_agent_for_an_unknown_role_is_refused(self, cluster: ProcessGroup) -> None:
+        """Registration for a role no loaded workflow has ends the agent with exit status 2."""
+        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        stranger = cluster.start_actor(f"{FLOWS}:Stranger", runtime.agents, label="stranger")
+        assert stranger.wait(20) == 2
+        assert "no loaded workflow has role 'stranger'" in cluster.log_of("stranger")
+
+
+class TestBadInput:
+    """Garbage on either plane gets typed errors and does not stop a running workflow."""
+
+    async def test_garbage_on_both_planes_while_a_workflow_runs(
+        self, cluster: ProcessGroup
+    ) -> None:
+        """Random, truncated, multi-part and wrong-type frames; the run still completes."""
+        runtime = start_example(cluster, writers=1)
+        ctx = zmq.asyncio.Context()
+        agent_plane = ctx.socket(zmq.DEALER)
+        control_plane = ctx.socket(zmq.DEALER)
+        for sock, endpoint in ((agent_plane, runtime.agents), (control_plane, runtime.control)):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint)
+        garbage = [
+            b"",
+            b"\xff\xfe\xfd",
+            b"\x81\xa4type\xa2\xff\xfe",
+            msgspec.msgpack.encode({"type": "register", "protocol": "one"}),
+            msgspec.msgpack.encode({"type": "nope"}),
+            msgspec.msgpack.encode([[[[[[[[[[[1]]]]]]]]]]]),
+            os.urandom(512),
+        ]
+        try:
+            async with ControlClient(runtime.control) as client:
+                run_id = await client.start_run("customer_ops", request("c-100", "charged twice"))
+                for frame in garbage:
+                    await agent_plane.send(frame)
+                    await control_plane.send(frame)
+                await agent_plane.send_multipart([b"two", b"frames"])
+                agent_codec = actor_side_codec()
+                control_codec = client_side_control_codec()
+                agent_replies = [agent_codec.decode(await agent_plane.recv()) for _ in range(8)]
+                control_replies = [
+                    control_codec.decode(await control_plane.recv()) for _ in garbage
+                ]
+                record, timed_out = await client.wait_run(run_id, max_wait=30)
+        finally:
+            agent_plane.close(linger=0)
+            control_plane.close(linger=0)
+            ctx.term()
+        assert all(isinstance(r, Error) for r in agent_replies)
+        assert {r.code for r in agent_replies} <= {"malformed", "invalid_message"}
+        assert all(isinstance(r, ControlError) for r in control_replies)
+        assert not timed_out
+        assert record.status == "completed"

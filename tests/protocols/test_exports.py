@@ -1,0 +1,113 @@
+"""The public names of `protocols`: pinned, resolvable, and defined in private modules."""
+
+from __future__ import annotations
+
+import inspect
+import pkgutil
+
+import protocols
+
+PUBLIC_NAMES = [
+    "DEFAULT_MAX_FRAME",
+    "MAX_ITEMS",
+    "MAX_NAME",
+    "MAX_TEXT",
+    "PROTOCOL_VERSION",
+    "TERMINAL_STATUSES",
+    "VALUE_DEPTH",
+    "ActorKind",
+    "ActorMessage",
+    "Assign",
+    "AttemptOutcome",
+    "AttemptView",
+    "Bye",
+    "Cancel",
+    "Codec",
+    "ControlError",
+    "ControlReply",
+    "ControlRequest",
+    "Data",
+    "Error",
+    "ErrorCode",
+    "FailureKind",
+    "FailureReason",
+    "GetRun",
+    "Heartbeat",
+    "HistoryEntry",
+    "ListRuns",
+    "Message",
+    "Name",
+    "ProtocolError",
+    "Provenance",
+    "Register",
+    "RunAccepted",
+    "RunRecord",
+    "RunReply",
+    "RunStatus",
+    "RunSummary",
+    "RunsReply",
+    "RuntimeMessage",
+    "StartRun",
+    "StepFailure",
+    "StepResult",
+    "StepStatus",
+    "StepView",
+    "Text",
+    "ToolCall",
+    "ToolReply",
+    "ToolSpec",
+    "Value",
+    "WaitRun",
+    "Welcome",
+    "actor_side_codec",
+    "client_side_control_codec",
+    "protocol_schema",
+    "runtime_side_agent_codec",
+    "runtime_side_control_codec",
+]
+
+
+def isort_key(name: str) -> tuple[int, str]:
+    """Constants first, then classes and aliases, then functions, each alphabetical."""
+    kind = 0 if name.isupper() else 1 if name[0].isupper() else 2
+    return (kind, name)
+
+
+class TestExports:
+    """`protocols` has one front door, and it is pinned."""
+
+    def test_public_names_are_pinned(self) -> None:
+        """`__all__` is exactly the reviewed list; a change here is a change of the API."""
+        assert protocols.__all__ == PUBLIC_NAMES
+
+    def test_public_names_are_sorted_and_unique(self) -> None:
+        """`__all__` is sorted as ruff sorts it (constants, classes, functions); no duplicates."""
+        assert protocols.__all__ == sorted(set(protocols.__all__), key=isort_key)
+
+    def test_every_name_resolves(self) -> None:
+        """Each name in `__all__` is an attribute of the package."""
+        missing = [name for name in protocols.__all__ if not hasattr(protocols, name)]
+        assert missing == []
+
+    def test_star_import_gives_the_public_names(self) -> None:
+        """`from protocols import *` binds exactly the names of `__all__`."""
+        namespace: dict[str, object] = {}
+        exec("from protocols import *", namespace)
+        assert sorted(set(namespace) - {"__builtins__"}) == sorted(PUBLIC_NAMES)
+
+    def test_modules_are_private(self) -> None:
+        """Every module inside the package is private: `__all__` is the only way in."""
+        public = [m.name for m in pkgutil.iter_modules(protocols.__path__) if m.name[0] != "_"]
+        assert public == []
+
+    def test_classes_and_functions_live_in_private_modules(self) -> None:
+        """Each exported class or function is defined in a private `protocols._` module."""
+        defined = {
+            name: obj.__module__
+            for name in protocols.__all__
+            if inspect.isclass(obj := getattr(protocols, name)) or inspect.isfunction(obj)
+        }
+        assert defined
+        assert {
+            name: module for name, module in defined.items() if not module.startswith("protocols._")
+        } == {}
