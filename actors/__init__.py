@@ -1,0 +1,45 @@
+"""The agent side of Baton: agents, tool hosts, and the worker loop that serves them.
+
+An agent is a process with a role, a tool allowlist and one async handler; a
+tool host is a process that serves typed tools and never runs steps. Both
+connect to the runtime's agent plane and speak only `protocols`. This package
+depends on `protocols` and never on `runtime`.
+"""
+
+from actors._agent import Agent as Agent
+from actors._context import Context as Context
+from actors._context import Tools as Tools
+from actors._errors import ActorError as ActorError
+from actors._errors import ActorLoadError as ActorLoadError
+from actors._errors import InvalidOutput as InvalidOutput
+from actors._errors import RegistrationRefused as RegistrationRefused
+from actors._errors import ToolFailed as ToolFailed
+from actors._errors import ToolRefused as ToolRefused
+from actors._loader import load_actor as load_actor
+from actors._loader import run_actor as run_actor
+from actors._task import Result as Result
+from actors._task import Task as Task
+from actors._toolhost import ToolHost as ToolHost
+from actors._toolhost import tool_specs as tool_specs
+from actors._tools import tool as tool
+from actors._worker import serve as serve
+
+__all__ = [
+    "ActorError",
+    "ActorLoadError",
+    "Agent",
+    "Context",
+    "InvalidOutput",
+    "RegistrationRefused",
+    "Result",
+    "Task",
+    "ToolFailed",
+    "ToolHost",
+    "ToolRefused",
+    "Tools",
+    "load_actor",
+    "run_actor",
+    "serve",
+    "tool",
+    "tool_specs",
+]

@@ -1,0 +1,102 @@
+"""Finding an actor class by name, and running it as a process's whole life."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+
+import anyio
+import anyio.abc
+import structlog
+
+from actors._agent import Agent
+from actors._errors import ActorLoadError, RegistrationRefused, describe
+from actors._identity import identify
+from actors._toolhost import ToolHost
+from actors._worker import MAX_CONCURRENCY, serve
+
+EXIT_OK = 0
+EXIT_REFUSED = 2
+"""Exit status when retrying cannot help: the actor cannot load, or the runtime refused it."""
+
+_log = structlog.get_logger("baton.actors")
+
+
+def load_actor(spec: str) -> Agent | ToolHost:
+    """Import `"package.module:ClassName"` and instantiate that class with no arguments."""
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ActorLoadError(spec, "expected 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise ActorLoadError(spec, f"no module named {exc.name!r}") from None
+        raise ActorLoadError(spec, f"importing {module_name!r} failed: {describe(exc)}") from exc
+    except Exception as exc:
+        raise ActorLoadError(spec, f"importing {module_name!r} failed: {describe(exc)}") from exc
+    target: object = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            reason = f"module {module_name!r} has no attribute {attribute!r}"
+            raise ActorLoadError(spec, reason) from None
+    if not (isinstance(target, type) and issubclass(target, Agent | ToolHost)):
+        raise ActorLoadError(spec, f"{attribute} is not an Agent or ToolHost subclass")
+    try:
+        actor = target()
+    except Exception as exc:
+        raise ActorLoadError(spec, f"{attribute}() failed: {describe(exc)}") from exc
+    try:
+        identify(actor)
+    except ActorLoadError as exc:
+        raise ActorLoadError(spec, exc.reason) from None
+    return actor
+
+
+def run_actor(spec: str, endpoint: str, concurrency: int, name: str | None = None) -> int:
+    """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
+
+    0 after a clean stop; 2 when the actor cannot load or the runtime refused it.
+    """
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        _log.error("actor.bad_concurrency", concurrency=concurrency, limit=MAX_CONCURRENCY)
+        return EXIT_REFUSED
+    try:
+        actor = load_actor(spec)
+    except ActorLoadError as exc:
+        _log.error("actor.load_failed", spec=spec, reason=exc.reason)
+        return EXIT_REFUSED
+    return anyio.run(_serve_until_signalled, actor, endpoint, concurrency, name)
+
+
+async def _serve_until_signalled(
+    actor: Agent | ToolHost, endpoint: str, concurrency: int, name: str | None
+) -> int:
+    stop = anyio.Event()
+    status = EXIT_OK
+    async with anyio.create_task_group() as tg:
+        # Subscribed before serving, so that a signal sent once registered is never missed.
+        await tg.start(_set_on_signal, stop)
+        try:
+            await serve(actor, endpoint=endpoint, name=name, concurrency=concurrency, stop=stop)
+        except ActorLoadError as exc:
+            _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)
+            status = EXIT_REFUSED
+        except RegistrationRefused:
+            status = EXIT_REFUSED
+        tg.cancel_scope.cancel()
+    return status
+
+
+async def _set_on_signal(
+    stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    # Stays subscribed after the first signal so that a second one cannot
+    # interrupt the teardown with KeyboardInterrupt.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            _log.info("actor.signal", signal=signal.Signals(signum).name)
+            stop.set()

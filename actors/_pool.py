@@ -1,0 +1,148 @@
+"""The pool that runs admitted tasks and tool calls, at most `concurrency` at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from structlog.typing import FilteringBoundLogger
+
+from actors._agent import Agent
+from actors._context import Context, ToolCaller, Tools
+from actors._statistics import Counters
+from actors._steps import failure, run_step
+from actors._task import Task
+from actors._toolhost import ToolHost, run_tool
+from protocols import Assign, Codec, RuntimeMessage, StepResult, ToolCall, ToolReply
+
+TaskKey = tuple[str, str, int]
+Job = Assign | ToolCall
+
+
+class Pool:
+    """Admits jobs up to its capacity and runs each in one of `capacity` coroutines.
+
+    What a job produces is encoded and handed to `send`, which must not block.
+    """
+
+    def __init__(
+        self,
+        actor: Agent | ToolHost,
+        capacity: int,
+        *,
+        codec: Codec[RuntimeMessage],
+        caller: ToolCaller,
+        send: Callable[[bytes], None],
+        counters: Counters,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self.capacity = capacity
+        self._actor = actor
+        self._codec = codec
+        self._caller = caller
+        self._send = send
+        self._counters = counters
+        self._log = log
+        self._admitted = 0
+        self._tasks: dict[TaskKey, anyio.CancelScope] = {}
+        self._jobs: MemoryObjectSendStream[Job] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs admitted and not finished, queued or running."""
+        return self._admitted
+
+    def running(self, key: TaskKey) -> bool:
+        return key in self._tasks
+
+    def admit(self, job: Job) -> bool:
+        """Queue `job` unless the pool is full or not running."""
+        if self._admitted >= self.capacity or self._jobs is None:
+            return False
+        if isinstance(job, Assign):
+            scope = anyio.CancelScope()
+            if job.timeout_ms:
+                # The runtime's clock started at dispatch, so ours starts at arrival.
+                scope.deadline = anyio.current_time() + job.timeout_ms / 1000
+            self._tasks[(job.run_id, job.step, job.attempt)] = scope
+        self._admitted += 1
+        # Never blocks: the buffer holds `capacity` jobs and at most that many are admitted.
+        self._jobs.send_nowait(job)
+        return True
+
+    def cancel(self, key: TaskKey) -> None:
+        """Cancel the task `key`, queued or running; it will send nothing."""
+        scope = self._tasks.get(key)
+        if scope is not None:
+            scope.cancel()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the pool's coroutines until cancelled; started once it admits jobs."""
+        send, receive = anyio.create_memory_object_stream[Job](self.capacity)
+        with send, receive:
+            self._jobs = send
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(self.capacity):
+                        tg.start_soon(self._serve, receive)
+                    task_status.started()
+            finally:
+                self._jobs = None
+
+    async def _serve(self, jobs: MemoryObjectReceiveStream[Job]) -> None:
+        async for job in jobs:
+            try:
+                if isinstance(job, Assign):
+                    await self._run_task(job)
+                else:
+                    await self._run_call(job)
+            finally:
+                self._admitted -= 1
+
+    async def _run_task(self, assign: Assign) -> None:
+        assert isinstance(self._actor, Agent)
+        key = (assign.run_id, assign.step, assign.attempt)
+        scope = self._tasks[key]
+        task = Task.from_assign(assign)
+        outcome = None
+        try:
+            if not scope.cancel_called:
+                self._counters.tasks_started += 1
+                ctx = Context(task, Tools(task, self._caller), self._log)
+                with scope:
+                    outcome = await run_step(self._actor, task, ctx)
+        finally:
+            del self._tasks[key]
+        if outcome is None:
+            timed_out = anyio.current_time() >= scope.deadline
+            self._log.info(
+                "actor.task_timed_out" if timed_out else "actor.task_cancelled",
+                run_id=task.run_id,
+                step=task.step,
+                attempt=task.attempt,
+            )
+            return
+        frame = self._codec.encode(outcome)
+        if len(frame) > self._codec.max_frame:
+            text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
+            outcome = failure(task, "invalid_output", text)
+            frame = self._codec.encode(outcome)
+        if isinstance(outcome, StepResult):
+            self._counters.tasks_succeeded += 1
+        else:
+            self._counters.tasks_failed += 1
+        self._send(frame)
+
+    async def _run_call(self, call: ToolCall) -> None:
+        assert isinstance(self._actor, ToolHost)
+        self._counters.tool_calls += 1
+        frame = self._codec.encode(await run_tool(self._actor, call))
+        if len(frame) > self._codec.max_frame:
+            text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
+            reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)
+            frame = self._codec.encode(reply)
+        self._send(frame)

@@ -1,0 +1,99 @@
+"""The tool host base class, and how one tool call becomes one reply."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import anyio.to_thread
+import msgspec
+import structlog
+
+from actors._errors import clip, describe
+from actors._tools import ToolDefinition, define_tool, tool_options
+from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value
+
+_log = structlog.get_logger("baton.actors")
+
+
+class ToolHost:
+    """Subclass, set `name`, and mark methods with `@tool`.
+
+    A tool host serves tools and never runs steps. Each tool's arguments are
+    validated against its signature before it runs; plain (non-async) tools run
+    in a worker thread so that they cannot stall the host.
+    """
+
+    name: ClassVar[str]
+    """The role this host registers for; the runtime routes calls by tool name."""
+
+    _baton_tools: ClassVar[Mapping[str, ToolDefinition]] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        attributes: dict[str, object] = {}
+        # Base classes first, so that an override (even one that is no tool) wins.
+        for klass in reversed(cls.__mro__):
+            attributes.update(vars(klass))
+        tools: dict[str, ToolDefinition] = {}
+        for attribute, value in attributes.items():
+            options = tool_options(value)
+            if options is None or not callable(value):
+                continue
+            definition = define_tool(attribute, value, options)
+            if definition.name in tools:
+                raise TypeError(
+                    f"{cls.__qualname__} defines tool {definition.name!r} twice "
+                    f"(methods {tools[definition.name].attribute!r} and {attribute!r})"
+                )
+            tools[definition.name] = definition
+        cls._baton_tools = MappingProxyType(tools)
+
+    async def setup(self) -> None:
+        """Run once before the worker connects; open connections here."""
+
+    async def teardown(self) -> None:
+        """Run once after the worker has stopped, even when it stopped on an error."""
+
+
+def tool_specs(host: type[ToolHost] | ToolHost) -> list[ToolSpec]:
+    """The specs of every tool `host` serves, in definition order."""
+    return [definition.spec for definition in host._baton_tools.values()]
+
+
+async def run_tool(host: ToolHost, call: ToolCall) -> ToolReply:
+    """Run one call on `host`. Never raises: every failure becomes a refusing reply."""
+    definition = host._baton_tools.get(call.tool)
+    if definition is None:
+        return _refusal(call, "unknown_tool", f"this host serves no tool {call.tool!r}")
+    try:
+        args = msgspec.convert(call.args, definition.args_type)
+    except msgspec.ValidationError as exc:
+        return _refusal(call, "invalid_input", clip(str(exc)))
+    method = getattr(host, definition.attribute)
+    kwargs = msgspec.structs.asdict(args)
+    try:
+        if definition.is_async:
+            result = await method(**kwargs)
+        else:
+            result = await anyio.to_thread.run_sync(functools.partial(method, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - the call boundary: any failure goes to the caller
+        _log.warning(
+            "actor.tool_failed",
+            tool=call.tool,
+            call_id=call.call_id,
+            error=describe(exc),
+            exc_info=exc,
+        )
+        return _refusal(call, "tool_failed", describe(exc))
+    try:
+        value = msgspec.convert(msgspec.to_builtins(result), Value)
+    except (msgspec.ValidationError, TypeError, ValueError, RecursionError) as exc:
+        return _refusal(call, "tool_failed", clip(f"result is not a JSON-like value: {exc}"))
+    return ToolReply(call_id=call.call_id, ok=True, result=value)
+
+
+def _refusal(call: ToolCall, code: ErrorCode, message: str) -> ToolReply:
+    return ToolReply(call_id=call.call_id, ok=False, error=code, message=message)

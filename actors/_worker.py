@@ -1,0 +1,476 @@
+"""The worker loop: connect, register, heartbeat, dispatch, report.
+
+One coroutine reads: it waits for the socket, drains a burst of frames without
+blocking, and dispatches each by type. One coroutine writes: it sends what the
+pool produced, a batch per wake-up. The pool runs the tasks and tool calls.
+When no connection is live, what the pool produces waits in the outbox.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import secrets
+
+import anyio
+import anyio.to_thread
+import msgspec
+import structlog
+import zmq.asyncio
+
+from actors._agent import Agent
+from actors._errors import ActorLoadError, RegistrationRefused, ToolFailed
+from actors._identity import identify
+from actors._link import Backoff, Link
+from actors._outbox import Outbox
+from actors._pool import Pool
+from actors._statistics import Counters, WorkerStatistics
+from actors._task import Task
+from actors._toolhost import ToolHost
+from protocols import (
+    MAX_NAME,
+    PROTOCOL_VERSION,
+    Assign,
+    Bye,
+    Cancel,
+    Data,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    Message,
+    Name,
+    ProtocolError,
+    Register,
+    RuntimeMessage,
+    ToolCall,
+    ToolReply,
+    ToolSpec,
+    Welcome,
+    actor_side_codec,
+)
+
+FATAL_CODES: frozenset[str] = frozenset(
+    {"incompatible_protocol", "role_refused", "tool_refused", "unauthorized", "invalid_message"}
+)
+"""Refusals of a registration that a retry would meet again."""
+
+MAX_CONCURRENCY = 4_096
+"""The most a `Register` may declare as capacity."""
+LOST_AFTER_BEATS = 3
+BATCH = 1_024
+"""Most frames handled per wake-up, so timers still run while the runtime floods us."""
+STOP_LINGER_MS = 250
+"""How long a stopping actor lets its `Bye` drain before the socket goes."""
+TEARDOWN_SECONDS = 30.0
+"""How long `teardown` may take once the worker has stopped."""
+
+
+class _Connection:
+    """One socket's session with the runtime."""
+
+    __slots__ = (
+        "deadline",
+        "interval",
+        "last_seen",
+        "link",
+        "next_beat",
+        "registered",
+        "welcomed",
+    )
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.registered = False
+        self.welcomed = False
+        self.deadline = 0.0
+        self.interval = 0.0
+        self.last_seen = anyio.current_time()
+        self.next_beat = 0.0
+
+    def wake_at(self) -> float:
+        if not self.registered:
+            return self.deadline
+        return min(self.next_beat, self.last_seen + LOST_AFTER_BEATS * self.interval)
+
+
+class Worker:
+    """Serves one actor over one connection at a time, until stopped or refused."""
+
+    def __init__(
+        self,
+        actor: Agent | ToolHost,
+        *,
+        endpoint: str,
+        name: str | None = None,
+        concurrency: int = 1,
+        stop: anyio.Event | None = None,
+        register_timeout: float = 5.0,
+    ) -> None:
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
+        identity = identify(actor)
+        if name is None:
+            suffix = f"-{os.getpid()}-{secrets.token_hex(2)}"
+            name = identity.role[: MAX_NAME - len(suffix)] + suffix
+        try:
+            msgspec.convert(name, Name)
+        except msgspec.ValidationError as exc:
+            reason = f"name {name!r} is not a valid name: {exc}"
+            raise ActorLoadError(type(actor).__qualname__, reason) from None
+        self.name = name
+        self._actor = actor
+        self._kind = identity.kind
+        self._endpoint = endpoint
+        self._stop = stop
+        self._register_timeout = register_timeout
+        self._codec = actor_side_codec()
+        self._register_frame = self._codec.encode(
+            Register(
+                protocol=PROTOCOL_VERSION,
+                name=name,
+                role=identity.role,
+                kind=identity.kind,
+                tools=list(identity.tools),
+                capacity=concurrency,
+                specs=list(identity.specs),
+            )
+        )
+        self._log = structlog.get_logger("baton.actors").bind(agent=name, role=identity.role)
+        self._rng = random.Random()
+        self._counters = Counters()
+        self._outbox = Outbox()
+        self._pool = Pool(
+            actor,
+            concurrency,
+            codec=self._codec,
+            caller=self,
+            send=self._enqueue,
+            counters=self._counters,
+            log=self._log,
+        )
+        self._call_ids = itertools.count(1)
+        self._specs: dict[str, ToolSpec] = {}
+        self._wake: anyio.Event | None = None
+        self._live: _Connection | None = None
+        self._stopping = False
+        self._refused: RegistrationRefused | None = None
+        self._ran = False
+
+    def statistics(self) -> WorkerStatistics:
+        return self._counters.freeze(self._pool.in_flight)
+
+    async def run(self) -> None:
+        """Serve until `stop` is set; raise `RegistrationRefused` if the runtime refuses us."""
+        if self._ran:
+            raise RuntimeError("a Worker runs once")
+        self._ran = True
+        await self._actor.setup()
+        try:
+            await self._serve()
+        finally:
+            with anyio.move_on_after(TEARDOWN_SECONDS, shield=True):
+                await self._actor.teardown()
+        if self._refused is not None:
+            raise self._refused
+
+    # -- the ToolCaller protocol, used by each task's `Tools` ---------------------------
+
+    async def call_tool(self, task: Task, tool: str, args: Data, key: str) -> ToolReply:
+        call_id = next(self._call_ids)
+        call = ToolCall(
+            call_id=call_id,
+            run_id=task.run_id,
+            step=task.step,
+            attempt=task.attempt,
+            tool=tool,
+            args=args,
+            idempotency_key=key,
+        )
+        frame = self._codec.encode(call)
+        if len(frame) > self._codec.max_frame:
+            text = f"the call is {len(frame)} bytes; the limit is {self._codec.max_frame}"
+            raise ToolFailed(tool, "invalid_input", text)
+        pending = self._outbox.add_call(call_id, frame)
+        self._counters.tool_calls += 1
+        if not self._send_now(frame):
+            self._outbox.put_call(call_id)
+        self._wake_writer()
+        try:
+            await pending.done.wait()
+        finally:
+            self._outbox.drop_call(call_id)
+        assert pending.reply is not None
+        return pending.reply
+
+    def tool_specs(self) -> dict[str, ToolSpec]:
+        return self._specs
+
+    # -- the worker's life --------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        context = zmq.asyncio.Context()
+        self._wake = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._pool.run)
+                tg.start_soon(self._write_forever)
+                if self._stop is not None:
+                    tg.start_soon(self._stop_when_set, self._stop, tg.cancel_scope)
+                await self._connect_forever(context)
+                tg.cancel_scope.cancel()
+        finally:
+            self._wake = None
+            with anyio.CancelScope(shield=True):
+                # term() waits out the lingering `Bye`, so it runs off the event loop.
+                await anyio.to_thread.run_sync(context.term)
+            stats = self.statistics()
+            self._log.info(
+                "actor.stopped",
+                tasks_started=stats.tasks_started,
+                tasks_succeeded=stats.tasks_succeeded,
+                tasks_failed=stats.tasks_failed,
+                tool_calls=stats.tool_calls,
+                bad_frames=stats.bad_frames,
+                reconnects=stats.reconnects,
+            )
+
+    async def _stop_when_set(self, stop: anyio.Event, scope: anyio.CancelScope) -> None:
+        await stop.wait()
+        self._stopping = True
+        if self._live is not None:
+            self._live.link.send_nowait(self._codec.encode(Bye(reason="stopping")))
+        self._log.info("actor.stopping", in_flight=self._pool.in_flight)
+        scope.cancel()
+
+    async def _connect_forever(self, context: zmq.asyncio.Context) -> None:
+        backoff = Backoff(self._rng)
+        while True:
+            try:
+                welcomed = await self._connection(context)
+            except RegistrationRefused as exc:
+                self._log.error("actor.registration_refused", code=exc.code, message=exc.message)
+                self._refused = exc
+                return
+            if welcomed:
+                backoff.reset()
+            delay = backoff.next()
+            self._log.info("actor.reconnecting", endpoint=self._endpoint, retry_in=round(delay, 3))
+            await anyio.sleep(delay)
+            self._counters.reconnects += 1
+
+    # -- one connection: the reading side ------------------------------------------------
+
+    async def _connection(self, context: zmq.asyncio.Context) -> bool:
+        """Serve one connection until it ends; True if the runtime welcomed us on it."""
+        conn = _Connection(Link(context, self._endpoint))
+        try:
+            self._register(conn)
+            while True:
+                with anyio.move_on_at(conn.wake_at()):
+                    await conn.link.wait_readable()
+                if self._drain(conn) or not self._tick(conn):
+                    return conn.welcomed
+                if self._live is conn and self._outbox:
+                    self._outbox.flush(conn.link)
+        finally:
+            if self._live is conn:
+                self._live = None
+            conn.link.close(linger_ms=STOP_LINGER_MS if self._stopping else 0)
+
+    def _register(self, conn: _Connection) -> None:
+        conn.registered = False
+        conn.deadline = anyio.current_time() + self._register_timeout
+        conn.link.send_nowait(self._register_frame)
+
+    def _tick(self, conn: _Connection) -> bool:
+        """Run the connection's timers; False when it should be dropped."""
+        now = anyio.current_time()
+        if not conn.registered:
+            if now < conn.deadline:
+                return True
+            self._log.warning(
+                "actor.runtime_unreachable",
+                endpoint=self._endpoint,
+                waited=self._register_timeout,
+            )
+            return False
+        if now - conn.last_seen >= LOST_AFTER_BEATS * conn.interval:
+            self._log.warning(
+                "actor.runtime_lost",
+                endpoint=self._endpoint,
+                silent_for=round(now - conn.last_seen, 3),
+                in_flight=self._pool.in_flight,
+            )
+            return False
+        if now >= conn.next_beat:
+            conn.link.send_nowait(self._codec.encode(Heartbeat(in_flight=self._pool.in_flight)))
+            conn.next_beat = now + conn.interval
+        return True
+
+    def _drain(self, conn: _Connection) -> bool:
+        """Handle the frames waiting on the connection; True if the runtime said Bye."""
+        received = False
+        try:
+            for _ in range(BATCH):
+                got = conn.link.receive_nowait()
+                if got is None:
+                    break
+                received = True
+                frame, extra = got
+                if extra:
+                    self._bad_frame("multipart", f"{extra + 1} parts; expected 1", len(frame))
+                    continue
+                try:
+                    message = self._codec.decode(frame)
+                except ProtocolError as exc:
+                    self._bad_frame(exc.reason, exc.detail, exc.size)
+                    continue
+                if self._dispatch(conn, message):
+                    return True
+        finally:
+            if received:
+                conn.last_seen = anyio.current_time()
+        return False
+
+    def _bad_frame(self, reason: str, detail: str, size: int) -> None:
+        self._counters.bad_frames += 1
+        self._log.warning("actor.bad_frame", reason=reason, detail=detail, size=size)
+
+    def _dispatch(self, conn: _Connection, message: RuntimeMessage) -> bool:
+        match message:
+            case Assign():
+                self._on_assign(conn, message)
+            case ToolReply():
+                if not self._outbox.resolve(message):
+                    self._log.info("actor.unmatched_tool_reply", call_id=message.call_id)
+            case Cancel():
+                self._pool.cancel((message.run_id, message.step, message.attempt))
+            case ToolCall():
+                self._on_tool_call(conn, message)
+            case Heartbeat():
+                pass
+            case Welcome():
+                self._on_welcome(conn, message)
+            case Error():
+                self._on_error(conn, message)
+            case Bye():
+                self._log.info("actor.runtime_bye", reason=message.reason)
+                return True
+        return False
+
+    def _on_welcome(self, conn: _Connection, welcome: Welcome) -> None:
+        if welcome.protocol != PROTOCOL_VERSION:
+            raise RegistrationRefused(
+                "incompatible_protocol",
+                f"the runtime speaks protocol {welcome.protocol}, this actor {PROTOCOL_VERSION}",
+            )
+        conn.registered = conn.welcomed = True
+        conn.interval = welcome.heartbeat_ms / 1000
+        conn.next_beat = anyio.current_time() + conn.interval
+        self._specs = {spec.name: spec for spec in welcome.tool_specs}
+        self._live = conn
+        self._log.info(
+            "actor.registered",
+            session=welcome.session,
+            endpoint=self._endpoint,
+            heartbeat_ms=welcome.heartbeat_ms,
+            in_flight=self._pool.in_flight,
+        )
+        self._outbox.resend_calls()
+        self._outbox.flush(conn.link)
+
+    def _on_error(self, conn: _Connection, error: Error) -> None:
+        if not conn.registered and error.code in FATAL_CODES:
+            raise RegistrationRefused(error.code, error.message)
+        if error.code == "not_registered" and conn.registered:
+            self._log.warning("actor.not_registered", message=error.message, ref=error.ref)
+            if self._live is conn:
+                self._live = None
+            self._register(conn)
+            return
+        self._log.warning(
+            "actor.runtime_error", code=error.code, message=error.message, ref=error.ref
+        )
+
+    def _on_assign(self, conn: _Connection, assign: Assign) -> None:
+        ref = f"{assign.run_id}/{assign.step}/{assign.attempt}"
+        if self._kind != "agent":
+            text = "a tool host runs no steps"
+            self._reply(conn, Error(code="unexpected_message", message=text, ref=ref))
+        elif self._pool.running((assign.run_id, assign.step, assign.attempt)):
+            self._log.warning("actor.duplicate_assign", ref=ref)
+        elif not self._pool.admit(assign):
+            capacity = self._pool.capacity
+            self._log.warning("actor.overloaded", ref=ref, capacity=capacity)
+            self._reply(conn, Error(code="overloaded", message=f"capacity {capacity}", ref=ref))
+
+    def _on_tool_call(self, conn: _Connection, call: ToolCall) -> None:
+        refusal: tuple[ErrorCode, str] | None = None
+        if self._kind != "tool_host":
+            refusal = ("unknown_tool", "an agent serves no tools")
+        elif not self._pool.admit(call):
+            refusal = ("overloaded", f"capacity {self._pool.capacity}")
+        if refusal is not None:
+            code, text = refusal
+            self._reply(conn, ToolReply(call_id=call.call_id, ok=False, error=code, message=text))
+
+    def _reply(self, conn: _Connection, message: Message) -> None:
+        """Answer now or never: holding refusals would let a flood grow the outbox."""
+        conn.link.send_nowait(self._codec.encode(message))
+
+    # -- the writing side ---------------------------------------------------------------
+
+    def _enqueue(self, frame: bytes) -> None:
+        if not self._send_now(frame):
+            self._outbox.put(frame)
+        self._wake_writer()
+
+    def _send_now(self, frame: bytes) -> bool:
+        """Send `frame` at once if a connection is live and nothing is queued before it."""
+        live = self._live
+        return live is not None and not self._outbox and live.link.send_nowait(frame)
+
+    def _wake_writer(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _write_forever(self) -> None:
+        """After each round of sends by the pool: flush the outbox and re-arm the reader.
+
+        The writer runs before the event loop next sleeps, so a frame whose
+        arrival a send hid from the reader is seen without delay.
+        """
+        while self._wake is not None:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            live = self._live
+            if live is not None:
+                self._outbox.flush(live.link)
+                live.link.recheck()
+
+
+async def serve(
+    actor: Agent | ToolHost,
+    *,
+    endpoint: str,
+    name: str | None = None,
+    concurrency: int = 1,
+    stop: anyio.Event | None = None,
+    register_timeout: float = 5.0,
+) -> None:
+    """Connect `actor` to the runtime at `endpoint` and serve until `stop` is set.
+
+    Runs at most `concurrency` tasks (or tool calls) at once. Reconnects with
+    backoff whenever the runtime is unreachable or goes silent; raises
+    `RegistrationRefused` if the runtime refuses the actor for good.
+    """
+    worker = Worker(
+        actor,
+        endpoint=endpoint,
+        name=name,
+        concurrency=concurrency,
+        stop=stop,
+        register_timeout=register_timeout,
+    )
+    await worker.run()
