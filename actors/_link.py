@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import zmq
-import zmq.asyncio
 
 SEND_HWM = 16_384
 """Frames a link queues before a send would block.
@@ -19,60 +19,75 @@ that stop once the runtime is declared lost. This is room for all of them.
 class Link:
     """A DEALER connected to the runtime: awaitable readiness, non-blocking I/O.
 
-    Frames move through a plain shadow of the socket, without one future per
-    frame; the asyncio socket is only used to wait. ZeroMQ's notification
-    descriptor is edge-triggered and any send may consume an edge, so whoever
-    sends while the loop waits must call `recheck()` afterwards, once per
-    batch, or a frame that arrived meanwhile would never wake the loop.
+    ZeroMQ's notification descriptor is edge-triggered and only says "look at
+    EVENTS"; any send may consume an edge. So the reader checks EVENTS before
+    each sleep and sleeps on the descriptor through the event loop's reader
+    callback, and whoever sends while the reader sleeps calls `recheck()`
+    afterwards, once per batch, so that a frame that arrived meanwhile wakes it.
     """
 
-    __slots__ = ("_poller", "_raw", "_socket")
+    __slots__ = ("_fd", "_loop", "_ready", "_socket", "endpoint")
 
-    def __init__(self, context: zmq.asyncio.Context, endpoint: str) -> None:
-        self._socket = context.socket(zmq.DEALER)
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
+        self.endpoint = endpoint
+        self._socket: zmq.Socket[bytes] = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
+        if "[" in endpoint or "::" in endpoint:
+            self._socket.setsockopt(zmq.IPV6, 1)
         try:
             self._socket.connect(endpoint)
         except zmq.ZMQError:
             self._socket.close(linger=0)
             raise
-        self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket.underlying)
-        self._poller = zmq.asyncio.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
+        self._loop = asyncio.get_running_loop()
+        self._ready = asyncio.Event()
+        self._fd = int(self._socket.getsockopt(zmq.FD))
+        self._loop.add_reader(self._fd, self._ready.set)
 
-    async def wait_readable(self) -> None:
-        """Return once a frame is waiting to be received."""
-        while not await self._poller.poll():
-            pass
+    def _readable(self) -> bool:
+        return bool(int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+    async def wait_readable(self, deadline: float) -> None:
+        """Return once a frame is waiting to be received, or at `deadline` (loop time)."""
+        if self._readable():
+            return
+        # A plain loop timer instead of a cancel scope: this runs once per burst.
+        timer = self._loop.call_at(deadline, self._ready.set)
+        try:
+            await self._ready.wait()
+        finally:
+            timer.cancel()
+            self._ready.clear()
 
     def receive_nowait(self) -> tuple[bytes, int] | None:
         """The next frame and how many more parts came with it, or None if nothing waits."""
         try:
-            frame = self._raw.recv(zmq.NOBLOCK)
+            frame = self._socket.recv(zmq.NOBLOCK)
         except zmq.Again:
             return None
         extra = 0
-        while self._raw.rcvmore:
-            self._raw.recv(zmq.NOBLOCK)
+        while self._socket.rcvmore:
+            self._socket.recv(zmq.NOBLOCK)
             extra += 1
         return frame, extra
 
     def send_nowait(self, frame: bytes) -> bool:
         """Queue `frame` for sending; False if the queue is full."""
         try:
-            self._raw.send(frame, zmq.NOBLOCK)
+            self._socket.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             return False
         return True
 
     def recheck(self) -> None:
-        """Wake the waiting loop if a frame arrived while others were being sent."""
-        # Reading EVENTS through the asyncio socket makes it re-arm its waiters.
-        self._socket.get(zmq.EVENTS)
+        """Wake the waiting reader if a frame arrived while others were being sent."""
+        if self._readable():
+            self._ready.set()
 
     def close(self, *, linger_ms: int = 0) -> None:
         if not self._socket.closed:
+            self._loop.remove_reader(self._fd)
             self._socket.close(linger=linger_ms)
 
 

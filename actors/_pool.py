@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
@@ -47,7 +48,10 @@ class Pool:
         self._log = log
         self._admitted = 0
         self._tasks: dict[TaskKey, anyio.CancelScope] = {}
-        self._jobs: MemoryObjectSendStream[Job] | None = None
+        self._running = False
+        self._queue: deque[Job] = deque()
+        self._idle: deque[asyncio.Future[Job]] = deque()
+        """Coroutines waiting for a job; handing one over wakes exactly that coroutine."""
 
     @property
     def in_flight(self) -> int:
@@ -59,7 +63,7 @@ class Pool:
 
     def admit(self, job: Job) -> bool:
         """Queue `job` unless the pool is full or not running."""
-        if self._admitted >= self.capacity or self._jobs is None:
+        if self._admitted >= self.capacity or not self._running:
             return False
         if isinstance(job, Assign):
             scope = anyio.CancelScope()
@@ -68,8 +72,12 @@ class Pool:
                 scope.deadline = anyio.current_time() + job.timeout_ms / 1000
             self._tasks[(job.run_id, job.step, job.attempt)] = scope
         self._admitted += 1
-        # Never blocks: the buffer holds `capacity` jobs and at most that many are admitted.
-        self._jobs.send_nowait(job)
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(job)
+                return True
+        self._queue.append(job)
         return True
 
     def cancel(self, key: TaskKey) -> None:
@@ -82,19 +90,26 @@ class Pool:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run the pool's coroutines until cancelled; started once it admits jobs."""
-        send, receive = anyio.create_memory_object_stream[Job](self.capacity)
-        with send, receive:
-            self._jobs = send
-            try:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(self.capacity):
-                        tg.start_soon(self._serve, receive)
-                    task_status.started()
-            finally:
-                self._jobs = None
+        self._running = True
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.capacity):
+                    tg.start_soon(self._serve)
+                task_status.started()
+        finally:
+            self._running = False
 
-    async def _serve(self, jobs: MemoryObjectReceiveStream[Job]) -> None:
-        async for job in jobs:
+    async def _next_job(self) -> Job:
+        if self._queue:
+            return self._queue.popleft()
+        # A bare future per wait: far cheaper per hand-over than a memory stream.
+        waiter: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        return await waiter
+
+    async def _serve(self) -> None:
+        while True:
+            job = await self._next_job()
             try:
                 if isinstance(job, Assign):
                     await self._run_task(job)

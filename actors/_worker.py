@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 import structlog
-import zmq.asyncio
+import zmq
 
 from actors._agent import Agent
 from actors._errors import ActorLoadError, RegistrationRefused, ToolFailed
@@ -209,7 +209,7 @@ class Worker:
     # -- the worker's life --------------------------------------------------------------
 
     async def _serve(self) -> None:
-        context = zmq.asyncio.Context()
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._wake = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
@@ -243,7 +243,7 @@ class Worker:
         self._log.info("actor.stopping", in_flight=self._pool.in_flight)
         scope.cancel()
 
-    async def _connect_forever(self, context: zmq.asyncio.Context) -> None:
+    async def _connect_forever(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
         backoff = Backoff(self._rng)
         while True:
             try:
@@ -261,14 +261,13 @@ class Worker:
 
     # -- one connection: the reading side ------------------------------------------------
 
-    async def _connection(self, context: zmq.asyncio.Context) -> bool:
+    async def _connection(self, context: zmq.Context[zmq.Socket[bytes]]) -> bool:
         """Serve one connection until it ends; True if the runtime welcomed us on it."""
         conn = _Connection(Link(context, self._endpoint))
         try:
             self._register(conn)
             while True:
-                with anyio.move_on_at(conn.wake_at()):
-                    await conn.link.wait_readable()
+                await conn.link.wait_readable(conn.wake_at())
                 if self._drain(conn) or not self._tick(conn):
                     return conn.welcomed
                 if self._live is conn and self._outbox:
@@ -422,8 +421,14 @@ class Worker:
     # -- the writing side ---------------------------------------------------------------
 
     def _enqueue(self, frame: bytes) -> None:
-        if not self._send_now(frame):
-            self._outbox.put(frame)
+        if self._send_now(frame):
+            # The send may have consumed the reader's wake-up edge; re-arm it here
+            # rather than waking the writer for every result.
+            live = self._live
+            if live is not None:
+                live.link.recheck()
+            return
+        self._outbox.put(frame)
         self._wake_writer()
 
     def _send_now(self, frame: bytes) -> bool:

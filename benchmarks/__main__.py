@@ -1,6 +1,6 @@
 """`make bench`: the raw ZeroMQ floor and Baton, measured in one run, as ratios.
 
-    python -m benchmarks [--quick] [--json PATH]
+python -m benchmarks [--quick] [--json PATH]
 """
 
 from __future__ import annotations

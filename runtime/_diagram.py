@@ -56,15 +56,17 @@ def _step_label(step: Step, policies: Mapping[FailureKind, FailurePolicy]) -> st
 
 
 def _policy_summary(policies: Mapping[FailureKind, FailurePolicy]) -> str:
-    """One short phrase per distinct policy; the one covering most kinds is `other`."""
+    """One short phrase per distinct policy; the one covering most kinds, if several, is `other`."""
     grouped: dict[str, list[str]] = {}
     for kind in FAILURE_KINDS:
         grouped.setdefault(_short(policies[kind]), []).append(kind)
     if len(grouped) == 1:
         return f"on failure: {next(iter(grouped))}"
     widest = max(grouped, key=lambda text: len(grouped[text]))
+    if len(grouped[widest]) == 1:
+        widest = ""
     named = [f"{', '.join(kinds)}: {text}" for text, kinds in grouped.items() if text != widest]
-    return "; ".join([*named, f"other: {widest}"])
+    return "; ".join([*named, f"other: {widest}"] if widest else named)
 
 
 def _short(policy: FailurePolicy) -> str:
@@ -76,7 +78,7 @@ def _short(policy: FailurePolicy) -> str:
         case ProceedWithFlag():
             return "flag"
         case Goto():
-            return f"fallback {policy.step}"
+            return f"goto {policy.step}"
 
 
 def _route_edges(

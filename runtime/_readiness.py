@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import anyio
 import zmq
 
 
@@ -30,13 +29,21 @@ class Readiness:
         """Whether a socket has a message now (this also re-arms the edge trigger)."""
         return any(int(s.getsockopt(zmq.EVENTS)) & zmq.POLLIN for s in self._sockets)
 
+    def wake(self) -> None:
+        """Make the current or next `wait` return at once."""
+        self._event.set()
+
     async def wait(self, seconds: float) -> None:
-        """Return when a socket may have a message, or after `seconds`."""
-        self._event.clear()
+        """Return when a socket may have a message, on `wake()`, or after `seconds`."""
         if self.pending() or seconds <= 0:
             return
-        with anyio.move_on_after(seconds):
+        # A plain loop timer instead of a cancel scope: this runs once per batch.
+        timer = self._loop.call_later(seconds, self._event.set)
+        try:
             await self._event.wait()
+        finally:
+            timer.cancel()
+            self._event.clear()
 
     def close(self) -> None:
         for fd in self._fds:

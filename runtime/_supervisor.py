@@ -152,6 +152,7 @@ class Supervisor:
         self._agent_codec = runtime_side_agent_codec(config.max_frame)
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._stop = anyio.Event()
+        self._readiness: Readiness | None = None
         self.bound_agents = ""
         self.bound_control = ""
 
@@ -160,6 +161,8 @@ class Supervisor:
     def stop(self) -> None:
         """Ask the loop to end after its current turn."""
         self._stop.set()
+        if self._readiness is not None:
+            self._readiness.wake()
 
     def statistics(self) -> SupervisorStatistics:
         c = self._counters
@@ -198,11 +201,9 @@ class Supervisor:
             workflows=sorted(self.graphs),
         )
         task_status.started()
+        self._readiness = readiness
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._cancel_on_stop, tg.cancel_scope)
-                await self._loop(readiness, agents, control)
-                tg.cancel_scope.cancel()
+            await self._loop(readiness, agents, control)
         finally:
             readiness.close()
             self._say_goodbye(agents)
@@ -210,10 +211,6 @@ class Supervisor:
             control.close(linger=0)
             ctx.term()
             log.info("runtime.stopped", **_flat(self.statistics()))
-
-    async def _cancel_on_stop(self, scope: anyio.CancelScope) -> None:
-        await self._stop.wait()
-        scope.cancel()
 
     def _bind(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
         sock = ctx.socket(zmq.ROUTER)
@@ -252,9 +249,7 @@ class Supervisor:
             self._drain(control, self._on_control_frames, max_batch)
             self._fire_timers()
             self._handle_unreachable()
-            # A stop request must not cut a batch between its commit and its sends.
-            with anyio.CancelScope(shield=True):
-                await self._flush()
+            await self._flush()
 
     def _drain(
         self,

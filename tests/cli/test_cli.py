@@ -1,0 +1,111 @@
+"""The `baton` command's offline subcommands: validate, diagram, protocol."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime.cli import app
+
+MODULE = "tests.cli.invalid_workflows"
+runner = CliRunner()
+
+
+class TestValidate:
+    """`baton validate` accepts valid workflows and explains each refusal."""
+
+    @pytest.mark.parametrize(
+        ("attribute", "message", "step", "key"),
+        [
+            ("unreachable", "step 'island' is unreachable from 'a'", "island", None),
+            (
+                "dangling_edge",
+                "edge a -> nowhere points to 'nowhere', which is not a step",
+                "a",
+                None,
+            ),
+            ("duplicate_name", "step name 'a' is used twice", "a", None),
+            (
+                "read_not_written",
+                "step 'report' reads key 'size', which is not written on every path "
+                "reaching it (when route -> report)",
+                "report",
+                "size",
+            ),
+            (
+                "tool_not_allowed",
+                "step 'a' uses tool 'delete_everything', which role 'worker' may not use",
+                "a",
+                None,
+            ),
+            (
+                "unbounded_cycle",
+                "cycle a -> b -> a has no bound: close it with a decision route that has a limit",
+                "b",
+                None,
+            ),
+        ],
+    )
+    def test_refusal_names_step_and_key(
+        self, attribute: str, message: str, step: str, key: str | None
+    ) -> None:
+        """Exit status 2, and a problem naming the step (and key) with an exact message."""
+        result = runner.invoke(app, ["validate", f"{MODULE}:{attribute}", "--json"])
+        assert result.exit_code == 2
+        (report,) = json.loads(result.stdout)
+        assert report["valid"] is False
+        assert [p["message"] for p in report["problems"]] == [message]
+        assert report["problems"][0]["step"] == step
+        assert report["problems"][0]["key"] == key
+
+    def test_refusal_in_plain_text(self) -> None:
+        """Without --json the problem is printed for people, still with exit status 2."""
+        result = runner.invoke(app, ["validate", f"{MODULE}:unreachable"])
+        assert result.exit_code == 2
+        assert "step 'island' is unreachable from 'a'" in result.output
+
+    def test_valid_workflow(self) -> None:
+        """A valid workflow passes with its fingerprint."""
+        result = runner.invoke(app, ["validate", f"{MODULE}:valid", "--json"])
+        assert result.exit_code == 0
+        (report,) = json.loads(result.stdout)
+        assert report["valid"] is True
+        assert len(report["fingerprint"]) == 16
+
+    def test_unknown_module(self) -> None:
+        """A reference that does not import is a usage error, not a traceback."""
+        result = runner.invoke(app, ["validate", "no_such_module:workflow"])
+        assert result.exit_code == 2
+        assert "cannot load workflow 'no_such_module:workflow'" in result.output
+
+
+class TestDiagramAndProtocol:
+    """The map and the wire are printable without a runtime."""
+
+    def test_diagram_is_mermaid(self) -> None:
+        """The example workflow draws as a Mermaid flowchart with its loop bound."""
+        result = runner.invoke(app, ["diagram", "examples.customer_ops:workflow"])
+        assert result.exit_code == 0
+        assert result.stdout.startswith("flowchart TD")
+        assert "(max 2)" in result.stdout
+
+    def test_protocol_schema(self) -> None:
+        """The JSON Schema has the four planes and the recursive value type."""
+        result = runner.invoke(app, ["protocol", "--schema"])
+        assert result.exit_code == 0
+        schema = json.loads(result.stdout)
+        assert set(schema["planes"]) == {
+            "actor_to_runtime",
+            "runtime_to_actor",
+            "control_request",
+            "control_reply",
+        }
+        assert "Value" in schema["$defs"]
+
+    def test_bad_input_json_is_a_usage_error(self) -> None:
+        """`baton run` refuses input that is not a JSON object before contacting anyone."""
+        result = runner.invoke(app, ["run", "anything", "--input", "[1, 2"])
+        assert result.exit_code == 2
+        assert "--input is not JSON" in result.output
