@@ -105,7 +105,8 @@ class Writer(Agent):
         name = task.inputs["request"].get("name", "there")
         match decision["action"]:
             case "refund":
-                body = f"we have refunded {decision['amount'] / 100:.2f} EUR for the duplicate charge."
+                refund = decision["amount"] / 100
+                body = f"we have refunded {refund:.2f} EUR for the duplicate charge."
             case "explain":
                 body = "we checked your invoices and every charge is correct."
             case _:

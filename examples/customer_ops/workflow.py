@@ -1,10 +1,10 @@
 """The customer-operations workflow, defined as data.
 
-    classify -> route -+-> billing_lookup --+-> policy --+-> draft_reply -> check_reply -> review
-                       |                    |            |      ^                          |
-                       +-> account_history -+            |      +---- (check failed, max 2)+
-                       +-> general_answer ---------------+                                 v
-                                                                                      send_reply
+classify -> route -+-> billing_lookup --+-> policy --+-> draft_reply -> check_reply -> review
+                   |                    |            |      ^                          |
+                   +-> account_history -+            |      +---- (check failed, max 2)+
+                   +-> general_answer ---------------+                                 v
+                                                                                  send_reply
 """
 
 from __future__ import annotations
