@@ -291,6 +291,7 @@ def _fail(
             _record(run, now, "fallback", step=name, message=f"{resolved.step} stands in")
             fallback = run.steps[resolved.step]
             fallback.stands_for = state.stands_for or name
+            state.stands_for = None
             _activate(run, resolved.step, now, out)
 
 
@@ -382,6 +383,11 @@ def _skip(run: Run, name: str, now: float, out: list[Command]) -> None:
 def _activate(run: Run, name: str, now: float, out: list[Command]) -> None:
     node = run.graph.nodes[name]
     state = run.steps[name]
+    if state.status in {"queued", "running"}:
+        # Reached again while an attempt is out: that attempt's outcome is no longer wanted.
+        out.append(CancelTask(run.run_id, name, state.attempt, "step reached again"))
+        state.attempts[-1].outcome = "cancelled"
+        state.attempts[-1].ended_at = now
     state.visits += 1
     if isinstance(node, Decision):
         _decide(run, node, state, now, out)

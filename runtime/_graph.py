@@ -80,7 +80,7 @@ def compile_workflow(workflow: Workflow) -> Graph:
         for name in nodes
         if name not in reachable
     )
-    back_edges = _back_edges(workflow.start, out_edges)
+    back_edges = _back_edges(nodes, out_edges)
     problems.extend(_check_loop_bounds(nodes, out_edges, back_edges))
     if problems:
         raise WorkflowInvalid(workflow.name, problems)
@@ -418,25 +418,48 @@ def _reachable(
     return seen
 
 
-def _back_edges(start: str, out_edges: Mapping[str, tuple[str, ...]]) -> set[tuple[str, str]]:
-    """Edges that close a cycle, found by depth-first search from the start."""
-    back: set[tuple[str, str]] = set()
-    on_stack: set[str] = {start}
-    done: set[str] = set()
-    stack: list[tuple[str, Iterator[str]]] = [(start, iter(out_edges[start]))]
-    while stack:
-        name, targets = stack[-1]
-        target = next(targets, None)
-        if target is None:
-            stack.pop()
-            on_stack.discard(name)
-            done.add(name)
-        elif target in on_stack:
-            back.add((name, target))
-        elif target not in done:
-            on_stack.add(target)
-            stack.append((target, iter(out_edges[target])))
-    return back
+def _back_edges(
+    nodes: Mapping[str, Node], out_edges: Mapping[str, tuple[str, ...]]
+) -> set[tuple[str, str]]:
+    """The routes that close a loop: limited decision routes whose target leads back.
+
+    Chosen by what the routes are, not by the order edges were listed in, so
+    the same graph always has the same loops.
+    """
+    closing: set[tuple[str, str]] = set()
+    for name, node in nodes.items():
+        if not isinstance(node, Decision):
+            continue
+        for route in node.all_routes():
+            if route.limit is None:
+                continue
+            closing.update((name, t) for t in route.to if name in _reachable(t, out_edges, {}))
+    return closing
+
+
+def _find_cycle(
+    nodes: Mapping[str, Node], forward: Mapping[str, tuple[str, ...]]
+) -> list[str] | None:
+    """A cycle left in the graph once the closing routes are removed, as a path, or None."""
+    state: dict[str, int] = {}
+    for root in nodes:
+        if root in state:
+            continue
+        path = [root]
+        state[root] = 1
+        stack: list[Iterator[str]] = [iter(forward[root])]
+        while stack:
+            target = next(stack[-1], None)
+            if target is None:
+                stack.pop()
+                state[path.pop()] = 2
+            elif state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            elif target not in state:
+                state[target] = 1
+                path.append(target)
+                stack.append(iter(forward[target]))
+    return None
 
 
 def _check_loop_bounds(
@@ -444,29 +467,44 @@ def _check_loop_bounds(
     out_edges: Mapping[str, tuple[str, ...]],
     back_edges: set[tuple[str, str]],
 ) -> Iterator[Problem]:
+    forward = {
+        name: tuple(t for t in targets if (name, t) not in back_edges)
+        for name, targets in out_edges.items()
+    }
+    cycle = _find_cycle(nodes, forward)
+    if cycle is not None:
+        closer = cycle[-2]
+        how = (
+            f"give the route {closer} -> {cycle[-1]} a limit"
+            if isinstance(nodes[closer], Decision)
+            else "close it with a decision route that has a limit"
+        )
+        yield Problem("unbounded_cycle", f"cycle {' -> '.join(cycle)} has no bound: {how}", closer)
+        return
     for source, target in sorted(back_edges):
         node = nodes[source]
-        cycle = " -> ".join([*_path(target, source, out_edges, back_edges), target])
-        if not isinstance(node, Decision):
-            yield Problem(
-                "unbounded_cycle",
-                f"cycle {cycle} has no bound: close it with a decision route that has a limit",
-                source,
-            )
-            continue
-        closing = [r for r in node.all_routes() if target in r.to]
-        if any(r.limit is None for r in closing):
-            yield Problem(
-                "unbounded_cycle",
-                f"cycle {cycle} has no bound: give the route {source} -> {target} a limit",
-                source,
-            )
-        if any(len(r.to) > 1 for r in closing):
+        assert isinstance(node, Decision)
+        if any(len(r.to) > 1 for r in node.all_routes() if target in r.to):
             yield Problem(
                 "mixed_route",
                 f"decision {source!r}: the route back to {target!r} must lead nowhere else",
                 source,
             )
+    component = _components(out_edges)
+    for name, targets in sorted(out_edges.items()):
+        if isinstance(nodes[name], Decision):
+            continue
+        members = [n for n in nodes if component[n] == component[name]]
+        if len(members) < 2:
+            continue
+        for target in targets:
+            if component[target] != component[name]:
+                yield Problem(
+                    "loop_exit",
+                    f"step {name!r} is inside a loop but has an edge to {target!r} outside "
+                    "it: a loop is left through its decision",
+                    name,
+                )
 
 
 def _path(
@@ -595,7 +633,9 @@ def _check_reads(
                     node = nodes[ancestor]
                     if isinstance(node, Step):
                         known |= set(node.writes)
-            readers = [name] + ([gotos[name]] if name in gotos else [])
+            readers = [name]
+            while readers[-1] in gotos and gotos[readers[-1]] not in readers:
+                readers.append(gotos[readers[-1]])
             for reader in readers:
                 for key in nodes[reader].reads:
                     if key in known or (reader, key) in reported:
