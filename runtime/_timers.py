@@ -34,6 +34,12 @@ class Timers(Generic[K]):
 
     def cancel(self, key: K) -> None:
         self._live.pop(key, None)
+        # Cancelled entries stay in the heap until they surface; when they
+        # outnumber the live ones, rebuild, so memory follows the live timers.
+        if len(self._heap) > 2 * len(self._live) + 1_024:
+            live = self._live
+            self._heap = [entry for entry in self._heap if live.get(entry[2]) == entry[1]]
+            heapq.heapify(self._heap)
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, dropping cancelled entries on the way."""
