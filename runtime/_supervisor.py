@@ -587,36 +587,10 @@ class Supervisor:
         match message:
             case Heartbeat():
                 pass
-            case StepResult():
-                key = (message.run_id, message.step, message.attempt)
-                if self._release(session, key):
+            case StepResult() | StepFailure():
+                if self._release(session, (message.run_id, message.step, message.attempt)):
                     self._counters.results += 1
-                    self._apply(
-                        StepSucceeded(
-                            run_id=message.run_id,
-                            step=message.step,
-                            attempt=message.attempt,
-                            agent=session.name,
-                            outputs=message.outputs,
-                            rationale=message.rationale,
-                            confidence=message.confidence,
-                            caveats=message.caveats,
-                        )
-                    )
-            case StepFailure():
-                key = (message.run_id, message.step, message.attempt)
-                if self._release(session, key):
-                    self._counters.results += 1
-                    self._apply(
-                        StepFailed(
-                            run_id=message.run_id,
-                            step=message.step,
-                            attempt=message.attempt,
-                            kind=message.reason,
-                            message=message.message,
-                            agent=session.name,
-                        )
-                    )
+                    self._apply(_outcome_event(session.name, message))
             case ToolCall():
                 self._on_tool_call(session, message)
             case ToolReply():
@@ -905,6 +879,29 @@ class Supervisor:
             ("wait", identity, request.id, run.run_id),
             self._monotonic() + request.timeout_ms / 1000,
         )
+
+
+def _outcome_event(agent: str, message: StepResult | StepFailure) -> StepSucceeded | StepFailed:
+    """The journaled event for what an agent reported about its task."""
+    if isinstance(message, StepResult):
+        return StepSucceeded(
+            run_id=message.run_id,
+            step=message.step,
+            attempt=message.attempt,
+            agent=agent,
+            outputs=message.outputs,
+            rationale=message.rationale,
+            confidence=message.confidence,
+            caveats=message.caveats,
+        )
+    return StepFailed(
+        run_id=message.run_id,
+        step=message.step,
+        attempt=message.attempt,
+        kind=message.reason,
+        message=message.message,
+        agent=agent,
+    )
 
 
 def _flat(stats: SupervisorStatistics) -> dict[str, Any]:
