@@ -8,6 +8,7 @@ When no connection is live, what the pool produces waits in the outbox.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -152,6 +153,7 @@ class Worker:
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
         self._wake: anyio.Event | None = None
+        self._flush_scheduled = False
         self._live: _Connection | None = None
         self._stopping = False
         self._refused: RegistrationRefused | None = None
@@ -421,15 +423,19 @@ class Worker:
     # -- the writing side ---------------------------------------------------------------
 
     def _enqueue(self, frame: bytes) -> None:
-        if self._send_now(frame):
-            # The send may have consumed the reader's wake-up edge; re-arm it here
-            # rather than waking the writer for every result.
-            live = self._live
-            if live is not None:
-                live.link.recheck()
-            return
+        # Results go out in one burst per turn of the event loop: a send to an idle
+        # ZeroMQ I/O thread costs a wake-up, and the sends after it in a burst do not.
         self._outbox.put(frame)
-        self._wake_writer()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+
+    def _flush_outbox(self) -> None:
+        self._flush_scheduled = False
+        live = self._live
+        if live is not None:
+            self._outbox.flush(live.link)
+            live.link.recheck()
 
     def _send_now(self, frame: bytes) -> bool:
         """Send `frame` at once if a connection is live and nothing is queued before it."""

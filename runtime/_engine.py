@@ -233,6 +233,8 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
 
 
 def _output_problem(step: Step, outputs: dict[str, Any]) -> str | None:
+    if outputs.keys() == step.writes.keys() and all(t is object for t in step.writes.values()):
+        return None
     missing = [k for k in step.writes if k not in outputs]
     if missing:
         return f"missing output key {missing[0]!r}"
@@ -455,10 +457,10 @@ def _settle(run: Run, now: float, out: list[Command]) -> None:
         out.append(RunEnded(run.run_id, "completed"))
 
 
-def _current(run: Run, name: str, attempt: int, *statuses: str) -> StepState | None:
-    """The step's state if `attempt` is its latest and it is in one of `statuses`."""
+def _current(run: Run, name: str, attempt: int, status: str) -> StepState | None:
+    """The step's state if `attempt` is its latest and the step is in `status`."""
     state = run.steps.get(name)
-    if state is None or state.attempt != attempt or state.status not in statuses:
+    if state is None or state.attempt != attempt or state.status != status:
         return None
     return state
 
