@@ -423,8 +423,14 @@ class Worker:
     # -- the writing side ---------------------------------------------------------------
 
     def _enqueue(self, frame: bytes) -> None:
-        # Results go out in one burst per turn of the event loop: a send to an idle
-        # ZeroMQ I/O thread costs a wake-up, and the sends after it in a burst do not.
+        if self._pool.in_flight <= 1 and self._send_now(frame):
+            # The only task: no burst to wait for, so the result leaves at once.
+            live = self._live
+            if live is not None:
+                live.link.recheck()
+            return
+        # Otherwise results go out in one burst per turn of the event loop: a send to
+        # an idle ZeroMQ I/O thread costs a wake-up, and the sends after it do not.
         self._outbox.put(frame)
         if not self._flush_scheduled:
             self._flush_scheduled = True

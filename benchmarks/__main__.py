@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = measure_floor(round_trips=5_000 // scale, pipelined=50_000 // scale)
     print(format_table(floor))
     print("measuring Baton (memory store) ...", file=sys.stderr)
-    baton = measure_workflow(latency_runs=320 // scale + 20, pipelined_runs=4_000 // scale)
+    baton = measure_workflow(latency_runs=320 // scale + 20, pipelined_runs=8_000 // scale)
     print(_report(floor, baton))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
