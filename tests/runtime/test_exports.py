@@ -1,0 +1,55 @@
+"""The runtime package's public names are deliberate."""
+
+from __future__ import annotations
+
+import runtime
+
+PUBLIC = [
+    "BatonError",
+    "Condition",
+    "ConfigError",
+    "ControlClient",
+    "ControlRefused",
+    "Decision",
+    "FailurePolicy",
+    "Goto",
+    "Graph",
+    "Halt",
+    "MemoryStore",
+    "Problem",
+    "ProceedWithFlag",
+    "Retry",
+    "Role",
+    "Route",
+    "RuntimeConfig",
+    "RuntimeUnavailable",
+    "SqliteStore",
+    "Step",
+    "Store",
+    "Supervisor",
+    "SupervisorStatistics",
+    "Workflow",
+    "WorkflowInvalid",
+    "WorkflowLoadError",
+    "chain",
+    "compile_workflow",
+    "engine",
+    "fingerprint",
+    "key",
+    "load_workflows",
+    "open_store",
+    "record_view",
+]
+
+
+class TestExports:
+    """`runtime.__all__` is pinned, and every name in it resolves."""
+
+    def test_all_is_pinned(self) -> None:
+        """Adding or removing a public name is a visible change to this list."""
+        assert runtime.__all__ == PUBLIC
+
+    def test_every_name_resolves(self) -> None:
+        """Each exported name is an attribute of the package."""
+        for name in PUBLIC:
+            assert getattr(runtime, name) is not None, name
