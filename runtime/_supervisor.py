@@ -443,9 +443,23 @@ class Supervisor:
             )
 
     def _tool_failed(self, pending: PendingToolCall, code: ErrorCode, message: str) -> None:
+        self._answer_tool_call(pending, ok=False, error=code, message=message)
+
+    def _answer_tool_call(
+        self,
+        pending: PendingToolCall,
+        *,
+        ok: bool,
+        result: Any = None,
+        error: ErrorCode | None = None,
+        message: str = "",
+    ) -> None:
+        """Give the agent its answer under its own call id, and journal the outcome."""
         self._send_agent(
             pending.agent,
-            ToolReply(call_id=pending.agent_call, ok=False, error=code, message=message),
+            ToolReply(
+                call_id=pending.agent_call, ok=ok, result=result, error=error, message=message
+            ),
         )
         self._apply(
             ToolCallCompleted(
@@ -454,8 +468,8 @@ class Supervisor:
                 attempt=pending.attempt,
                 call=pending.agent_call,
                 tool=pending.tool,
-                ok=False,
-                error=code,
+                ok=ok,
+                error=error,
                 message=message,
             )
         )
@@ -723,27 +737,12 @@ class Supervisor:
             return
         del self._tool_calls[message.call_id]
         host.tool_calls.discard(message.call_id)
-        self._send_agent(
-            pending.agent,
-            ToolReply(
-                call_id=pending.agent_call,
-                ok=message.ok,
-                result=message.result,
-                error=message.error,
-                message=message.message,
-            ),
-        )
-        self._apply(
-            ToolCallCompleted(
-                run_id=pending.run_id,
-                step=pending.step,
-                attempt=pending.attempt,
-                call=pending.agent_call,
-                tool=pending.tool,
-                ok=message.ok,
-                error=message.error,
-                message=message.message,
-            )
+        self._answer_tool_call(
+            pending,
+            ok=message.ok,
+            result=message.result,
+            error=message.error,
+            message=message.message,
         )
         self._pump_tool(pending.tool)
 
