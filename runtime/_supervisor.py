@@ -153,6 +153,7 @@ class Supervisor:
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._stop = anyio.Event()
         self._readiness: Readiness | None = None
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self.bound_agents = ""
         self.bound_control = ""
 
@@ -184,13 +185,12 @@ class Supervisor:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Bind both planes and run until `stop()`; `task_status` is set once bound."""
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        agents = self._bind(ctx, self.config.agents)
-        control = self._bind(ctx, self.config.control)
-        self.bound_agents = agents.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.bound_control = control.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._agents_sync = agents
-        self._control_sync = control
+        if self._context is None:
+            self.bind()
+        assert self._context is not None
+        ctx = self._context
+        agents = self._agents_sync
+        control = self._control_sync
         readiness = Readiness([agents, control])
         self._timers.schedule(("heartbeat",), self._monotonic() + self.config.heartbeat)
         log.info(
@@ -210,7 +210,23 @@ class Supervisor:
             agents.close(linger=0)
             control.close(linger=0)
             ctx.term()
+            self._context = None
             log.info("runtime.stopped", **_flat(self.statistics()))
+
+    def bind(self) -> None:
+        """Bind both planes now, so that a taken port is reported before serving starts."""
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            agents = self._bind(ctx, self.config.agents)
+            control = self._bind(ctx, self.config.control)
+        except zmq.ZMQError:
+            ctx.destroy(linger=0)
+            raise
+        self.bound_agents = agents.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.bound_control = control.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._agents_sync = agents
+        self._control_sync = control
+        self._context = ctx
 
     def _bind(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
         sock = ctx.socket(zmq.ROUTER)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 import typer
+import zmq
 from rich.console import Console
 
 from protocols import DEFAULT_MAX_FRAME, TERMINAL_STATUSES, Data, RunStatus, protocol_schema
@@ -57,7 +58,7 @@ FormatOption = Annotated[
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -130,6 +131,10 @@ def runtime(
     except BatonError as exc:
         raise _fail(str(exc)) from None
     supervisor = Supervisor(graphs, opened, config)
+    try:
+        supervisor.bind()
+    except zmq.ZMQError as exc:
+        raise _fail(f"cannot bind the planes ({config.agents}, {config.control}): {exc}") from None
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -152,10 +157,7 @@ def runtime(
                     break
         await opened.close()
 
-    try:
-        anyio.run(main)
-    except OSError as exc:
-        raise _fail(f"cannot bind: {exc}") from None
+    anyio.run(main)
 
 
 def _require_loopback(endpoint: str, flag: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import zmq
 from typer.testing import CliRunner
 
 from runtime.cli import app
@@ -109,3 +110,49 @@ class TestDiagramAndProtocol:
         result = runner.invoke(app, ["run", "anything", "--input", "[1, 2"])
         assert result.exit_code == 2
         assert "--input is not JSON" in result.output
+
+
+class TestRuntimeStartup:
+    """`baton runtime` refuses to start with a clear message instead of a traceback."""
+
+    def test_taken_port(self) -> None:
+        """A port another socket holds is reported, with exit status 2."""
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        holder = ctx.socket(zmq.ROUTER)
+        try:
+            port = holder.bind_to_random_port("tcp://127.0.0.1")
+            result = runner.invoke(
+                app,
+                [
+                    "runtime",
+                    "--workflow",
+                    "examples.customer_ops:workflow",
+                    "--agents",
+                    f"tcp://127.0.0.1:{port}",
+                    "--control",
+                    "tcp://127.0.0.1:0",
+                    "--log-format",
+                    "json",
+                ],
+            )
+        finally:
+            holder.close(linger=0)
+            ctx.term()
+        assert result.exit_code == 2
+        assert "cannot bind the planes" in result.output
+        assert "Address already in use" in result.output
+
+    def test_non_loopback_endpoint(self) -> None:
+        """Plain-text planes stay on this machine."""
+        result = runner.invoke(
+            app,
+            [
+                "runtime",
+                "--workflow",
+                "examples.customer_ops:workflow",
+                "--agents",
+                "tcp://10.1.2.3:7710",
+            ],
+        )
+        assert result.exit_code == 2
+        assert "only loopback or ipc:// endpoints are allowed" in result.output
