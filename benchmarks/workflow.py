@@ -23,7 +23,7 @@ from protocols import (
     PROTOCOL_VERSION,
     ControlError,
     RunAccepted,
-    RunReply,
+    RunsReply,
     StartRun,
     WaitRun,
     client_side_control_codec,
@@ -103,11 +103,12 @@ async def _throughput(control: str, total: int, in_flight: int) -> float:
                         protocol=PROTOCOL_VERSION,
                         run_id=reply.run_id,
                         timeout_ms=60_000,
+                        summary=True,
                     )
                 )
-            case RunReply():
-                if reply.record.status != "completed":
-                    raise BenchError(f"run ended {reply.record.status}")
+            case RunsReply():
+                if reply.runs[0].status != "completed":
+                    raise BenchError(f"run ended {reply.runs[0].status}")
                 completed += 1
                 return start_frame() if started < total else None
             case ControlError():

@@ -36,12 +36,17 @@ class GetRun(Message, tag="get_run", frozen=True):
 
 
 class WaitRun(Message, tag="wait_run", frozen=True):
-    """The record of a run once it is completed, failed or halted, or when the wait ends."""
+    """The record of a run once it is completed, failed or halted, or when the wait ends.
+
+    With `summary`, the reply is a `RunsReply` holding the run's one-line summary
+    instead of the whole record, for clients that only need the outcome.
+    """
 
     id: Count
     protocol: Count
     run_id: Name
     timeout_ms: WaitMs = 60_000
+    summary: bool = False
 
 
 class ListRuns(Message, tag="list_runs", frozen=True):

@@ -143,6 +143,21 @@ class ControlClient:
         assert isinstance(reply, RunReply)
         return reply.record, reply.timed_out
 
+    async def wait_outcome(self, run_id: str, *, max_wait: float = 60.0) -> RunSummary:
+        """The run's summary once it ended, or when `max_wait` passed; no whole record."""
+        reply = await self._ask(
+            WaitRun(
+                id=self._next_id(),
+                protocol=PROTOCOL_VERSION,
+                run_id=run_id,
+                timeout_ms=int(max_wait * 1000),
+                summary=True,
+            ),
+            patience=max_wait + self.timeout,
+        )
+        assert isinstance(reply, RunsReply)
+        return reply.runs[0]
+
     async def list_runs(
         self,
         *,

@@ -146,7 +146,8 @@ class Supervisor:
         self._tool_calls: dict[int, PendingToolCall] = {}
         self._next_call = 1
         self._timers: Timers[TimerKey] = Timers()
-        self._waiters: dict[str, list[tuple[bytes, int]]] = {}
+        self._waiters: dict[str, list[tuple[bytes, int, bool]]] = {}
+        """Per run: (client, request id, summary only) of each WaitRun still open."""
         self._unreachable: list[bytes] = []
         self._counters = _Counters()
         self._agent_codec = runtime_side_agent_codec(config.max_frame)
@@ -501,9 +502,9 @@ class Supervisor:
             status=command.status,
             reason=command.reason,
         )
-        for identity, request in self._waiters.pop(run.run_id, ()):
+        for identity, request, brief in self._waiters.pop(run.run_id, ()):
             self._timers.cancel(("wait", identity, request))
-            self._send_control(identity, RunReply(id=request, record=record_view(run)))
+            self._send_control(identity, self._run_reply(run, request, brief=brief))
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -531,12 +532,20 @@ class Supervisor:
                 self._outbox.append((self._agents_sync, session.identity, beat))
 
     def _end_wait(self, identity: bytes, request: int, run_id: str) -> None:
-        waiters = self._waiters.get(run_id)
-        if not waiters or (identity, request) not in waiters:
-            return
-        waiters.remove((identity, request))
-        run = self.runs[run_id]
-        self._send_control(identity, RunReply(id=request, record=record_view(run), timed_out=True))
+        waiters = self._waiters.get(run_id, [])
+        for waiter in waiters:
+            if waiter[:2] == (identity, request):
+                waiters.remove(waiter)
+                reply = self._run_reply(self.runs[run_id], request, brief=waiter[2], timed_out=True)
+                self._send_control(identity, reply)
+                return
+
+    def _run_reply(
+        self, run: Run, request: int, *, brief: bool, timed_out: bool = False
+    ) -> RunReply | RunsReply:
+        if brief:
+            return RunsReply(id=request, runs=[summary(run)])
+        return RunReply(id=request, record=record_view(run), timed_out=timed_out)
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:
@@ -887,9 +896,9 @@ class Supervisor:
             self._control_error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
             return
         if run.status in TERMINAL_STATUSES:
-            self._send_control(identity, RunReply(id=request.id, record=record_view(run)))
+            self._send_control(identity, self._run_reply(run, request.id, brief=request.summary))
             return
-        self._waiters.setdefault(run.run_id, []).append((identity, request.id))
+        self._waiters.setdefault(run.run_id, []).append((identity, request.id, request.summary))
         self._timers.schedule(
             ("wait", identity, request.id, run.run_id),
             self._monotonic() + request.timeout_ms / 1000,

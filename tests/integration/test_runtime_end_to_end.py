@@ -123,7 +123,9 @@ class TestPolicies:
         cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
         async with ControlClient(runtime.control) as client:
             run_id = await client.start_run("flaky", {"n": 21})
-            record, _ = await client.wait_run(run_id, max_wait=30)
+            outcome = await client.wait_outcome(run_id, max_wait=30)
+            record = await client.get_run(run_id)
+        assert (outcome.run_id, outcome.status) == (run_id, "completed")
         assert record.status == "completed"
         attempts = record.steps["wobble"].attempts
         assert [(a.outcome, a.failure) for a in attempts] == [

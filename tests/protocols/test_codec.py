@@ -273,7 +273,12 @@ CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
     StartRun: every_field(StartRun, id=counts, protocol=counts, workflow=names, inputs=data),
     GetRun: every_field(GetRun, id=counts, protocol=counts, run_id=names, at=st.none() | counts),
     WaitRun: every_field(
-        WaitRun, id=counts, protocol=counts, run_id=names, timeout_ms=st.integers(0, 86_400_000)
+        WaitRun,
+        id=counts,
+        protocol=counts,
+        run_id=names,
+        timeout_ms=st.integers(0, 86_400_000),
+        summary=st.booleans(),
     ),
     ListRuns: every_field(
         ListRuns,
