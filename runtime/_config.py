@@ -32,7 +32,7 @@ class RuntimeConfig:
     max_frame: int = DEFAULT_MAX_FRAME
     max_active_runs: int = 100_000
     """Runs not yet ended; a start beyond this is refused as `overloaded`."""
-    max_batch: int = 2_048
+    max_batch: int = 128
     """Most messages taken from one socket before the batch is committed and sent."""
     queue_limit: int = 100_000
     """Highest water mark of each socket, in messages."""

@@ -23,6 +23,7 @@ from runtime._errors import BatonError, WorkflowInvalid
 from runtime._graph import Graph, compile_workflow
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
+from runtime._process import tune_collector
 from runtime._render import render_record, render_runs
 from runtime._store import open_store
 from runtime._supervisor import Supervisor
@@ -131,6 +132,7 @@ def runtime(
     except BatonError as exc:
         raise _fail(str(exc)) from None
     supervisor = Supervisor(graphs, opened, config)
+    tune_collector()
     try:
         supervisor.bind()
     except zmq.ZMQError as exc:
@@ -187,6 +189,7 @@ def agent(
     from actors import run_actor  # noqa: PLC0415 - the supervisor side never loads actors
 
     _logging(log_level, log_format)
+    tune_collector()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     raise typer.Exit(run_actor(spec, connect or agents_endpoint(), concurrency, name=name))

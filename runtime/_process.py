@@ -1,0 +1,21 @@
+"""Settings of a whole runtime process, applied once by the command that owns it."""
+
+from __future__ import annotations
+
+import gc
+
+COLLECT_AFTER = 50_000
+"""Allocations between young-generation collections (CPython's default is 700)."""
+
+
+def tune_collector() -> None:
+    """Make the cyclic garbage collector run rarely.
+
+    Each step allocates a few dozen small, acyclic objects while the process
+    holds many live runs; with the default thresholds the collector runs
+    every few steps and rescans that heap, which measured as about a fifth
+    of the supervisor's time under load. What exists at start-up is frozen
+    out of the collector's view.
+    """
+    gc.freeze()
+    gc.set_threshold(COLLECT_AFTER, 20, 20)
