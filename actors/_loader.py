@@ -68,7 +68,23 @@ def run_actor(spec: str, endpoint: str, concurrency: int, name: str | None = Non
     except ActorLoadError as exc:
         _log.error("actor.load_failed", spec=spec, reason=exc.reason)
         return EXIT_REFUSED
-    return anyio.run(_serve_until_signalled, actor, endpoint, concurrency, name)
+    return anyio.run(
+        _serve_until_signalled,
+        actor,
+        endpoint,
+        concurrency,
+        name,
+        backend_options=_event_loop_options(),
+    )
+
+
+def _event_loop_options() -> dict[str, object]:
+    """uvloop's faster event loop when it is installed (the `fast` extra)."""
+    try:
+        import uvloop  # noqa: F401, PLC0415 - optional dependency
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
 
 
 async def _serve_until_signalled(

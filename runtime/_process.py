@@ -19,3 +19,12 @@ def tune_collector() -> None:
     """
     gc.freeze()
     gc.set_threshold(COLLECT_AFTER, 20, 20)
+
+
+def event_loop_options() -> dict[str, object]:
+    """anyio backend options: uvloop's faster event loop when it is installed."""
+    try:
+        import uvloop  # noqa: F401, PLC0415 - optional: the `fast` extra
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

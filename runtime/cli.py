@@ -23,7 +23,7 @@ from runtime._errors import BatonError, WorkflowInvalid
 from runtime._graph import Graph, compile_workflow
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
-from runtime._process import tune_collector
+from runtime._process import event_loop_options, tune_collector
 from runtime._render import render_record, render_runs
 from runtime._store import open_store
 from runtime._supervisor import Supervisor
@@ -159,7 +159,7 @@ def runtime(
                     break
         await opened.close()
 
-    anyio.run(main)
+    anyio.run(main, backend_options=event_loop_options())
 
 
 def _require_loopback(endpoint: str, flag: str) -> None:
