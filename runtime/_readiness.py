@@ -9,7 +9,7 @@ per wake-up than a `zmq.asyncio.Poller`, which builds futures on every poll.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import zmq
 
@@ -17,13 +17,17 @@ import zmq
 class Readiness:
     """Wait until any of the sockets may have a message, or a timeout."""
 
-    def __init__(self, sockets: Sequence[zmq.Socket[bytes]]) -> None:
+    def __init__(
+        self, sockets: Sequence[zmq.Socket[bytes]], on_ready: Callable[[], None] | None = None
+    ) -> None:
+        """`on_ready`, if given, runs in the event loop's reader callback instead of waking
+        `wait`; it calls `wake()` for whatever it leaves to the waiter."""
         self._sockets = list(sockets)
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         self._fds: list[int] = [int(s.getsockopt(zmq.FD)) for s in self._sockets]
         for fd in self._fds:
-            self._loop.add_reader(fd, self._event.set)
+            self._loop.add_reader(fd, on_ready or self._event.set)
 
     def pending(self) -> bool:
         """Whether a socket has a message now (this also re-arms the edge trigger)."""

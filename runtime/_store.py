@@ -42,6 +42,9 @@ class Store(Protocol):
     async def append(self, records: Sequence[JournalRecord]) -> None:
         """Make every record durable (as the store defines it), all or none."""
 
+    def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
+        """Append at once if this store can without waiting; False means use `append`."""
+
     async def journal(self, run_id: str) -> list[JournalRecord]:
         """A run's records in order."""
 
@@ -59,6 +62,9 @@ class MemoryStore:
         return "memory://"
 
     async def append(self, records: Sequence[JournalRecord]) -> None:
+        self.append_nowait(records)
+
+    def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
         journals = self._journals
         for record in records:
             journal = journals.get(record.run_id)
@@ -66,6 +72,7 @@ class MemoryStore:
                 journals[record.run_id] = [record]
             else:
                 journal.append(record)
+        return True
 
     async def journal(self, run_id: str) -> list[JournalRecord]:
         return list(self._journals.get(run_id, ()))
@@ -128,6 +135,10 @@ class SqliteStore:
                 COMMIT;
                 """
             )
+
+    def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
+        # An fsync may take milliseconds: never on the event loop's thread.
+        return False
 
     async def append(self, records: Sequence[JournalRecord]) -> None:
         if not records:

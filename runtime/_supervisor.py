@@ -154,6 +154,8 @@ class Supervisor:
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._stop = anyio.Event()
         self._readiness: Readiness | None = None
+        self._flushing = False
+        self._sleeps_until: float | None = None
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self.bound_agents = ""
         self.bound_control = ""
@@ -192,7 +194,7 @@ class Supervisor:
         ctx = self._context
         agents = self._agents_sync
         control = self._control_sync
-        readiness = Readiness([agents, control])
+        readiness = Readiness([agents, control], self._on_readable)
         self._timers.schedule(("heartbeat",), self._monotonic() + self.config.heartbeat)
         log.info(
             "runtime.started",
@@ -252,7 +254,6 @@ class Supervisor:
     async def _loop(
         self, readiness: Readiness, agents: zmq.Socket[bytes], control: zmq.Socket[bytes]
     ) -> None:
-        max_batch = self.config.max_batch
         while not self._stop.is_set():
             deadline = self._timers.next_deadline()
             if self._unreachable:
@@ -261,12 +262,60 @@ class Supervisor:
                 timeout = 1.0
             else:
                 timeout = max(0.0, deadline - self._monotonic())
+            self._sleeps_until = deadline
             await readiness.wait(timeout)
-            self._drain(agents, self._on_agent_frames, max_batch)
-            self._drain(control, self._on_control_frames, max_batch)
-            self._fire_timers()
-            self._handle_unreachable()
-            await self._flush()
+            self._turn()
+            self._flushing = True
+            try:
+                await self._flush()
+            finally:
+                self._flushing = False
+
+    def _on_readable(self) -> None:
+        """A socket has messages: with a store that appends at once, handle them right here.
+
+        Running the turn inside the event loop's reader callback saves the
+        wake-up of the loop task, a good part of a step's latency. With a
+        store that must be awaited, or while a flush is awaited, the loop
+        task takes the turn instead, so a batch's sends still wait for its commit.
+        """
+        readiness = self._readiness
+        if readiness is None:
+            return
+        if self._flushing or self._stop.is_set() or not self._turn_now():
+            readiness.wake()
+            return
+        # The loop task sleeps until the deadline it saw; wake it if one came sooner.
+        deadline = self._timers.next_deadline()
+        sooner = deadline is not None and (
+            self._sleeps_until is None or deadline < self._sleeps_until
+        )
+        if sooner or self._unreachable:
+            readiness.wake()
+
+    def _turn_now(self) -> bool:
+        """Take turns while messages keep coming; False to leave the rest to the loop task."""
+        readiness = self._readiness
+        assert readiness is not None
+        for _ in range(4):
+            self._turn()
+            if self._batch:
+                if not self.store.append_nowait(self._batch):
+                    return False
+                self._batch = []
+                self._counters.batches += 1
+            self._send_outbox()
+            if not readiness.pending():
+                return True
+        # Still busy after a few turns: let timers and other tasks run first.
+        return False
+
+    def _turn(self) -> None:
+        max_batch = self.config.max_batch
+        self._drain(self._agents_sync, self._on_agent_frames, max_batch)
+        self._drain(self._control_sync, self._on_control_frames, max_batch)
+        self._fire_timers()
+        self._handle_unreachable()
 
     def _drain(
         self,
@@ -288,6 +337,9 @@ class Supervisor:
             self._batch = []
             await self.store.append(batch)
             self._counters.batches += 1
+        self._send_outbox()
+
+    def _send_outbox(self) -> None:
         if not self._outbox:
             return
         outbox = self._outbox
