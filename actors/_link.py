@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import zmq
 
@@ -44,6 +45,16 @@ class Link:
         self._ready = asyncio.Event()
         self._fd = int(self._socket.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._ready.set)
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Run `callback` in the event loop's reader callback when frames may be waiting,
+        instead of waking `wait_readable`; the callback calls `wake()` when it must."""
+        self._loop.remove_reader(self._fd)
+        self._loop.add_reader(self._fd, callback)
+
+    def wake(self) -> None:
+        """Make the current or next `wait_readable` return."""
+        self._ready.set()
 
     def _readable(self) -> bool:
         return bool(int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)

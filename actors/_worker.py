@@ -72,17 +72,26 @@ class _Connection:
 
     __slots__ = (
         "deadline",
+        "ended",
         "interval",
         "last_seen",
         "link",
         "next_beat",
+        "refused",
         "registered",
+        "sleeps_until",
         "welcomed",
     )
 
     def __init__(self, link: Link) -> None:
         self.link = link
+        self.ended = False
+        """The runtime said Bye while the reader callback was draining."""
+        self.refused: RegistrationRefused | None = None
+        """A refusal met by the reader callback, for the connection's coroutine to raise."""
         self.registered = False
+        self.sleeps_until = 0.0
+        """When the connection's coroutine will next look at its timers."""
         self.welcomed = False
         self.deadline = 0.0
         self.interval = 0.0
@@ -264,13 +273,22 @@ class Worker:
     # -- one connection: the reading side ------------------------------------------------
 
     async def _connection(self, context: zmq.Context[zmq.Socket[bytes]]) -> bool:
-        """Serve one connection until it ends; True if the runtime welcomed us on it."""
+        """Serve one connection until it ends; True if the runtime welcomed us on it.
+
+        Frames are handled in the event loop's reader callback as they arrive,
+        which spares each one the wake-up of this coroutine; the coroutine keeps
+        the timers and ends the connection when the callback says so.
+        """
         conn = _Connection(Link(context, self._endpoint))
+        conn.link.on_ready(lambda: self._on_readable(conn))
         try:
             self._register(conn)
             while True:
-                await conn.link.wait_readable(conn.wake_at())
-                if self._drain(conn) or not self._tick(conn):
+                conn.sleeps_until = conn.wake_at()
+                await conn.link.wait_readable(conn.sleeps_until)
+                if conn.refused is not None:
+                    raise conn.refused
+                if conn.ended or self._drain(conn) or not self._tick(conn):
                     return conn.welcomed
                 if self._live is conn and self._outbox:
                     self._outbox.flush(conn.link)
@@ -278,6 +296,23 @@ class Worker:
             if self._live is conn:
                 self._live = None
             conn.link.close(linger_ms=STOP_LINGER_MS if self._stopping else 0)
+
+    def _on_readable(self, conn: _Connection) -> None:
+        if conn.ended or conn.refused is not None:
+            return
+        try:
+            conn.ended = self._drain(conn)
+        except RegistrationRefused as exc:
+            conn.refused = exc
+        if conn.ended or conn.refused is not None:
+            conn.link.wake()
+            return
+        if self._live is conn and self._outbox:
+            self._outbox.flush(conn.link)
+        if conn.wake_at() < conn.sleeps_until:
+            # A welcome set the heartbeat: the coroutine must look at its timers sooner.
+            conn.link.wake()
+        conn.link.recheck()
 
     def _register(self, conn: _Connection) -> None:
         conn.registered = False
