@@ -37,8 +37,8 @@ Texts = Annotated[list[Text], Meta(max_length=4_096)]
 MAX_HISTORY = 1_000_000
 
 
-class _View(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    pass
+class _View(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Record views keep every field on the wire, so JSON consumers always find each key."""
 
 
 class Provenance(_View, frozen=True):
