@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,36 @@ class TestBadInput:
         assert all(isinstance(r, ControlError) for r in control_replies)
         assert not timed_out
         assert record.status == "completed"
+
+
+class TestSqliteJournal:
+    """With a SQLite store, every event of a run is in the journal file."""
+
+    async def test_run_is_journaled(self, cluster: ProcessGroup, tmp_path: Path) -> None:
+        """The journal holds the run's events in order, and the run completes as with memory."""
+        database = tmp_path / "journal.db"
+        runtime = cluster.start_runtime(
+            [f"{FLOWS}:ALL"], heartbeat=HEARTBEAT, store=f"sqlite:///{database}"
+        )
+        cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        async with ControlClient(runtime.control) as client:
+            run_id = await client.start_run("flaky", {"n": 1})
+            record, _ = await client.wait_run(run_id, max_wait=30)
+        assert record.status == "completed"
+        with sqlite3.connect(database) as db:
+            rows = db.execute(
+                "SELECT seq, body FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        events = [msgspec.msgpack.decode(body)["event"] for _, body in rows]
+        assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
+        assert events == [
+            "run_started",
+            "step_dispatched",
+            "step_failed",
+            "timer_fired",
+            "step_dispatched",
+            "step_succeeded",
+            "step_dispatched",
+            "step_succeeded",
+        ]
