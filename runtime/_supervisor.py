@@ -22,37 +22,29 @@ import zmq
 
 from protocols import (
     PROTOCOL_VERSION,
-    TERMINAL_STATUSES,
     ActorMessage,
     Assign,
     Bye,
     Cancel,
     Codec,
-    ControlError,
     ControlRequest,
     Error,
     ErrorCode,
-    GetRun,
     Heartbeat,
-    ListRuns,
     Message,
     ProtocolError,
     Register,
-    RunAccepted,
-    RunReply,
-    RunsReply,
-    StartRun,
     StepFailure,
     StepResult,
     ToolCall,
     ToolReply,
-    WaitRun,
     Welcome,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
 from runtime import _engine as engine
 from runtime._config import RuntimeConfig
+from runtime._control_plane import ControlPlane, WaitKey
 from runtime._events import (
     CancelTask,
     CancelTimer,
@@ -73,7 +65,6 @@ from runtime._events import (
 )
 from runtime._graph import Graph
 from runtime._readiness import Readiness
-from runtime._record import record_view, summary
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
 from runtime._store import JournalRecord, Store
@@ -146,12 +137,16 @@ class Supervisor:
         self._tool_calls: dict[int, PendingToolCall] = {}
         self._next_call = 1
         self._timers: Timers[TimerKey] = Timers()
-        self._waiters: dict[str, list[tuple[bytes, int, bool]]] = {}
-        """Per run: (client, request id, summary only) of each WaitRun still open."""
         self._unreachable: list[bytes] = []
         self._counters = _Counters()
         self._agent_codec = runtime_side_agent_codec(config.max_frame)
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
+        self._control = ControlPlane(
+            self,
+            self.graphs,
+            self._control_codec,
+            max_active_runs=config.max_active_runs,
+        )
         self._stop = anyio.Event()
         self._readiness: Readiness | None = None
         self._flushing = False
@@ -313,7 +308,7 @@ class Supervisor:
     def _turn(self) -> None:
         max_batch = self.config.max_batch
         self._drain(self._agents_sync, self._on_agent_frames, max_batch)
-        self._drain(self._control_sync, self._on_control_frames, max_batch)
+        self._drain(self._control_sync, self._control.on_frames, max_batch)
         self._fire_timers()
         self._handle_unreachable()
 
@@ -348,13 +343,53 @@ class Supervisor:
             try:
                 sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
             except zmq.Again:
-                self._reject("send_queue_full", identity)
+                self.reject("send_queue_full", identity)
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.EHOSTUNREACH:
                     if sock is self._agents_sync:
                         self._unreachable.append(identity)
                     continue
                 raise
+
+    # -- what the control plane asks of the supervisor ---------------------------------------
+
+    @property
+    def active_runs(self) -> int:
+        return self._active_runs
+
+    def start_run(self, graph: Graph, inputs: dict[str, Any]) -> str:
+        """Journal a new run of `graph` and carry out its first commands; its id."""
+        now = self._clock()
+        run_id = f"{int(now * 1000):x}-{secrets.token_hex(5)}"
+        event = RunStarted(
+            run_id=run_id,
+            workflow=graph.name,
+            version=graph.workflow.version,
+            fingerprint=graph.fingerprint,
+            inputs=inputs,
+        )
+        self._journal(event, now)
+        run, commands = engine.start(graph, event, now)
+        self.runs[run_id] = run
+        self._active_runs += 1
+        self._counters.runs_started += 1
+        self._execute(run, commands)
+        return run_id
+
+    def send_control(self, identity: bytes, message: Message) -> None:
+        self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))
+
+    def reject(self, reason: str, identity: bytes, detail: str = "") -> None:
+        """Count and log a refused frame."""
+        rejected = self._counters.rejected
+        rejected[reason] = rejected.get(reason, 0) + 1
+        log.warning("frame.rejected", reason=reason, peer=identity.hex(), detail=detail[:200])
+
+    def start_wait(self, key: WaitKey, seconds: float) -> None:
+        self._timers.schedule(key, self._monotonic() + seconds)
+
+    def cancel_wait(self, key: WaitKey) -> None:
+        self._timers.cancel(key)
 
     # -- events and commands -----------------------------------------------------------------
 
@@ -554,9 +589,7 @@ class Supervisor:
             status=command.status,
             reason=command.reason,
         )
-        for identity, request, brief in self._waiters.pop(run.run_id, ()):
-            self._timers.cancel(("wait", identity, request))
-            self._send_control(identity, self._run_reply(run, request, brief=brief))
+        self._control.run_ended(run)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -569,7 +602,7 @@ class Supervisor:
                         TimerFired(run_id=run_id, purpose=purpose, step=step, attempt=attempt)
                     )
                 case ("wait", bytes(identity), int(request), str(run_id)):
-                    self._end_wait(identity, request, run_id)
+                    self._control.end_wait(identity, request, run_id)
                 case ("heartbeat",):
                     self._heartbeat(now)
 
@@ -582,22 +615,6 @@ class Supervisor:
                 self._lose(session, f"silent for {now - session.last_seen:.1f}s")
             else:
                 self._outbox.append((self._agents_sync, session.identity, beat))
-
-    def _end_wait(self, identity: bytes, request: int, run_id: str) -> None:
-        waiters = self._waiters.get(run_id, [])
-        for waiter in waiters:
-            if waiter[:2] == (identity, request):
-                waiters.remove(waiter)
-                reply = self._run_reply(self.runs[run_id], request, brief=waiter[2], timed_out=True)
-                self._send_control(identity, reply)
-                return
-
-    def _run_reply(
-        self, run: Run, request: int, *, brief: bool, timed_out: bool = False
-    ) -> RunReply | RunsReply:
-        if brief:
-            return RunsReply(id=request, runs=[summary(run)])
-        return RunReply(id=request, record=record_view(run), timed_out=timed_out)
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:
@@ -640,15 +657,10 @@ class Supervisor:
     def _send_agent(self, identity: bytes, message: Message) -> None:
         self._outbox.append((self._agents_sync, identity, self._agent_codec.encode(message)))
 
-    def _reject(self, reason: str, identity: bytes, detail: str = "") -> None:
-        rejected = self._counters.rejected
-        rejected[reason] = rejected.get(reason, 0) + 1
-        log.warning("frame.rejected", reason=reason, peer=identity.hex(), detail=detail[:200])
-
     def _on_agent_frames(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
             identity = frames[0] if frames else b""
-            self._reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
+            self.reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
             self._send_agent(
                 identity, Error(code="malformed", message="send one frame per message")
             )
@@ -657,7 +669,7 @@ class Supervisor:
         try:
             message: ActorMessage = self._agent_codec.decode(payload)
         except ProtocolError as exc:
-            self._reject(exc.reason, identity, exc.detail)
+            self.reject(exc.reason, identity, exc.detail)
             code: ErrorCode = (
                 "oversize" if exc.reason == "oversize" else
                 "malformed" if exc.reason == "malformed" else "invalid_message"
@@ -694,7 +706,7 @@ class Supervisor:
     def _release(self, session: Session, key: TaskKey) -> bool:
         """Take the task off the agent; False (and a refusal) if the agent does not hold it."""
         if key not in session.in_flight:
-            self._reject("stale_result", session.identity, f"{key[0]}/{key[1]}/{key[2]}")
+            self.reject("stale_result", session.identity, f"{key[0]}/{key[1]}/{key[2]}")
             self._send_agent(
                 session.identity,
                 Error(
@@ -713,7 +725,7 @@ class Supervisor:
         refusal = self._registration_problem(message)
         if refusal is not None:
             code, text = refusal
-            self._reject(code, identity, text)
+            self.reject(code, identity, text)
             log.warning("agent.refused", name=message.name, role=message.role, code=code)
             self._send_agent(identity, Error(code=code, message=text))
             return
@@ -810,7 +822,7 @@ class Supervisor:
     def _on_tool_reply(self, host: Session, message: ToolReply) -> None:
         pending = self._tool_calls.get(message.call_id)
         if pending is None or message.call_id not in host.tool_calls:
-            self._reject("stale_tool_reply", host.identity, str(message.call_id))
+            self.reject("stale_tool_reply", host.identity, str(message.call_id))
             return
         del self._tool_calls[message.call_id]
         host.tool_calls.discard(message.call_id)
@@ -822,139 +834,6 @@ class Supervisor:
             message=message.message,
         )
         self._pump_tool(pending.tool)
-
-    # -- the control plane ------------------------------------------------------------------
-
-    def _send_control(self, identity: bytes, message: Message) -> None:
-        self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))
-
-    def _on_control_frames(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            identity = frames[0] if frames else b""
-            self._reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
-            self._send_control(
-                identity, ControlError(id=0, code="malformed", message="one frame per request")
-            )
-            return
-        identity, payload = frames
-        try:
-            request = self._control_codec.decode(payload)
-        except ProtocolError as exc:
-            self._reject(exc.reason, identity, exc.detail)
-            code: ErrorCode = "oversize" if exc.reason == "oversize" else "invalid_message"
-            self._send_control(identity, ControlError(id=0, code=code, message=str(exc)))
-            return
-        if request.protocol != PROTOCOL_VERSION:
-            self._send_control(
-                identity,
-                ControlError(
-                    id=request.id,
-                    code="incompatible_protocol",
-                    message=f"this runtime speaks protocol {PROTOCOL_VERSION}, "
-                    f"not {request.protocol}",
-                ),
-            )
-            return
-        match request:
-            case StartRun():
-                self._start_run(identity, request)
-            case GetRun():
-                self._get_run(identity, request)
-            case WaitRun():
-                self._wait_run(identity, request)
-            case ListRuns():
-                runs = [
-                    summary(run)
-                    for run in self.runs.values()
-                    if request.workflow is None or run.workflow == request.workflow
-                ]
-                if request.status is not None:
-                    runs = [s for s in runs if s.status == request.status]
-                runs.sort(key=lambda s: s.created_at, reverse=True)
-                self._send_control(identity, RunsReply(id=request.id, runs=runs[: request.limit]))
-
-    def _control_error(self, identity: bytes, request: int, code: ErrorCode, text: str) -> None:
-        self._send_control(identity, ControlError(id=request, code=code, message=text))
-
-    def _start_run(self, identity: bytes, request: StartRun) -> None:
-        graph = self.graphs.get(request.workflow)
-        if graph is None:
-            loaded = ", ".join(sorted(self.graphs)) or "none"
-            self._control_error(
-                identity,
-                request.id,
-                "unknown_workflow",
-                f"no workflow named {request.workflow!r} is loaded (loaded: {loaded})",
-            )
-            return
-        expected = graph.workflow.inputs
-        missing = [k for k in expected if k not in request.inputs]
-        unknown = [k for k in request.inputs if k not in expected]
-        if missing or unknown:
-            problem = (
-                f"missing input {missing[0]!r}" if missing else f"unknown input {unknown[0]!r}"
-            )
-            self._control_error(
-                identity,
-                request.id,
-                "invalid_input",
-                f"{problem}; workflow {graph.name!r} takes: {', '.join(expected) or 'no inputs'}",
-            )
-            return
-        if self._active_runs >= self.config.max_active_runs:
-            self._control_error(
-                identity,
-                request.id,
-                "overloaded",
-                f"{self._active_runs} runs are in progress, the limit is "
-                f"{self.config.max_active_runs}",
-            )
-            return
-        run_id = f"{int(self._clock() * 1000):x}-{secrets.token_hex(5)}"
-        event = RunStarted(
-            run_id=run_id,
-            workflow=graph.name,
-            version=graph.workflow.version,
-            fingerprint=graph.fingerprint,
-            inputs=request.inputs,
-        )
-        now = self._clock()
-        self._journal(event, now)
-        run, commands = engine.start(graph, event, now)
-        self.runs[run_id] = run
-        self._active_runs += 1
-        self._counters.runs_started += 1
-        self._send_control(identity, RunAccepted(id=request.id, run_id=run_id))
-        self._execute(run, commands)
-
-    def _get_run(self, identity: bytes, request: GetRun) -> None:
-        run = self.runs.get(request.run_id)
-        if run is None:
-            self._control_error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
-            return
-        if request.at is not None:
-            self._control_error(
-                identity,
-                request.id,
-                "invalid_input",
-                "this runtime does not rebuild past states of a run",
-            )
-            return
-        self._send_control(identity, RunReply(id=request.id, record=record_view(run)))
-
-    def _wait_run(self, identity: bytes, request: WaitRun) -> None:
-        run = self.runs.get(request.run_id)
-        if run is None:
-            self._control_error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
-            return
-        if run.status in TERMINAL_STATUSES:
-            self._send_control(identity, self._run_reply(run, request.id, brief=request.summary))
-            return
-        self._waiters.setdefault(run.run_id, []).append((identity, request.id, request.summary))
-        self._timers.schedule(
-            ("wait", identity, request.id, run.run_id),
-            self._monotonic() + request.timeout_ms / 1000,
-        )
 
 
 def _outcome_event(agent: str, message: StepResult | StepFailure) -> StepSucceeded | StepFailed:

@@ -1,0 +1,213 @@
+"""The control plane: clients start runs, read records, wait for outcomes, list runs.
+
+It owns the open waits; everything else it asks of the supervisor through
+`RunHost`, so the supervisor keeps the one journal and the one engine loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from protocols import (
+    PROTOCOL_VERSION,
+    TERMINAL_STATUSES,
+    Codec,
+    ControlError,
+    ControlRequest,
+    ErrorCode,
+    GetRun,
+    ListRuns,
+    Message,
+    ProtocolError,
+    RunAccepted,
+    RunReply,
+    RunsReply,
+    StartRun,
+    WaitRun,
+)
+from runtime._graph import Graph
+from runtime._record import record_view, summary
+from runtime._run import Run
+
+WaitKey = tuple[str, bytes, int, str]
+"""("wait", client, request id, run id): the timer that ends a wait."""
+
+
+class RunHost(Protocol):
+    """What the control plane needs of the supervisor."""
+
+    @property
+    def runs(self) -> Mapping[str, Run]: ...
+
+    @property
+    def active_runs(self) -> int: ...
+
+    def start_run(self, graph: Graph, inputs: dict[str, Any]) -> str:
+        """Journal a new run and begin it; its id."""
+
+    def send_control(self, identity: bytes, message: Message) -> None: ...
+
+    def reject(self, reason: str, identity: bytes, detail: str = "") -> None: ...
+
+    def start_wait(self, key: WaitKey, seconds: float) -> None: ...
+
+    def cancel_wait(self, key: WaitKey) -> None: ...
+
+
+class ControlPlane:
+    """Answers every request with a reply carrying its id, or a `ControlError`."""
+
+    def __init__(
+        self,
+        host: RunHost,
+        graphs: Mapping[str, Graph],
+        codec: Codec[ControlRequest],
+        *,
+        max_active_runs: int,
+    ) -> None:
+        self._host = host
+        self._graphs = graphs
+        self._codec = codec
+        self._max_active_runs = max_active_runs
+        self._waiters: dict[str, list[tuple[bytes, int, bool]]] = {}
+        """Per run: (client, request id, summary only) of each wait still open."""
+
+    def on_frames(self, frames: list[bytes]) -> None:
+        host = self._host
+        if len(frames) != 2:
+            identity = frames[0] if frames else b""
+            host.reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
+            self._error(identity, 0, "malformed", "one frame per request")
+            return
+        identity, payload = frames
+        try:
+            request = self._codec.decode(payload)
+        except ProtocolError as exc:
+            host.reject(exc.reason, identity, exc.detail)
+            self._error(
+                identity,
+                0,
+                "oversize" if exc.reason == "oversize" else "invalid_message",
+                str(exc),
+            )
+            return
+        if request.protocol != PROTOCOL_VERSION:
+            self._error(
+                identity,
+                request.id,
+                "incompatible_protocol",
+                f"this runtime speaks protocol {PROTOCOL_VERSION}, not {request.protocol}",
+            )
+            return
+        match request:
+            case StartRun():
+                self._start_run(identity, request)
+            case GetRun():
+                self._get_run(identity, request)
+            case WaitRun():
+                self._wait_run(identity, request)
+            case ListRuns():
+                self._list_runs(identity, request)
+
+    def run_ended(self, run: Run) -> None:
+        """Answer everyone waiting for `run`."""
+        for identity, request, brief in self._waiters.pop(run.run_id, ()):
+            self._host.cancel_wait(("wait", identity, request, run.run_id))
+            self._host.send_control(identity, _run_reply(run, request, brief=brief))
+
+    def end_wait(self, identity: bytes, request: int, run_id: str) -> None:
+        """The wait's time is up: answer with the record as it is, marked timed out."""
+        waiters = self._waiters.get(run_id, [])
+        for waiter in waiters:
+            if waiter[:2] == (identity, request):
+                waiters.remove(waiter)
+                run = self._host.runs[run_id]
+                reply = _run_reply(run, request, brief=waiter[2], timed_out=True)
+                self._host.send_control(identity, reply)
+                return
+
+    def _error(self, identity: bytes, request: int, code: ErrorCode, text: str) -> None:
+        self._host.send_control(identity, ControlError(id=request, code=code, message=text))
+
+    def _start_run(self, identity: bytes, request: StartRun) -> None:
+        graph = self._graphs.get(request.workflow)
+        if graph is None:
+            loaded = ", ".join(sorted(self._graphs)) or "none"
+            self._error(
+                identity,
+                request.id,
+                "unknown_workflow",
+                f"no workflow named {request.workflow!r} is loaded (loaded: {loaded})",
+            )
+            return
+        expected = graph.workflow.inputs
+        missing = [k for k in expected if k not in request.inputs]
+        unknown = [k for k in request.inputs if k not in expected]
+        if missing or unknown:
+            problem = (
+                f"missing input {missing[0]!r}" if missing else f"unknown input {unknown[0]!r}"
+            )
+            self._error(
+                identity,
+                request.id,
+                "invalid_input",
+                f"{problem}; workflow {graph.name!r} takes: {', '.join(expected) or 'no inputs'}",
+            )
+            return
+        active = self._host.active_runs
+        if active >= self._max_active_runs:
+            self._error(
+                identity,
+                request.id,
+                "overloaded",
+                f"{active} runs are in progress, the limit is {self._max_active_runs}",
+            )
+            return
+        run_id = self._host.start_run(graph, dict(request.inputs))
+        self._host.send_control(identity, RunAccepted(id=request.id, run_id=run_id))
+
+    def _get_run(self, identity: bytes, request: GetRun) -> None:
+        run = self._host.runs.get(request.run_id)
+        if run is None:
+            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            return
+        if request.at is not None:
+            self._error(
+                identity,
+                request.id,
+                "invalid_input",
+                "this runtime does not rebuild past states of a run",
+            )
+            return
+        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+
+    def _wait_run(self, identity: bytes, request: WaitRun) -> None:
+        run = self._host.runs.get(request.run_id)
+        if run is None:
+            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            return
+        if run.status in TERMINAL_STATUSES:
+            self._host.send_control(identity, _run_reply(run, request.id, brief=request.summary))
+            return
+        self._waiters.setdefault(run.run_id, []).append((identity, request.id, request.summary))
+        self._host.start_wait(("wait", identity, request.id, run.run_id), request.timeout_ms / 1000)
+
+    def _list_runs(self, identity: bytes, request: ListRuns) -> None:
+        runs = [
+            summary(run)
+            for run in self._host.runs.values()
+            if request.workflow is None or run.workflow == request.workflow
+        ]
+        if request.status is not None:
+            runs = [s for s in runs if s.status == request.status]
+        runs.sort(key=lambda s: s.created_at, reverse=True)
+        self._host.send_control(identity, RunsReply(id=request.id, runs=runs[: request.limit]))
+
+
+def _run_reply(
+    run: Run, request: int, *, brief: bool, timed_out: bool = False
+) -> RunReply | RunsReply:
+    if brief:
+        return RunsReply(id=request, runs=[summary(run)])
+    return RunReply(id=request, record=record_view(run), timed_out=timed_out)
