@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,28 +20,14 @@ import structlog
 import zmq
 
 from protocols import (
-    PROTOCOL_VERSION,
-    ActorMessage,
-    Assign,
-    Bye,
-    Cancel,
     Codec,
     ControlRequest,
-    Error,
-    ErrorCode,
-    Heartbeat,
     Message,
-    ProtocolError,
-    Register,
-    StepFailure,
-    StepResult,
-    ToolCall,
-    ToolReply,
-    Welcome,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
 from runtime import _engine as engine
+from runtime._agent_plane import AgentPlane
 from runtime._config import RuntimeConfig
 from runtime._control_plane import ControlPlane, WaitKey
 from runtime._events import (
@@ -56,17 +41,11 @@ from runtime._events import (
     RunEnded,
     RunStarted,
     StartTimer,
-    StepDispatched,
-    StepFailed,
-    StepSucceeded,
     TimerFired,
-    ToolCallCompleted,
-    ToolCallRequested,
 )
 from runtime._graph import Graph
 from runtime._readiness import Readiness
 from runtime._run import Run
-from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
 
@@ -97,10 +76,6 @@ class SupervisorStatistics:
 class _Counters:
     runs_started: int = 0
     runs_ended: dict[str, int] = field(default_factory=dict)
-    steps_dispatched: int = 0
-    results: int = 0
-    tool_calls: int = 0
-    tool_calls_refused: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     batches: int = 0
 
@@ -122,24 +97,17 @@ class Supervisor:
         self.graphs = {g.name: g for g in graphs}
         self._clock = clock
         self._monotonic = monotonic
-        self._role_tools: dict[str, set[str]] = {}
-        for graph in graphs:
-            for role in graph.roles.values():
-                self._role_tools.setdefault(role.name, set()).update(role.tools)
         self.runs: dict[str, Run] = {}
         self._active_runs = 0
         self._journal_seq: dict[str, int] = {}
         self._batch: list[JournalRecord] = []
         self._outbox: list[Outgoing] = []
-        self._registry = Registry()
-        self._queues: dict[str, deque[Dispatch]] = {}
-        self._tool_queues: dict[str, deque[PendingToolCall]] = {}
-        self._tool_calls: dict[int, PendingToolCall] = {}
-        self._next_call = 1
         self._timers: Timers[TimerKey] = Timers()
         self._unreachable: list[bytes] = []
         self._counters = _Counters()
-        self._agent_codec = runtime_side_agent_codec(config.max_frame)
+        self._agents = AgentPlane(
+            self, graphs, runtime_side_agent_codec(config.max_frame), heartbeat=config.heartbeat
+        )
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._control = ControlPlane(
             self,
@@ -165,17 +133,18 @@ class Supervisor:
 
     def statistics(self) -> SupervisorStatistics:
         c = self._counters
+        plane = self._agents.counters
         return SupervisorStatistics(
             runs_started=c.runs_started,
             runs_ended=dict(c.runs_ended),
             active_runs=self._active_runs,
-            steps_dispatched=c.steps_dispatched,
-            results=c.results,
-            tool_calls=c.tool_calls,
-            tool_calls_refused=c.tool_calls_refused,
+            steps_dispatched=plane.steps_dispatched,
+            results=plane.results,
+            tool_calls=plane.tool_calls,
+            tool_calls_refused=plane.tool_calls_refused,
             rejected_frames=dict(c.rejected),
-            agents=self._registry.count_by_role(),
-            queued_steps=sum(len(q) for q in self._queues.values()),
+            agents=self._agents.agents_by_role(),
+            queued_steps=self._agents.queued_steps(),
             batches=c.batches,
         )
 
@@ -239,8 +208,8 @@ class Supervisor:
         return sock
 
     def _say_goodbye(self, agents: zmq.Socket[bytes]) -> None:
-        payload = self._agent_codec.encode(Bye(reason="runtime stopping"))
-        for identity in list(self._registry.by_identity):
+        payload, identities = self._agents.goodbyes()
+        for identity in identities:
             try:
                 agents.send_multipart([identity, payload], flags=zmq.NOBLOCK)
             except zmq.ZMQError:
@@ -307,7 +276,7 @@ class Supervisor:
 
     def _turn(self) -> None:
         max_batch = self.config.max_batch
-        self._drain(self._agents_sync, self._on_agent_frames, max_batch)
+        self._drain(self._agents_sync, self._agents.on_frames, max_batch)
         self._drain(self._control_sync, self._control.on_frames, max_batch)
         self._fire_timers()
         self._handle_unreachable()
@@ -391,6 +360,12 @@ class Supervisor:
     def cancel_wait(self, key: WaitKey) -> None:
         self._timers.cancel(key)
 
+    def monotonic(self) -> float:
+        return self._monotonic()
+
+    def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
+        self._outbox.append((self._agents_sync, identity, payload))
+
     # -- events and commands -----------------------------------------------------------------
 
     def _journal(self, event: JournalEvent, now: float) -> None:
@@ -398,7 +373,8 @@ class Supervisor:
         self._journal_seq[event.run_id] = seq
         self._batch.append(JournalRecord(event.run_id, seq, now, event))
 
-    def _apply(self, event: JournalEvent) -> None:
+    def apply(self, event: JournalEvent) -> None:
+        """Journal `event` in the current batch, fold it into its run, carry out its commands."""
         run = self.runs.get(event.run_id)
         if run is None:
             return
@@ -410,11 +386,7 @@ class Supervisor:
         for command in commands:
             match command:
                 case Dispatch():
-                    queue = self._queues.get(command.role)
-                    if queue is None:
-                        queue = self._queues[command.role] = deque()
-                    queue.append(command)
-                    self._pump_role(command.role)
+                    self._agents.dispatch(command)
                 case StartTimer():
                     key = ("step", command.run_id, command.purpose, command.step, command.attempt)
                     self._timers.schedule(key, self._monotonic() + command.delay)
@@ -422,161 +394,15 @@ class Supervisor:
                     key = ("step", command.run_id, command.purpose, command.step, command.attempt)
                     self._timers.cancel(key)
                 case CancelTask():
-                    self._withdraw((command.run_id, command.step, command.attempt), command.reason)
+                    self._agents.withdraw(
+                        (command.run_id, command.step, command.attempt), command.reason
+                    )
                 case ForwardToolCall():
-                    self._forward_tool_call(command)
+                    self._agents.forward_tool_call(command)
                 case RefuseToolCall():
-                    self._counters.tool_calls_refused += 1
-                    agent = self._registry.by_name.get(command.agent)
-                    if agent is not None:
-                        self._send_agent(
-                            agent.identity,
-                            ToolReply(
-                                call_id=command.call,
-                                ok=False,
-                                error=command.code,
-                                message=command.message,
-                            ),
-                        )
+                    self._agents.refuse_tool_call(command)
                 case RunEnded():
                     self._run_ended(run, command)
-
-    def _pump_role(self, role: str) -> None:
-        queue = self._queues.get(role)
-        pool = self._registry.roles.get(role)
-        if not queue or pool is None:
-            return
-        while queue:
-            command = queue[0]
-            run = self.runs.get(command.run_id)
-            state = run.steps.get(command.step) if run is not None else None
-            if (
-                run is None
-                or state is None
-                or state.attempt != command.attempt
-                or state.status != "queued"
-            ):
-                queue.popleft()
-                continue
-            session = pool.pick()
-            if session is None:
-                return
-            queue.popleft()
-            key = (command.run_id, command.step, command.attempt)
-            session.in_flight.add(key)
-            self._registry.holders[key] = session
-            self._counters.steps_dispatched += 1
-            self._send_agent(
-                session.identity,
-                Assign(
-                    run_id=command.run_id,
-                    step=command.step,
-                    attempt=command.attempt,
-                    inputs=command.inputs,
-                    tools=list(command.tools),
-                    timeout_ms=int(command.timeout * 1000),
-                    flags=command.flags,
-                ),
-            )
-            self._apply(
-                StepDispatched(
-                    run_id=command.run_id,
-                    step=command.step,
-                    attempt=command.attempt,
-                    agent=session.name,
-                )
-            )
-
-    def _withdraw(self, key: TaskKey, reason: str) -> None:
-        session = self._registry.holders.pop(key, None)
-        if session is None:
-            return
-        session.in_flight.discard(key)
-        run_id, step, attempt = key
-        self._send_agent(
-            session.identity, Cancel(run_id=run_id, step=step, attempt=attempt, reason=reason)
-        )
-        self._pump_role(session.role)
-
-    def _forward_tool_call(self, command: ForwardToolCall) -> None:
-        agent = self._registry.by_name.get(command.agent)
-        if agent is None:
-            return
-        self._counters.tool_calls += 1
-        pending = PendingToolCall(
-            call=self._next_call,
-            agent=agent.identity,
-            agent_call=command.call,
-            run_id=command.run_id,
-            step=command.step,
-            attempt=command.attempt,
-            tool=command.tool,
-            args=command.args,
-            idempotency_key=command.idempotency_key,
-        )
-        self._next_call += 1
-        # With no host serving the tool yet, the call waits as a step waits for an
-        # agent; the step's timeout bounds the wait.
-        queue = self._tool_queues.get(command.tool)
-        if queue is None:
-            queue = self._tool_queues[command.tool] = deque()
-        queue.append(pending)
-        self._pump_tool(command.tool)
-
-    def _pump_tool(self, tool: str) -> None:
-        queue = self._tool_queues.get(tool)
-        pool = self._registry.tools.get(tool)
-        while queue and pool is not None:
-            host = pool.pick()
-            if host is None:
-                return
-            pending = queue.popleft()
-            host.tool_calls.add(pending.call)
-            self._tool_calls[pending.call] = pending
-            self._send_agent(
-                host.identity,
-                ToolCall(
-                    call_id=pending.call,
-                    run_id=pending.run_id,
-                    step=pending.step,
-                    attempt=pending.attempt,
-                    tool=pending.tool,
-                    args=pending.args,
-                    idempotency_key=pending.idempotency_key,
-                ),
-            )
-
-    def _tool_failed(self, pending: PendingToolCall, code: ErrorCode, message: str) -> None:
-        self._answer_tool_call(pending, ok=False, error=code, message=message)
-
-    def _answer_tool_call(
-        self,
-        pending: PendingToolCall,
-        *,
-        ok: bool,
-        result: Any = None,
-        error: ErrorCode | None = None,
-        message: str = "",
-    ) -> None:
-        """Give the agent its answer under its own call id, and journal the outcome."""
-        self._send_agent(
-            pending.agent,
-            ToolReply(
-                call_id=pending.agent_call, ok=ok, result=result, error=error, message=message
-            ),
-        )
-        self._apply(
-            ToolCallCompleted(
-                run_id=pending.run_id,
-                step=pending.step,
-                attempt=pending.attempt,
-                call=pending.agent_call,
-                tool=pending.tool,
-                ok=ok,
-                error=error,
-                message=message,
-            )
-        )
 
     def _run_ended(self, run: Run, command: RunEnded) -> None:
         self._active_runs -= 1
@@ -598,7 +424,7 @@ class Supervisor:
         for key in self._timers.pop_due(now):
             match key:
                 case ("step", str(run_id), "timeout" | "retry" as purpose, str(step), int(attempt)):
-                    self._apply(
+                    self.apply(
                         TimerFired(run_id=run_id, purpose=purpose, step=step, attempt=attempt)
                     )
                 case ("wait", bytes(identity), int(request), str(run_id)):
@@ -607,256 +433,12 @@ class Supervisor:
                     self._heartbeat(now)
 
     def _heartbeat(self, now: float) -> None:
-        interval = self.config.heartbeat
-        self._timers.schedule(("heartbeat",), now + interval)
-        beat = self._agent_codec.encode(Heartbeat())
-        for session in list(self._registry.by_identity.values()):
-            if now - session.last_seen > 3 * interval:
-                self._lose(session, f"silent for {now - session.last_seen:.1f}s")
-            else:
-                self._outbox.append((self._agents_sync, session.identity, beat))
+        self._timers.schedule(("heartbeat",), now + self.config.heartbeat)
+        self._agents.heartbeat(now)
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:
-            identity = self._unreachable.pop()
-            session = self._registry.by_identity.get(identity)
-            if session is not None:
-                self._lose(session, "unreachable")
-
-    def _lose(self, session: Session, reason: str) -> None:
-        """The actor is gone: its tasks have unknown outcomes, its tool calls fail."""
-        self._registry.remove(session)
-        log.warning(
-            "agent.lost",
-            agent=session.name,
-            role=session.role,
-            reason=reason,
-            in_flight=len(session.in_flight),
-        )
-        for run_id, step, attempt in sorted(session.in_flight):
-            self._apply(
-                StepFailed(
-                    run_id=run_id,
-                    step=step,
-                    attempt=attempt,
-                    kind="agent_lost",
-                    message=f"agent {session.name} was lost ({reason})",
-                    agent=session.name,
-                )
-            )
-        session.in_flight.clear()
-        for call in sorted(session.tool_calls):
-            pending = self._tool_calls.pop(call, None)
-            if pending is not None:
-                self._tool_failed(pending, "tool_unavailable", f"tool host {session.name} was lost")
-        for tool in session.tools if session.kind == "tool_host" else ():
-            self._pump_tool(tool)
-
-    # -- the agent plane --------------------------------------------------------------------
-
-    def _send_agent(self, identity: bytes, message: Message) -> None:
-        self._outbox.append((self._agents_sync, identity, self._agent_codec.encode(message)))
-
-    def _on_agent_frames(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            identity = frames[0] if frames else b""
-            self.reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
-            self._send_agent(
-                identity, Error(code="malformed", message="send one frame per message")
-            )
-            return
-        identity, payload = frames
-        try:
-            message: ActorMessage = self._agent_codec.decode(payload)
-        except ProtocolError as exc:
-            self.reject(exc.reason, identity, exc.detail)
-            code: ErrorCode = (
-                "oversize" if exc.reason == "oversize" else
-                "malformed" if exc.reason == "malformed" else "invalid_message"
-            )  # fmt: skip
-            self._send_agent(identity, Error(code=code, message=str(exc)))
-            return
-        session = self._registry.by_identity.get(identity)
-        if isinstance(message, Register):
-            self._register(identity, message, session)
-            return
-        if session is None:
-            if not isinstance(message, Bye | Error):
-                self._send_agent(
-                    identity, Error(code="not_registered", message="register before anything else")
-                )
-            return
-        session.last_seen = self._monotonic()
-        match message:
-            case Heartbeat():
-                pass
-            case StepResult() | StepFailure():
-                if self._release(session, (message.run_id, message.step, message.attempt)):
-                    self._counters.results += 1
-                    self._apply(_outcome_event(session.name, message))
-            case ToolCall():
-                self._on_tool_call(session, message)
-            case ToolReply():
-                self._on_tool_reply(session, message)
-            case Bye():
-                self._lose(session, f"said bye: {message.reason}" if message.reason else "said bye")
-            case Error():
-                log.warning("agent.error", agent=session.name, code=message.code, ref=message.ref)
-
-    def _release(self, session: Session, key: TaskKey) -> bool:
-        """Take the task off the agent; False (and a refusal) if the agent does not hold it."""
-        if key not in session.in_flight:
-            self.reject("stale_result", session.identity, f"{key[0]}/{key[1]}/{key[2]}")
-            self._send_agent(
-                session.identity,
-                Error(
-                    code="stale",
-                    message="this attempt is not assigned to you (cancelled, timed out or unknown)",
-                    ref=f"{key[0]}/{key[1]}/{key[2]}",
-                ),
-            )
-            return False
-        session.in_flight.discard(key)
-        self._registry.holders.pop(key, None)
-        self._pump_role(session.role)
-        return True
-
-    def _register(self, identity: bytes, message: Register, existing: Session | None) -> None:
-        refusal = self._registration_problem(message)
-        if refusal is not None:
-            code, text = refusal
-            self.reject(code, identity, text)
-            log.warning("agent.refused", name=message.name, role=message.role, code=code)
-            self._send_agent(identity, Error(code=code, message=text))
-            return
-        if existing is not None:
-            self._lose(existing, "registered again")
-        session = Session(
-            identity,
-            self._registry.unique_name(message.name),
-            message.role,
-            message.kind,
-            frozenset(message.tools),
-            message.capacity,
-            self._monotonic(),
-        )
-        self._registry.add(session, message.specs)
-        specs = [self._registry.specs[t] for t in message.tools if t in self._registry.specs]
-        self._send_agent(
-            identity,
-            Welcome(
-                protocol=PROTOCOL_VERSION,
-                session=session.name,
-                heartbeat_ms=max(10, int(self.config.heartbeat * 1000)),
-                tool_specs=specs if message.kind == "agent" else [],
-            ),
-        )
-        log.info(
-            "agent.registered",
-            agent=session.name,
-            role=session.role,
-            kind=session.kind,
-            capacity=session.capacity,
-        )
-        if session.kind == "agent":
-            self._pump_role(session.role)
-        else:
-            for tool in session.tools:
-                self._pump_tool(tool)
-
-    def _registration_problem(self, message: Register) -> tuple[ErrorCode, str] | None:
-        if message.protocol != PROTOCOL_VERSION:
-            return (
-                "incompatible_protocol",
-                f"this runtime speaks protocol {PROTOCOL_VERSION}, not {message.protocol}",
-            )
-        if message.kind == "tool_host":
-            if not message.tools:
-                return "invalid_message", "a tool host must serve at least one tool"
-            unknown = sorted({s.name for s in message.specs} - set(message.tools))
-            if unknown:
-                return "invalid_message", f"spec for tool {unknown[0]!r} that is not served"
-            return None
-        granted = self._role_tools.get(message.role)
-        if granted is None:
-            roles = ", ".join(sorted(self._role_tools)) or "none"
-            return (
-                "role_refused",
-                f"no loaded workflow has role {message.role!r} (roles: {roles})",
-            )
-        extra = sorted(set(message.tools) - granted)
-        if extra:
-            return (
-                "tool_refused",
-                f"role {message.role!r} is not granted tool {extra[0]!r} by any loaded workflow",
-            )
-        return None
-
-    def _on_tool_call(self, session: Session, message: ToolCall) -> None:
-        key = (message.run_id, message.step, message.attempt)
-        if session.kind != "agent" or key not in session.in_flight:
-            self._send_agent(
-                session.identity,
-                ToolReply(
-                    call_id=message.call_id,
-                    ok=False,
-                    error="stale",
-                    message="tool calls are made on behalf of a task you hold",
-                ),
-            )
-            return
-        self._apply(
-            ToolCallRequested(
-                run_id=message.run_id,
-                step=message.step,
-                attempt=message.attempt,
-                agent=session.name,
-                agent_tools=sorted(session.tools),
-                call=message.call_id,
-                tool=message.tool,
-                args=message.args,
-                idempotency_key=message.idempotency_key,
-            )
-        )
-
-    def _on_tool_reply(self, host: Session, message: ToolReply) -> None:
-        pending = self._tool_calls.get(message.call_id)
-        if pending is None or message.call_id not in host.tool_calls:
-            self.reject("stale_tool_reply", host.identity, str(message.call_id))
-            return
-        del self._tool_calls[message.call_id]
-        host.tool_calls.discard(message.call_id)
-        self._answer_tool_call(
-            pending,
-            ok=message.ok,
-            result=message.result,
-            error=message.error,
-            message=message.message,
-        )
-        self._pump_tool(pending.tool)
-
-
-def _outcome_event(agent: str, message: StepResult | StepFailure) -> StepSucceeded | StepFailed:
-    """The journaled event for what an agent reported about its task."""
-    if isinstance(message, StepResult):
-        return StepSucceeded(
-            run_id=message.run_id,
-            step=message.step,
-            attempt=message.attempt,
-            agent=agent,
-            outputs=message.outputs,
-            rationale=message.rationale,
-            confidence=message.confidence,
-            caveats=message.caveats,
-        )
-    return StepFailed(
-        run_id=message.run_id,
-        step=message.step,
-        attempt=message.attempt,
-        kind=message.reason,
-        message=message.message,
-        agent=agent,
-    )
+            self._agents.unreachable(self._unreachable.pop())
 
 
 def _flat(stats: SupervisorStatistics) -> dict[str, Any]:

@@ -1,0 +1,517 @@
+"""The agent plane: actors register, take steps, call tools, and are lost.
+
+It owns the sessions, the queues of steps waiting for an agent of their role,
+and the tool calls in flight between agents and hosts. Whatever must be
+journaled it hands to the supervisor as an event through `AgentHost`, and
+whatever it sends waits in the supervisor's outbox for the batch's commit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from protocols import (
+    PROTOCOL_VERSION,
+    ActorMessage,
+    Assign,
+    Bye,
+    Cancel,
+    Codec,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    Message,
+    ProtocolError,
+    Register,
+    StepFailure,
+    StepResult,
+    ToolCall,
+    ToolReply,
+    Welcome,
+)
+from runtime._events import (
+    Dispatch,
+    ForwardToolCall,
+    JournalEvent,
+    RefuseToolCall,
+    StepDispatched,
+    StepFailed,
+    StepSucceeded,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+from runtime._graph import Graph
+from runtime._run import Run
+from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
+
+log = structlog.get_logger("baton.runtime")
+
+
+class AgentHost(Protocol):
+    """What the agent plane needs of the supervisor."""
+
+    @property
+    def runs(self) -> Mapping[str, Run]: ...
+
+    def apply(self, event: JournalEvent) -> None:
+        """Journal `event` and fold it into its run."""
+
+    def monotonic(self) -> float: ...
+
+    def reject(self, reason: str, identity: bytes, detail: str = "") -> None: ...
+
+    def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
+        """Send after the batch's commit."""
+
+
+@dataclass(slots=True)
+class AgentPlaneCounters:
+    steps_dispatched: int = 0
+    results: int = 0
+    tool_calls: int = 0
+    tool_calls_refused: int = 0
+
+
+class AgentPlane:
+    """Sessions, placement of steps on agents, and routing of tool calls."""
+
+    def __init__(
+        self,
+        host: AgentHost,
+        graphs: Sequence[Graph],
+        codec: Codec[ActorMessage],
+        *,
+        heartbeat: float,
+    ) -> None:
+        self._host = host
+        self._codec = codec
+        self._heartbeat = heartbeat
+        self._role_tools: dict[str, set[str]] = {}
+        for graph in graphs:
+            for role in graph.roles.values():
+                self._role_tools.setdefault(role.name, set()).update(role.tools)
+        self._registry = Registry()
+        self._queues: dict[str, deque[Dispatch]] = {}
+        self._tool_queues: dict[str, deque[PendingToolCall]] = {}
+        self._tool_calls: dict[int, PendingToolCall] = {}
+        self._next_call = 1
+        self.counters = AgentPlaneCounters()
+
+    def agents_by_role(self) -> dict[str, int]:
+        return self._registry.count_by_role()
+
+    def queued_steps(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def dispatch(self, command: Dispatch) -> None:
+        """Queue a step for its role and place it if an agent has room."""
+        queue = self._queues.get(command.role)
+        if queue is None:
+            queue = self._queues[command.role] = deque()
+        queue.append(command)
+        self._pump_role(command.role)
+
+    def refuse_tool_call(self, command: RefuseToolCall) -> None:
+        """Answer an agent's call the engine refused; nothing reaches a host."""
+        self.counters.tool_calls_refused += 1
+        agent = self._registry.by_name.get(command.agent)
+        if agent is not None:
+            self._send_agent(
+                agent.identity,
+                ToolReply(
+                    call_id=command.call, ok=False, error=command.code, message=command.message
+                ),
+            )
+
+    def heartbeat(self, now: float) -> None:
+        """Beat to every actor; lose those silent for three intervals."""
+        beat = self._codec.encode(Heartbeat())
+        for session in list(self._registry.by_identity.values()):
+            if now - session.last_seen > 3 * self._heartbeat:
+                self.lose(session, f"silent for {now - session.last_seen:.1f}s")
+            else:
+                self._host.queue_agent_frame(session.identity, beat)
+
+    def unreachable(self, identity: bytes) -> None:
+        session = self._registry.by_identity.get(identity)
+        if session is not None:
+            self.lose(session, "unreachable")
+
+    def goodbyes(self) -> tuple[bytes, list[bytes]]:
+        """The `Bye` frame and every actor to send it to, for shutting down."""
+        return self._codec.encode(Bye(reason="runtime stopping")), list(self._registry.by_identity)
+
+    def _pump_role(self, role: str) -> None:
+        queue = self._queues.get(role)
+        pool = self._registry.roles.get(role)
+        if not queue or pool is None:
+            return
+        while queue:
+            command = queue[0]
+            run = self._host.runs.get(command.run_id)
+            state = run.steps.get(command.step) if run is not None else None
+            if (
+                run is None
+                or state is None
+                or state.attempt != command.attempt
+                or state.status != "queued"
+            ):
+                queue.popleft()
+                continue
+            session = pool.pick()
+            if session is None:
+                return
+            queue.popleft()
+            key = (command.run_id, command.step, command.attempt)
+            session.in_flight.add(key)
+            self._registry.holders[key] = session
+            self.counters.steps_dispatched += 1
+            self._send_agent(
+                session.identity,
+                Assign(
+                    run_id=command.run_id,
+                    step=command.step,
+                    attempt=command.attempt,
+                    inputs=command.inputs,
+                    tools=list(command.tools),
+                    timeout_ms=int(command.timeout * 1000),
+                    flags=command.flags,
+                ),
+            )
+            self._host.apply(
+                StepDispatched(
+                    run_id=command.run_id,
+                    step=command.step,
+                    attempt=command.attempt,
+                    agent=session.name,
+                )
+            )
+
+    def withdraw(self, key: TaskKey, reason: str) -> None:
+        session = self._registry.holders.pop(key, None)
+        if session is None:
+            return
+        session.in_flight.discard(key)
+        run_id, step, attempt = key
+        self._send_agent(
+            session.identity, Cancel(run_id=run_id, step=step, attempt=attempt, reason=reason)
+        )
+        self._pump_role(session.role)
+
+    def forward_tool_call(self, command: ForwardToolCall) -> None:
+        agent = self._registry.by_name.get(command.agent)
+        if agent is None:
+            return
+        self.counters.tool_calls += 1
+        pending = PendingToolCall(
+            call=self._next_call,
+            agent=agent.identity,
+            agent_call=command.call,
+            run_id=command.run_id,
+            step=command.step,
+            attempt=command.attempt,
+            tool=command.tool,
+            args=command.args,
+            idempotency_key=command.idempotency_key,
+        )
+        self._next_call += 1
+        # With no host serving the tool yet, the call waits as a step waits for an
+        # agent; the step's timeout bounds the wait.
+        queue = self._tool_queues.get(command.tool)
+        if queue is None:
+            queue = self._tool_queues[command.tool] = deque()
+        queue.append(pending)
+        self._pump_tool(command.tool)
+
+    def _pump_tool(self, tool: str) -> None:
+        queue = self._tool_queues.get(tool)
+        pool = self._registry.tools.get(tool)
+        while queue and pool is not None:
+            host = pool.pick()
+            if host is None:
+                return
+            pending = queue.popleft()
+            host.tool_calls.add(pending.call)
+            self._tool_calls[pending.call] = pending
+            self._send_agent(
+                host.identity,
+                ToolCall(
+                    call_id=pending.call,
+                    run_id=pending.run_id,
+                    step=pending.step,
+                    attempt=pending.attempt,
+                    tool=pending.tool,
+                    args=pending.args,
+                    idempotency_key=pending.idempotency_key,
+                ),
+            )
+
+    def _tool_failed(self, pending: PendingToolCall, code: ErrorCode, message: str) -> None:
+        self._answer_tool_call(pending, ok=False, error=code, message=message)
+
+    def _answer_tool_call(
+        self,
+        pending: PendingToolCall,
+        *,
+        ok: bool,
+        result: Any = None,
+        error: ErrorCode | None = None,
+        message: str = "",
+    ) -> None:
+        """Give the agent its answer under its own call id, and journal the outcome."""
+        self._send_agent(
+            pending.agent,
+            ToolReply(
+                call_id=pending.agent_call, ok=ok, result=result, error=error, message=message
+            ),
+        )
+        self._host.apply(
+            ToolCallCompleted(
+                run_id=pending.run_id,
+                step=pending.step,
+                attempt=pending.attempt,
+                call=pending.agent_call,
+                tool=pending.tool,
+                ok=ok,
+                error=error,
+                message=message,
+            )
+        )
+
+    def lose(self, session: Session, reason: str) -> None:
+        """The actor is gone: its tasks have unknown outcomes, its tool calls fail."""
+        self._registry.remove(session)
+        log.warning(
+            "agent.lost",
+            agent=session.name,
+            role=session.role,
+            reason=reason,
+            in_flight=len(session.in_flight),
+        )
+        for run_id, step, attempt in sorted(session.in_flight):
+            self._host.apply(
+                StepFailed(
+                    run_id=run_id,
+                    step=step,
+                    attempt=attempt,
+                    kind="agent_lost",
+                    message=f"agent {session.name} was lost ({reason})",
+                    agent=session.name,
+                )
+            )
+        session.in_flight.clear()
+        for call in sorted(session.tool_calls):
+            pending = self._tool_calls.pop(call, None)
+            if pending is not None:
+                self._tool_failed(pending, "tool_unavailable", f"tool host {session.name} was lost")
+        for tool in session.tools if session.kind == "tool_host" else ():
+            self._pump_tool(tool)
+
+    def _send_agent(self, identity: bytes, message: Message) -> None:
+        self._host.queue_agent_frame(identity, self._codec.encode(message))
+
+    def on_frames(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            identity = frames[0] if frames else b""
+            self._host.reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
+            self._send_agent(
+                identity, Error(code="malformed", message="send one frame per message")
+            )
+            return
+        identity, payload = frames
+        try:
+            message: ActorMessage = self._codec.decode(payload)
+        except ProtocolError as exc:
+            self._host.reject(exc.reason, identity, exc.detail)
+            code: ErrorCode = (
+                "oversize" if exc.reason == "oversize" else
+                "malformed" if exc.reason == "malformed" else "invalid_message"
+            )  # fmt: skip
+            self._send_agent(identity, Error(code=code, message=str(exc)))
+            return
+        session = self._registry.by_identity.get(identity)
+        if isinstance(message, Register):
+            self._register(identity, message, session)
+            return
+        if session is None:
+            if not isinstance(message, Bye | Error):
+                self._send_agent(
+                    identity, Error(code="not_registered", message="register before anything else")
+                )
+            return
+        session.last_seen = self._host.monotonic()
+        match message:
+            case Heartbeat():
+                pass
+            case StepResult() | StepFailure():
+                if self._release(session, (message.run_id, message.step, message.attempt)):
+                    self.counters.results += 1
+                    self._host.apply(_outcome_event(session.name, message))
+            case ToolCall():
+                self._on_tool_call(session, message)
+            case ToolReply():
+                self._on_tool_reply(session, message)
+            case Bye():
+                self.lose(session, f"said bye: {message.reason}" if message.reason else "said bye")
+            case Error():
+                log.warning("agent.error", agent=session.name, code=message.code, ref=message.ref)
+
+    def _release(self, session: Session, key: TaskKey) -> bool:
+        """Take the task off the agent; False (and a refusal) if the agent does not hold it."""
+        if key not in session.in_flight:
+            self._host.reject("stale_result", session.identity, f"{key[0]}/{key[1]}/{key[2]}")
+            self._send_agent(
+                session.identity,
+                Error(
+                    code="stale",
+                    message="this attempt is not assigned to you (cancelled, timed out or unknown)",
+                    ref=f"{key[0]}/{key[1]}/{key[2]}",
+                ),
+            )
+            return False
+        session.in_flight.discard(key)
+        self._registry.holders.pop(key, None)
+        self._pump_role(session.role)
+        return True
+
+    def _register(self, identity: bytes, message: Register, existing: Session | None) -> None:
+        refusal = self._registration_problem(message)
+        if refusal is not None:
+            code, text = refusal
+            self._host.reject(code, identity, text)
+            log.warning("agent.refused", name=message.name, role=message.role, code=code)
+            self._send_agent(identity, Error(code=code, message=text))
+            return
+        if existing is not None:
+            self.lose(existing, "registered again")
+        session = Session(
+            identity,
+            self._registry.unique_name(message.name),
+            message.role,
+            message.kind,
+            frozenset(message.tools),
+            message.capacity,
+            self._host.monotonic(),
+        )
+        self._registry.add(session, message.specs)
+        specs = [self._registry.specs[t] for t in message.tools if t in self._registry.specs]
+        self._send_agent(
+            identity,
+            Welcome(
+                protocol=PROTOCOL_VERSION,
+                session=session.name,
+                heartbeat_ms=max(10, int(self._heartbeat * 1000)),
+                tool_specs=specs if message.kind == "agent" else [],
+            ),
+        )
+        log.info(
+            "agent.registered",
+            agent=session.name,
+            role=session.role,
+            kind=session.kind,
+            capacity=session.capacity,
+        )
+        if session.kind == "agent":
+            self._pump_role(session.role)
+        else:
+            for tool in session.tools:
+                self._pump_tool(tool)
+
+    def _registration_problem(self, message: Register) -> tuple[ErrorCode, str] | None:
+        if message.protocol != PROTOCOL_VERSION:
+            return (
+                "incompatible_protocol",
+                f"this runtime speaks protocol {PROTOCOL_VERSION}, not {message.protocol}",
+            )
+        if message.kind == "tool_host":
+            if not message.tools:
+                return "invalid_message", "a tool host must serve at least one tool"
+            unknown = sorted({s.name for s in message.specs} - set(message.tools))
+            if unknown:
+                return "invalid_message", f"spec for tool {unknown[0]!r} that is not served"
+            return None
+        granted = self._role_tools.get(message.role)
+        if granted is None:
+            roles = ", ".join(sorted(self._role_tools)) or "none"
+            return (
+                "role_refused",
+                f"no loaded workflow has role {message.role!r} (roles: {roles})",
+            )
+        extra = sorted(set(message.tools) - granted)
+        if extra:
+            return (
+                "tool_refused",
+                f"role {message.role!r} is not granted tool {extra[0]!r} by any loaded workflow",
+            )
+        return None
+
+    def _on_tool_call(self, session: Session, message: ToolCall) -> None:
+        key = (message.run_id, message.step, message.attempt)
+        if session.kind != "agent" or key not in session.in_flight:
+            self._send_agent(
+                session.identity,
+                ToolReply(
+                    call_id=message.call_id,
+                    ok=False,
+                    error="stale",
+                    message="tool calls are made on behalf of a task you hold",
+                ),
+            )
+            return
+        self._host.apply(
+            ToolCallRequested(
+                run_id=message.run_id,
+                step=message.step,
+                attempt=message.attempt,
+                agent=session.name,
+                agent_tools=sorted(session.tools),
+                call=message.call_id,
+                tool=message.tool,
+                args=message.args,
+                idempotency_key=message.idempotency_key,
+            )
+        )
+
+    def _on_tool_reply(self, host: Session, message: ToolReply) -> None:
+        pending = self._tool_calls.get(message.call_id)
+        if pending is None or message.call_id not in host.tool_calls:
+            self._host.reject("stale_tool_reply", host.identity, str(message.call_id))
+            return
+        del self._tool_calls[message.call_id]
+        host.tool_calls.discard(message.call_id)
+        self._answer_tool_call(
+            pending,
+            ok=message.ok,
+            result=message.result,
+            error=message.error,
+            message=message.message,
+        )
+        self._pump_tool(pending.tool)
+
+
+def _outcome_event(agent: str, message: StepResult | StepFailure) -> StepSucceeded | StepFailed:
+    """The journaled event for what an agent reported about its task."""
+    if isinstance(message, StepResult):
+        return StepSucceeded(
+            run_id=message.run_id,
+            step=message.step,
+            attempt=message.attempt,
+            agent=agent,
+            outputs=message.outputs,
+            rationale=message.rationale,
+            confidence=message.confidence,
+            caveats=message.caveats,
+        )
+    return StepFailed(
+        run_id=message.run_id,
+        step=message.step,
+        attempt=message.attempt,
+        kind=message.reason,
+        message=message.message,
+        agent=agent,
+    )
