@@ -161,7 +161,6 @@ class Worker:
         )
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
-        self._wake: anyio.Event | None = None
         self._flush_scheduled = False
         self._live: _Connection | None = None
         self._stopping = False
@@ -206,7 +205,7 @@ class Worker:
         self._counters.tool_calls += 1
         if not self._send_now(frame):
             self._outbox.put_call(call_id)
-        self._wake_writer()
+        self._schedule_flush()
         try:
             await pending.done.wait()
         finally:
@@ -221,17 +220,14 @@ class Worker:
 
     async def _serve(self) -> None:
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self._wake = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self._pool.run)
-                tg.start_soon(self._write_forever)
                 if self._stop is not None:
                     tg.start_soon(self._stop_when_set, self._stop, tg.cancel_scope)
                 await self._connect_forever(context)
                 tg.cancel_scope.cancel()
         finally:
-            self._wake = None
             with anyio.CancelScope(shield=True):
                 # term() waits out the lingering `Bye`, so it runs off the event loop.
                 await anyio.to_thread.run_sync(context.term)
@@ -467,6 +463,14 @@ class Worker:
         # Otherwise results go out in one burst per turn of the event loop: a send to
         # an idle ZeroMQ I/O thread costs a wake-up, and the sends after it do not.
         self._outbox.put(frame)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Flush the outbox and re-arm the reader once this turn's sends are done.
+
+        The flush runs before the event loop next sleeps, so a frame whose
+        arrival a send hid from the reader is still seen without delay.
+        """
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_outbox)
@@ -482,24 +486,6 @@ class Worker:
         """Send `frame` at once if a connection is live and nothing is queued before it."""
         live = self._live
         return live is not None and not self._outbox and live.link.send_nowait(frame)
-
-    def _wake_writer(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _write_forever(self) -> None:
-        """After each round of sends by the pool: flush the outbox and re-arm the reader.
-
-        The writer runs before the event loop next sleeps, so a frame whose
-        arrival a send hid from the reader is seen without delay.
-        """
-        while self._wake is not None:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            live = self._live
-            if live is not None:
-                self._outbox.flush(live.link)
-                live.link.recheck()
 
 
 async def serve(

@@ -8,7 +8,7 @@ whatever it sends waits in the supervisor's outbox for the batch's commit.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -96,8 +96,8 @@ class AgentPlane:
             for role in graph.roles.values():
                 self._role_tools.setdefault(role.name, set()).update(role.tools)
         self._registry = Registry()
-        self._queues: dict[str, deque[Dispatch]] = {}
-        self._tool_queues: dict[str, deque[PendingToolCall]] = {}
+        self._queues: defaultdict[str, deque[Dispatch]] = defaultdict(deque)
+        self._tool_queues: defaultdict[str, deque[PendingToolCall]] = defaultdict(deque)
         self._tool_calls: dict[int, PendingToolCall] = {}
         self._next_call = 1
         self.counters = AgentPlaneCounters()
@@ -110,10 +110,7 @@ class AgentPlane:
 
     def dispatch(self, command: Dispatch) -> None:
         """Queue a step for its role and place it if an agent has room."""
-        queue = self._queues.get(command.role)
-        if queue is None:
-            queue = self._queues[command.role] = deque()
-        queue.append(command)
+        self._queues[command.role].append(command)
         self._pump_role(command.role)
 
     def refuse_tool_call(self, command: RefuseToolCall) -> None:
@@ -222,10 +219,7 @@ class AgentPlane:
         self._next_call += 1
         # With no host serving the tool yet, the call waits as a step waits for an
         # agent; the step's timeout bounds the wait.
-        queue = self._tool_queues.get(command.tool)
-        if queue is None:
-            queue = self._tool_queues[command.tool] = deque()
-        queue.append(pending)
+        self._tool_queues[command.tool].append(pending)
         self._pump_tool(command.tool)
 
     def _pump_tool(self, tool: str) -> None:
