@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -329,7 +329,9 @@ def _proceed_with_flag(
     _finish_node(run, name, state, now, out)
 
 
-def _halt(run: Run, status: str, reason: str, now: float, out: list[Command]) -> None:
+def _halt(
+    run: Run, status: Literal["halted", "failed"], reason: str, now: float, out: list[Command]
+) -> None:
     for other in sorted(run.active):
         state = run.steps[other]
         if state.status in {"running", "queued"}:
@@ -338,7 +340,7 @@ def _halt(run: Run, status: str, reason: str, now: float, out: list[Command]) ->
             state.attempts[-1].ended_at = now
         state.status = "cancelled"
     run.active.clear()
-    run.status = "halted" if status == "halted" else "failed"
+    run.status = status
     run.reason = reason
     _record(run, now, f"run_{run.status}", message=reason)
     out.append(RunEnded(run.run_id, run.status, reason))

@@ -1,8 +1,8 @@
-"""Waking the supervisor loop when a ZeroMQ socket has messages.
+"""Noticing that a ZeroMQ socket has messages, without a task per socket or poll.
 
 A ZeroMQ socket's file descriptor is edge-triggered and only says "look at
-EVENTS": so the loop checks EVENTS before each sleep, and sleeps on the
-descriptors through the event loop's reader callbacks. This costs far less
+EVENTS": so EVENTS is checked before each sleep, and the descriptors are
+watched through the event loop's reader callbacks. This costs far less
 per wake-up than a `zmq.asyncio.Poller`, which builds futures on every poll.
 """
 
@@ -15,19 +15,19 @@ import zmq
 
 
 class Readiness:
-    """Wait until any of the sockets may have a message, or a timeout."""
+    """Run `on_ready` when any of the sockets may have a message; let a task wait for `wake()`.
 
-    def __init__(
-        self, sockets: Sequence[zmq.Socket[bytes]], on_ready: Callable[[], None] | None = None
-    ) -> None:
-        """`on_ready`, if given, runs in the event loop's reader callback instead of waking
-        `wait`; it calls `wake()` for whatever it leaves to the waiter."""
+    `on_ready` runs in the event loop's reader callback and calls `wake()` for
+    whatever it leaves to the waiting task; `wait` also returns on a timeout.
+    """
+
+    def __init__(self, sockets: Sequence[zmq.Socket[bytes]], on_ready: Callable[[], None]) -> None:
         self._sockets = list(sockets)
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         self._fds: list[int] = [int(s.getsockopt(zmq.FD)) for s in self._sockets]
         for fd in self._fds:
-            self._loop.add_reader(fd, on_ready or self._event.set)
+            self._loop.add_reader(fd, on_ready)
 
     def pending(self) -> bool:
         """Whether a socket has a message now (this also re-arms the edge trigger)."""

@@ -115,7 +115,7 @@ class Supervisor:
             self._control_codec,
             max_active_runs=config.max_active_runs,
         )
-        self._stop = anyio.Event()
+        self._stopping = False
         self._readiness: Readiness | None = None
         self._flushing = False
         self._sleeps_until: float | None = None
@@ -127,7 +127,7 @@ class Supervisor:
 
     def stop(self) -> None:
         """Ask the loop to end after its current turn."""
-        self._stop.set()
+        self._stopping = True
         if self._readiness is not None:
             self._readiness.wake()
 
@@ -218,7 +218,7 @@ class Supervisor:
     async def _loop(
         self, readiness: Readiness, agents: zmq.Socket[bytes], control: zmq.Socket[bytes]
     ) -> None:
-        while not self._stop.is_set():
+        while not self._stopping:
             deadline = self._timers.next_deadline()
             if self._unreachable:
                 timeout = 0.0
@@ -246,7 +246,7 @@ class Supervisor:
         readiness = self._readiness
         if readiness is None:
             return
-        if self._flushing or self._stop.is_set() or not self._turn_now():
+        if self._flushing or self._stopping or not self._turn_now():
             readiness.wake()
             return
         # The loop task sleeps until the deadline it saw; wake it if one came sooner.
