@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+from collections.abc import Mapping
 
 import anyio
 import anyio.abc
@@ -55,10 +56,18 @@ def load_actor(spec: str) -> Agent | ToolHost:
     return actor
 
 
-def run_actor(spec: str, endpoint: str, concurrency: int, name: str | None = None) -> int:
+def run_actor(
+    spec: str,
+    endpoint: str,
+    concurrency: int,
+    name: str | None = None,
+    *,
+    backend_options: Mapping[str, object] | None = None,
+) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
 
     0 after a clean stop; 2 when the actor cannot load or the runtime refused it.
+    `backend_options` go to `anyio.run` (the process owner picks the event loop).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         _log.error("actor.bad_concurrency", concurrency=concurrency, limit=MAX_CONCURRENCY)
@@ -74,17 +83,8 @@ def run_actor(spec: str, endpoint: str, concurrency: int, name: str | None = Non
         endpoint,
         concurrency,
         name,
-        backend_options=_event_loop_options(),
+        backend_options=dict(backend_options or {}),
     )
-
-
-def _event_loop_options() -> dict[str, object]:
-    """uvloop's faster event loop when it is installed (the `fast` extra)."""
-    try:
-        import uvloop  # noqa: F401, PLC0415 - optional dependency
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 async def _serve_until_signalled(

@@ -192,7 +192,15 @@ def agent(
     tune_collector()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    raise typer.Exit(run_actor(spec, connect or agents_endpoint(), concurrency, name=name))
+    raise typer.Exit(
+        run_actor(
+            spec,
+            connect or agents_endpoint(),
+            concurrency,
+            name=name,
+            backend_options=event_loop_options(),
+        )
+    )
 
 
 def _inputs(text: str) -> dict[str, Any]:
