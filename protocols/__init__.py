@@ -42,6 +42,10 @@ from protocols._control_plane import RunReply as RunReply
 from protocols._control_plane import RunsReply as RunsReply
 from protocols._control_plane import StartRun as StartRun
 from protocols._control_plane import WaitRun as WaitRun
+from protocols._curve import WELL_KNOWN_TEST_KEYS as WELL_KNOWN_TEST_KEYS
+from protocols._curve import ClientKeys as ClientKeys
+from protocols._curve import ServerKeys as ServerKeys
+from protocols._curve import is_z85_key as is_z85_key
 from protocols._record import TERMINAL_STATUSES as TERMINAL_STATUSES
 from protocols._record import AttemptOutcome as AttemptOutcome
 from protocols._record import AttemptView as AttemptView
@@ -70,6 +74,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "TERMINAL_STATUSES",
     "VALUE_DEPTH",
+    "WELL_KNOWN_TEST_KEYS",
     "ActorKind",
     "ActorMessage",
     "Assign",
@@ -77,6 +82,7 @@ __all__ = [
     "AttemptView",
     "Bye",
     "Cancel",
+    "ClientKeys",
     "Codec",
     "ControlError",
     "ControlReply",
@@ -102,6 +108,7 @@ __all__ = [
     "RunSummary",
     "RunsReply",
     "RuntimeMessage",
+    "ServerKeys",
     "StartRun",
     "StepFailure",
     "StepResult",
@@ -116,6 +123,7 @@ __all__ = [
     "Welcome",
     "actor_side_codec",
     "client_side_control_codec",
+    "is_z85_key",
     "protocol_schema",
     "runtime_side_agent_codec",
     "runtime_side_control_codec",
