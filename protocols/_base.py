@@ -31,7 +31,9 @@ ErrorCode = Literal[
     "invalid_input",
     "stale",
     "overloaded",
+    "rate_limited",
     "unauthorized",
+    "session_exists",
     "internal",
 ]
 """Why a request was refused. Stable: programs branch on these."""

@@ -83,6 +83,8 @@ class HistoryEntry(_View, frozen=True):
     step: Text = ""
     attempt: Count = 0
     agent: Text = ""
+    principal: Text = ""
+    """Who caused the entry, by the key it authenticated with ("" when insecure)."""
     message: Text = ""
     detail: Data = {}
 

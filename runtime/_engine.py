@@ -25,6 +25,7 @@ from runtime._events import (
     ForwardToolCall,
     JournalEvent,
     RefuseToolCall,
+    RequestRefused,
     RunEnded,
     RunStarted,
     StartTimer,
@@ -54,6 +55,15 @@ def start(graph: Graph, event: RunStarted, now: float) -> tuple[Run, list[Comman
 def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
     """Fold `event` into `run`; return the commands it causes, in order."""
     out: list[Command] = []
+    if isinstance(event, RequestRefused):
+        # Audited whatever the run's state: a refusal changes nothing else.
+        run.refusals += 1
+        _record(
+            run, now, "refused", step=event.step, attempt=event.attempt,
+            principal=event.principal, message=f"{event.action}: {event.code}: {event.message}",
+            detail={"action": event.action, "code": event.code},
+        )  # fmt: skip
+        return out
     if run.status != "running":
         _record_late(run, event, now)
         return out
@@ -75,6 +85,7 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
                     step=event.step,
                     attempt=event.attempt,
                     agent=event.agent,
+                    principal=event.principal,
                     message=f"{event.kind}: {event.message}",
                 )
                 _fail(run, event.step, state, event.kind, event.message, now, out)
@@ -125,7 +136,7 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
     if problem is not None:
         _record(
             run, now, "step_failed", step=name, attempt=event.attempt, agent=event.agent,
-            message=f"invalid_output: {problem}",
+            principal=event.principal, message=f"invalid_output: {problem}",
         )  # fmt: skip
         _fail(run, name, state, "invalid_output", problem, now, out)
         return
@@ -133,7 +144,7 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
         message = f"confidence {event.confidence:g} is under the step's {step.min_confidence:g}"
         _record(
             run, now, "step_failed", step=name, attempt=event.attempt, agent=event.agent,
-            message=f"low_confidence: {message}",
+            principal=event.principal, message=f"low_confidence: {message}",
         )  # fmt: skip
         _fail(run, name, state, "low_confidence", message, now, out)
         return
@@ -161,6 +172,7 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
         step=name,
         attempt=event.attempt,
         agent=event.agent,
+        principal=event.principal,
         message=event.rationale,
         detail={"keys": sorted(event.outputs), "confidence": event.confidence},
         seq_taken=True,
@@ -209,7 +221,7 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
     if event.tool in step.tools and event.tool in event.agent_tools:
         _record(
             run, now, "tool_called", step=event.step, attempt=event.attempt, agent=event.agent,
-            message=event.tool, detail=detail,
+            principal=event.principal, message=event.tool, detail=detail,
         )  # fmt: skip
         out.append(
             ForwardToolCall(
@@ -222,7 +234,7 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
     message = f"tool {event.tool!r} is not in the {where} of step {event.step!r}"
     _record(
         run, now, "tool_refused", step=event.step, attempt=event.attempt, agent=event.agent,
-        message=message, detail=detail,
+        principal=event.principal, message=message, detail=detail,
     )  # fmt: skip
     out.append(
         RefuseToolCall(run.run_id, event.agent, event.call, event.tool, "tool_refused", message)
@@ -489,6 +501,7 @@ def _record(
     step: str = "",
     attempt: int = 0,
     agent: str = "",
+    principal: str = "",
     message: str = "",
     detail: dict[str, Any] | None = None,
     seq_taken: bool = False,
@@ -503,6 +516,7 @@ def _record(
             step=step,
             attempt=attempt,
             agent=agent,
+            principal=principal,
             message=message,
             detail=detail or {},
         )

@@ -45,6 +45,7 @@ class StepSucceeded(Event, frozen=True, tag="step_succeeded"):
     rationale: Text = ""
     confidence: Confidence = 1.0
     caveats: list[Text] = []
+    principal: Text = ""
 
 
 class StepFailed(Event, frozen=True, tag="step_failed"):
@@ -53,6 +54,7 @@ class StepFailed(Event, frozen=True, tag="step_failed"):
     kind: FailureKind
     message: Text = ""
     agent: Text = ""
+    principal: Text = ""
 
 
 class TimerFired(Event, frozen=True, tag="timer_fired"):
@@ -70,6 +72,7 @@ class ToolCallRequested(Event, frozen=True, tag="tool_requested"):
     tool: Name
     args: Data = {}
     idempotency_key: Text = ""
+    principal: Text = ""
 
 
 class ToolCallCompleted(Event, frozen=True, tag="tool_completed"):
@@ -82,6 +85,17 @@ class ToolCallCompleted(Event, frozen=True, tag="tool_completed"):
     message: Text = ""
 
 
+class RequestRefused(Event, frozen=True, tag="refused"):
+    """A principal asked something of this run that it may not: the audit trail."""
+
+    principal: Text
+    action: Name
+    code: ErrorCode
+    message: Text = ""
+    step: Text = ""
+    attempt: Count = 0
+
+
 JournalEvent = (
     RunStarted
     | StepDispatched
@@ -90,6 +104,7 @@ JournalEvent = (
     | TimerFired
     | ToolCallRequested
     | ToolCallCompleted
+    | RequestRefused
 )
 """Every event a run's journal may hold."""
 

@@ -54,6 +54,7 @@ class Run:
         "inputs",
         "provenance",
         "reason",
+        "refusals",
         "route_counts",
         "run_id",
         "seq",
@@ -79,6 +80,8 @@ class Run:
         self.steps = {name: StepState() for name in graph.nodes}
         self.history: list[HistoryEntry] = []
         self.seq = 0
+        self.refusals = 0
+        """Refused requests recorded in the history, which the shell bounds."""
         self.route_counts: dict[tuple[str, int], int] = {}
         self.active: set[str] = set()
         """Steps queued, running or waiting to retry: while empty, nothing more can happen."""

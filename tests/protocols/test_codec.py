@@ -229,6 +229,7 @@ RECORD_VIEWS: dict[type[Any], st.SearchStrategy[Any]] = {
         step=texts,
         attempt=counts,
         agent=texts,
+        principal=texts,
         message=texts,
         detail=data,
     ),
