@@ -15,6 +15,7 @@ from actors._errors import InvalidOutput as InvalidOutput
 from actors._errors import RegistrationRefused as RegistrationRefused
 from actors._errors import ToolFailed as ToolFailed
 from actors._errors import ToolRefused as ToolRefused
+from actors._loader import declared_role as declared_role
 from actors._loader import load_actor as load_actor
 from actors._loader import run_actor as run_actor
 from actors._task import Result as Result
@@ -37,6 +38,7 @@ __all__ = [
     "ToolHost",
     "ToolRefused",
     "Tools",
+    "declared_role",
     "load_actor",
     "run_actor",
     "serve",

@@ -7,6 +7,15 @@ import random
 from collections.abc import Callable
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from protocols import ClientKeys
+from protocols._handshake import (
+    UNEXPLAINED_FAILURES_TOLERATED,
+    WATCHED_EVENTS,
+    HandshakeFailure,
+    explain,
+)
 
 SEND_HWM = 16_384
 """Frames a link queues before a send would block.
@@ -27,24 +36,71 @@ class Link:
     afterwards, once per batch, so that a frame that arrived meanwhile wakes it.
     """
 
-    __slots__ = ("_fd", "_loop", "_ready", "_socket", "endpoint")
+    __slots__ = (
+        "_curve",
+        "_fd",
+        "_loop",
+        "_monitor",
+        "_monitor_fd",
+        "_ready",
+        "_socket",
+        "_unexplained",
+        "endpoint",
+        "failure",
+    )
 
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
+    def __init__(
+        self,
+        context: zmq.Context[zmq.Socket[bytes]],
+        endpoint: str,
+        keys: ClientKeys | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.failure: HandshakeFailure | None = None
+        """Set when the runtime will not complete a handshake with us, for good."""
+        self._curve = keys is not None
+        self._unexplained = 0
         self._socket: zmq.Socket[bytes] = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         if "[" in endpoint or "::" in endpoint:
             self._socket.setsockopt(zmq.IPV6, 1)
+        if keys is not None:
+            self._socket.curve_secretkey = keys.secret
+            self._socket.curve_publickey = keys.public
+            self._socket.curve_serverkey = keys.server
+        self._monitor = self._socket.get_monitor_socket(WATCHED_EVENTS)
         try:
             self._socket.connect(endpoint)
         except zmq.ZMQError:
-            self._socket.close(linger=0)
+            self._close_sockets(0)
             raise
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self._fd = int(self._socket.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._ready.set)
+        self._monitor_fd = int(self._monitor.getsockopt(zmq.FD))
+        self._loop.add_reader(self._monitor_fd, self._read_monitor)
+
+    def _read_monitor(self) -> None:
+        """Note how handshakes went; wake the reader when one failed for good."""
+        while True:
+            try:
+                parts = self._monitor.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = parse_monitor_message(parts)
+            failure = explain(event["event"], event["value"], curve=self._curve)
+            if failure is None:
+                self._unexplained = 0
+                continue
+            if not failure.final:
+                self._unexplained += 1
+                if self._unexplained < UNEXPLAINED_FAILURES_TOLERATED:
+                    continue
+            if self.failure is None:
+                self.failure = failure
+            self._ready.set()
 
     def on_ready(self, callback: Callable[[], None]) -> None:
         """Run `callback` in the event loop's reader callback when frames may be waiting,
@@ -55,6 +111,11 @@ class Link:
     def wake(self) -> None:
         """Make the current or next `wait_readable` return."""
         self._ready.set()
+
+    def failed(self) -> HandshakeFailure | None:
+        """The handshake failure that ends this link, if any (reading pending monitor events)."""
+        self._read_monitor()
+        return self.failure
 
     def _readable(self) -> bool:
         return bool(int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
@@ -99,7 +160,13 @@ class Link:
     def close(self, *, linger_ms: int = 0) -> None:
         if not self._socket.closed:
             self._loop.remove_reader(self._fd)
-            self._socket.close(linger=linger_ms)
+            self._loop.remove_reader(self._monitor_fd)
+            self._close_sockets(linger_ms)
+
+    def _close_sockets(self, linger_ms: int) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._socket.close(linger=linger_ms)
 
 
 class Backoff:

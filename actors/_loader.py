@@ -15,6 +15,7 @@ from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
 from actors._toolhost import ToolHost
 from actors._worker import MAX_CONCURRENCY, serve
+from protocols import ClientKeys
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -23,8 +24,8 @@ EXIT_REFUSED = 2
 _log = structlog.get_logger("baton.actors")
 
 
-def load_actor(spec: str) -> Agent | ToolHost:
-    """Import `"package.module:ClassName"` and instantiate that class with no arguments."""
+def actor_class(spec: str) -> type[Agent] | type[ToolHost]:
+    """Import `"package.module:ClassName"` and return that Agent or ToolHost subclass."""
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise ActorLoadError(spec, "expected 'package.module:ClassName'")
@@ -43,8 +44,31 @@ def load_actor(spec: str) -> Agent | ToolHost:
         except AttributeError:
             reason = f"module {module_name!r} has no attribute {attribute!r}"
             raise ActorLoadError(spec, reason) from None
-    if not (isinstance(target, type) and issubclass(target, Agent | ToolHost)):
-        raise ActorLoadError(spec, f"{attribute} is not an Agent or ToolHost subclass")
+    if isinstance(target, type) and issubclass(target, Agent):
+        return target
+    if isinstance(target, type) and issubclass(target, ToolHost):
+        return target
+    raise ActorLoadError(spec, f"{attribute} is not an Agent or ToolHost subclass")
+
+
+def declared_role(spec: str) -> str:
+    """The role an agent class declares, or the name a tool host class declares.
+
+    It names the principal an actor runs as when none is given.
+    """
+    cls = actor_class(spec)
+    value = getattr(cls, "role" if issubclass(cls, Agent) else "name", None)
+    if not isinstance(value, str) or not value:
+        raise ActorLoadError(
+            spec, "declares no role" if issubclass(cls, Agent) else "declares no name"
+        )
+    return value
+
+
+def load_actor(spec: str) -> Agent | ToolHost:
+    """Import `"package.module:ClassName"` and instantiate that class with no arguments."""
+    target = actor_class(spec)
+    attribute = spec.partition(":")[2]
     try:
         actor = target()
     except Exception as exc:
@@ -62,12 +86,15 @@ def run_actor(
     concurrency: int,
     name: str | None = None,
     *,
+    keys: ClientKeys | None = None,
     backend_options: Mapping[str, object] | None = None,
 ) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
 
-    0 after a clean stop; 2 when the actor cannot load or the runtime refused it.
-    `backend_options` go to `anyio.run` (the process owner picks the event loop).
+    0 after a clean stop; 2 when the actor cannot load or the runtime refused it
+    (including its key). `keys` make the connection CURVE-encrypted; without
+    them the runtime must be insecure. `backend_options` go to `anyio.run`
+    (the process owner picks the event loop).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         _log.error("actor.bad_concurrency", concurrency=concurrency, limit=MAX_CONCURRENCY)
@@ -83,12 +110,17 @@ def run_actor(
         endpoint,
         concurrency,
         name,
+        keys,
         backend_options=dict(backend_options or {}),
     )
 
 
 async def _serve_until_signalled(
-    actor: Agent | ToolHost, endpoint: str, concurrency: int, name: str | None
+    actor: Agent | ToolHost,
+    endpoint: str,
+    concurrency: int,
+    name: str | None,
+    keys: ClientKeys | None,
 ) -> int:
     stop = anyio.Event()
     status = EXIT_OK
@@ -96,7 +128,9 @@ async def _serve_until_signalled(
         # Subscribed before serving, so that a signal sent once registered is never missed.
         await tg.start(_set_on_signal, stop)
         try:
-            await serve(actor, endpoint=endpoint, name=name, concurrency=concurrency, stop=stop)
+            await serve(
+                actor, endpoint=endpoint, name=name, concurrency=concurrency, stop=stop, keys=keys
+            )
         except ActorLoadError as exc:
             _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)
             status = EXIT_REFUSED

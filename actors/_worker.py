@@ -35,6 +35,7 @@ from protocols import (
     Assign,
     Bye,
     Cancel,
+    ClientKeys,
     Data,
     Error,
     ErrorCode,
@@ -116,6 +117,7 @@ class Worker:
         concurrency: int = 1,
         stop: anyio.Event | None = None,
         register_timeout: float = 5.0,
+        keys: ClientKeys | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
@@ -132,6 +134,7 @@ class Worker:
         self._actor = actor
         self._kind = identity.kind
         self._endpoint = endpoint
+        self._keys = keys
         self._stop = stop
         self._register_timeout = register_timeout
         self._codec = actor_side_codec()
@@ -275,7 +278,7 @@ class Worker:
         which spares each one the wake-up of this coroutine; the coroutine keeps
         the timers and ends the connection when the callback says so.
         """
-        conn = _Connection(Link(context, self._endpoint))
+        conn = _Connection(Link(context, self._endpoint, self._keys))
         conn.link.on_ready(lambda: self._on_readable(conn))
         try:
             self._register(conn)
@@ -284,6 +287,9 @@ class Worker:
                 await conn.link.wait_readable(conn.sleeps_until)
                 if conn.refused is not None:
                     raise conn.refused
+                failure = conn.link.failed()
+                if failure is not None:
+                    raise RegistrationRefused("unauthorized", failure.reason)
                 if conn.ended or self._drain(conn) or not self._tick(conn):
                     return conn.welcomed
                 if self._live is conn and self._outbox:
@@ -341,7 +347,7 @@ class Worker:
         return True
 
     def _drain(self, conn: _Connection) -> bool:
-        """Handle the frames waiting on the connection; True if the runtime said Bye."""
+        """Handle the frames waiting on the connection; True when the connection should end."""
         received = False
         try:
             for _ in range(BATCH):
@@ -385,7 +391,7 @@ class Worker:
             case Welcome():
                 self._on_welcome(conn, message)
             case Error():
-                self._on_error(conn, message)
+                return self._on_error(conn, message)
             case Bye():
                 self._log.info("actor.runtime_bye", reason=message.reason)
                 return True
@@ -412,18 +418,26 @@ class Worker:
         self._outbox.resend_calls()
         self._outbox.flush(conn.link)
 
-    def _on_error(self, conn: _Connection, error: Error) -> None:
-        if not conn.registered and error.code in FATAL_CODES:
+    def _on_error(self, conn: _Connection, error: Error) -> bool:
+        """Act on the runtime's refusal; True when this connection should end."""
+        if error.code in FATAL_CODES and (not conn.registered or error.code == "unauthorized"):
+            # Refused at registration, or our key was withdrawn while we served.
             raise RegistrationRefused(error.code, error.message)
+        if error.code == "session_exists" and not conn.registered:
+            # Our key's previous session (a process that died) has not yet been
+            # noticed as lost; a later connection will find it gone.
+            self._log.warning("actor.session_exists", message=error.message)
+            return True
         if error.code == "not_registered" and conn.registered:
             self._log.warning("actor.not_registered", message=error.message, ref=error.ref)
             if self._live is conn:
                 self._live = None
             self._register(conn)
-            return
+            return False
         self._log.warning(
             "actor.runtime_error", code=error.code, message=error.message, ref=error.ref
         )
+        return False
 
     def _on_assign(self, conn: _Connection, assign: Assign) -> None:
         ref = f"{assign.run_id}/{assign.step}/{assign.attempt}"
@@ -496,8 +510,12 @@ async def serve(
     concurrency: int = 1,
     stop: anyio.Event | None = None,
     register_timeout: float = 5.0,
+    keys: ClientKeys | None = None,
 ) -> None:
     """Connect `actor` to the runtime at `endpoint` and serve until `stop` is set.
+
+    With `keys`, the connection is CURVE-encrypted and the runtime knows the
+    actor by its key; without, the runtime must be running insecure.
 
     Runs at most `concurrency` tasks (or tool calls) at once. Reconnects with
     backoff whenever the runtime is unreachable or goes silent; raises
@@ -510,5 +528,6 @@ async def serve(
         concurrency=concurrency,
         stop=stop,
         register_timeout=register_timeout,
+        keys=keys,
     )
     await worker.run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-Z85_KEY = re.compile(rb"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+Z85_KEY = re.compile(rb"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 """A 32-byte CURVE key in Z85: 40 characters."""
 
 WELL_KNOWN_TEST_KEYS: frozenset[bytes] = frozenset(
@@ -21,7 +21,7 @@ WELL_KNOWN_TEST_KEYS: frozenset[bytes] = frozenset(
 
 def is_z85_key(value: bytes) -> bool:
     """Whether `value` is a 40-character Z85 key."""
-    return Z85_KEY.match(value) is not None
+    return Z85_KEY.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from protocols import (
     ToolReply,
     Welcome,
 )
+from runtime._authenticator import PrincipalBook
 from runtime._events import (
     Dispatch,
     ForwardToolCall,
@@ -46,6 +47,7 @@ from runtime._events import (
     ToolCallRequested,
 )
 from runtime._graph import Graph
+from runtime._principals import Principal
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
 
@@ -63,7 +65,21 @@ class AgentHost(Protocol):
 
     def monotonic(self) -> float: ...
 
-    def reject(self, reason: str, identity: bytes, detail: str = "") -> None: ...
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> None:
+        """Count and log a refused frame."""
+
+    def audit(
+        self,
+        run_id: str,
+        principal: str,
+        action: str,
+        code: ErrorCode,
+        message: str,
+        *,
+        step: str = "",
+        attempt: int = 0,
+    ) -> None:
+        """Record a refusal in the history of the run it concerns, if that run exists."""
 
     def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
         """Send after the batch's commit."""
@@ -87,8 +103,10 @@ class AgentPlane:
         codec: Codec[ActorMessage],
         *,
         heartbeat: float,
+        secure: bool,
     ) -> None:
         self._host = host
+        self._secure = secure
         self._codec = codec
         self._heartbeat = heartbeat
         self._role_tools: dict[str, set[str]] = {}
@@ -309,19 +327,21 @@ class AgentPlane:
     def _send_agent(self, identity: bytes, message: Message) -> None:
         self._host.queue_agent_frame(identity, self._codec.encode(message))
 
-    def on_frames(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            identity = frames[0] if frames else b""
-            self._host.reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
+    def on_frame(
+        self, identity: bytes, principal: Principal | None, payload: bytes | memoryview, parts: int
+    ) -> None:
+        """Handle one frame from `identity`, sent under `principal`'s key (None: insecure)."""
+        who = "" if principal is None else principal.name
+        if parts != 1:
+            self._host.reject("malformed", identity, f"{parts} frames, expected 1", who)
             self._send_agent(
                 identity, Error(code="malformed", message="send one frame per message")
             )
             return
-        identity, payload = frames
         try:
             message: ActorMessage = self._codec.decode(payload)
         except ProtocolError as exc:
-            self._host.reject(exc.reason, identity, exc.detail)
+            self._host.reject(exc.reason, identity, exc.detail, who)
             code: ErrorCode = (
                 "oversize" if exc.reason == "oversize" else
                 "malformed" if exc.reason == "malformed" else "invalid_message"
@@ -329,23 +349,32 @@ class AgentPlane:
             self._send_agent(identity, Error(code=code, message=str(exc)))
             return
         session = self._registry.by_identity.get(identity)
+        if session is not None and session.key != (
+            b"" if principal is None else principal.public_key
+        ):
+            # The routing id is the peer's choice: a session answers to its key alone.
+            self._host.reject("identity_mismatch", identity, session.name, who)
+            self._send_agent(
+                identity,
+                Error(
+                    code="unauthorized", message="this connection's key does not own the session"
+                ),
+            )
+            return
         if isinstance(message, Register):
-            self._register(identity, message, session)
+            self._register(identity, principal, message, session)
             return
         if session is None:
-            if not isinstance(message, Bye | Error):
-                self._send_agent(
-                    identity, Error(code="not_registered", message="register before anything else")
-                )
+            self._unregistered(identity, who, message)
             return
         session.last_seen = self._host.monotonic()
         match message:
             case Heartbeat():
                 pass
             case StepResult() | StepFailure():
-                if self._release(session, (message.run_id, message.step, message.attempt)):
+                if self._release(session, message):
                     self.counters.results += 1
-                    self._host.apply(_outcome_event(session.name, message))
+                    self._host.apply(_outcome_event(session, message))
             case ToolCall():
                 self._on_tool_call(session, message)
             case ToolReply():
@@ -355,42 +384,102 @@ class AgentPlane:
             case Error():
                 log.warning("agent.error", agent=session.name, code=message.code, ref=message.ref)
 
-    def _release(self, session: Session, key: TaskKey) -> bool:
-        """Take the task off the agent; False (and a refusal) if the agent does not hold it."""
-        if key not in session.in_flight:
-            self._host.reject("stale_result", session.identity, f"{key[0]}/{key[1]}/{key[2]}")
-            self._send_agent(
-                session.identity,
-                Error(
-                    code="stale",
-                    message="this attempt is not assigned to you (cancelled, timed out or unknown)",
-                    ref=f"{key[0]}/{key[1]}/{key[2]}",
-                ),
+    def _unregistered(self, identity: bytes, who: str, message: ActorMessage) -> None:
+        """A message from a connection with no session: refused, and audited if about a run."""
+        if isinstance(message, Bye | Error):
+            return
+        text = "register before anything else"
+        self._send_agent(identity, Error(code="not_registered", message=text))
+        if isinstance(message, StepResult | StepFailure | ToolCall):
+            self._host.reject("not_registered", identity, message.run_id, who)
+            self._host.audit(
+                message.run_id, who, _action(message), "not_registered", text,
+                step=message.step, attempt=message.attempt,
+            )  # fmt: skip
+
+    def reload(self, book: PrincipalBook) -> None:
+        """Principals changed: sessions whose key or role was withdrawn end; the rest go on."""
+        for session in list(self._registry.by_identity.values()):
+            if session.principal is None:
+                continue
+            principal = book.by_user_id(session.key.decode("ascii"))
+            problem = (
+                f"the key of principal {session.principal.name!r} was removed"
+                if principal is None
+                else self._authority_problem(principal, session.kind, session.role)
             )
+            if problem is None:
+                session.principal = principal
+                continue
+            log.warning("agent.revoked", agent=session.name, reason=problem)
+            self._send_agent(session.identity, Error(code="unauthorized", message=problem))
+            self.lose(session, problem)
+
+    def _authority_problem(self, principal: Principal, kind: str, role: str) -> str | None:
+        """Why `principal` may not act as an actor of `kind` and `role`, or None if it may."""
+        if kind == "tool_host":
+            if principal.may_serve_tools(role):
+                return None
+            return f"principal {principal.name!r} does not hold role 'tools:{role}'"
+        if principal.holds(role):
+            return None
+        return f"principal {principal.name!r} does not hold role {role!r}"
+
+    def _release(self, session: Session, message: StepResult | StepFailure) -> bool:
+        """Take the task off the agent; False (refused, audited) if the agent does not hold it."""
+        key = (message.run_id, message.step, message.attempt)
+        if key not in session.in_flight:
+            ref = f"{key[0]}/{key[1]}/{key[2]}"
+            text = "this attempt is not assigned to you (cancelled, timed out or unknown)"
+            self._host.reject("stale_result", session.identity, ref, session.principal_name)
+            self._send_agent(session.identity, Error(code="stale", message=text, ref=ref))
+            self._host.audit(
+                message.run_id, session.principal_name or session.name, _action(message),
+                "stale", f"{text} (agent {session.name})", step=message.step,
+                attempt=message.attempt,
+            )  # fmt: skip
             return False
         session.in_flight.discard(key)
         self._registry.holders.pop(key, None)
         self._pump_role(session.role)
         return True
 
-    def _register(self, identity: bytes, message: Register, existing: Session | None) -> None:
-        refusal = self._registration_problem(message)
+    def _register(
+        self,
+        identity: bytes,
+        principal: Principal | None,
+        message: Register,
+        existing: Session | None,
+    ) -> None:
+        refusal = self._registration_problem(message, principal)
+        if refusal is None and principal is not None:
+            holder = self._registry.by_key.get(principal.public_key)
+            if holder is not None and holder is not existing:
+                refusal = (
+                    "session_exists",
+                    f"principal {principal.name!r} already has a live session "
+                    f"(as {holder.name!r}); one connection per key",
+                )
         if refusal is not None:
             code, text = refusal
-            self._host.reject(code, identity, text)
-            log.warning("agent.refused", name=message.name, role=message.role, code=code)
+            who = "" if principal is None else principal.name
+            self._host.reject(code, identity, text, who)
+            log.warning(
+                "agent.refused", name=message.name, role=message.role, code=code, principal=who
+            )
             self._send_agent(identity, Error(code=code, message=text))
             return
         if existing is not None:
             self.lose(existing, "registered again")
         session = Session(
             identity,
-            self._registry.unique_name(message.name),
+            principal.name if principal is not None else self._registry.unique_name(message.name),
             message.role,
             message.kind,
             frozenset(message.tools),
             message.capacity,
             self._host.monotonic(),
+            principal,
         )
         self._registry.add(session, message.specs)
         specs = [self._registry.specs[t] for t in message.tools if t in self._registry.specs]
@@ -409,6 +498,7 @@ class AgentPlane:
             role=session.role,
             kind=session.kind,
             capacity=session.capacity,
+            principal=session.principal_name,
         )
         if session.kind == "agent":
             self._pump_role(session.role)
@@ -416,12 +506,20 @@ class AgentPlane:
             for tool in session.tools:
                 self._pump_tool(tool)
 
-    def _registration_problem(self, message: Register) -> tuple[ErrorCode, str] | None:
+    def _registration_problem(
+        self, message: Register, principal: Principal | None
+    ) -> tuple[ErrorCode, str] | None:
         if message.protocol != PROTOCOL_VERSION:
             return (
                 "incompatible_protocol",
                 f"this runtime speaks protocol {PROTOCOL_VERSION}, not {message.protocol}",
             )
+        if self._secure:
+            if principal is None:
+                return "unauthorized", "no principal: this runtime requires CURVE"
+            problem = self._authority_problem(principal, message.kind, message.role)
+            if problem is not None:
+                return "role_refused", problem
         if message.kind == "tool_host":
             if not message.tools:
                 return "invalid_message", "a tool host must serve at least one tool"
@@ -447,15 +545,16 @@ class AgentPlane:
     def _on_tool_call(self, session: Session, message: ToolCall) -> None:
         key = (message.run_id, message.step, message.attempt)
         if session.kind != "agent" or key not in session.in_flight:
+            text = "tool calls are made on behalf of a task you hold"
             self._send_agent(
                 session.identity,
-                ToolReply(
-                    call_id=message.call_id,
-                    ok=False,
-                    error="stale",
-                    message="tool calls are made on behalf of a task you hold",
-                ),
+                ToolReply(call_id=message.call_id, ok=False, error="stale", message=text),
             )
+            self._host.audit(
+                message.run_id, session.principal_name or session.name, "tool_call", "stale",
+                f"{message.tool}: {text} (agent {session.name})", step=message.step,
+                attempt=message.attempt,
+            )  # fmt: skip
             return
         self._host.apply(
             ToolCallRequested(
@@ -468,13 +567,16 @@ class AgentPlane:
                 tool=message.tool,
                 args=message.args,
                 idempotency_key=message.idempotency_key,
+                principal=session.principal_name,
             )
         )
 
     def _on_tool_reply(self, host: Session, message: ToolReply) -> None:
         pending = self._tool_calls.get(message.call_id)
         if pending is None or message.call_id not in host.tool_calls:
-            self._host.reject("stale_tool_reply", host.identity, str(message.call_id))
+            self._host.reject(
+                "stale_tool_reply", host.identity, str(message.call_id), host.principal_name
+            )
             return
         del self._tool_calls[message.call_id]
         host.tool_calls.discard(message.call_id)
@@ -488,18 +590,30 @@ class AgentPlane:
         self._pump_tool(pending.tool)
 
 
-def _outcome_event(agent: str, message: StepResult | StepFailure) -> StepSucceeded | StepFailed:
+def _action(message: StepResult | StepFailure | ToolCall) -> str:
+    """The name a refused message's action goes by in a run's history."""
+    if isinstance(message, StepResult):
+        return "step_result"
+    if isinstance(message, StepFailure):
+        return "step_failure"
+    return "tool_call"
+
+
+def _outcome_event(
+    session: Session, message: StepResult | StepFailure
+) -> StepSucceeded | StepFailed:
     """The journaled event for what an agent reported about its task."""
     if isinstance(message, StepResult):
         return StepSucceeded(
             run_id=message.run_id,
             step=message.step,
             attempt=message.attempt,
-            agent=agent,
+            agent=session.name,
             outputs=message.outputs,
             rationale=message.rationale,
             confidence=message.confidence,
             caveats=message.caveats,
+            principal=session.principal_name,
         )
     return StepFailed(
         run_id=message.run_id,
@@ -507,5 +621,6 @@ def _outcome_event(agent: str, message: StepResult | StepFailure) -> StepSucceed
         attempt=message.attempt,
         kind=message.reason,
         message=message.message,
-        agent=agent,
+        agent=session.name,
+        principal=session.principal_name,
     )

@@ -9,9 +9,11 @@ from typing import Any
 import anyio
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from protocols import (
     PROTOCOL_VERSION,
+    ClientKeys,
     ControlError,
     ControlReply,
     ControlRequest,
@@ -29,6 +31,7 @@ from protocols import (
     WaitRun,
     client_side_control_codec,
 )
+from protocols._handshake import UNEXPLAINED_FAILURES_TOLERATED, WATCHED_EVENTS, explain
 from runtime._errors import BatonError
 
 
@@ -57,16 +60,24 @@ class ControlClient:
     """Requests to one runtime, one at a time, over a DEALER socket.
 
     Use as an async context manager. Every call raises `ControlRefused` on a
-    refusal and `RuntimeUnavailable` when no reply comes within `timeout`.
+    refusal (code `unauthorized` when the runtime will not accept our key) and
+    `RuntimeUnavailable` when no reply comes within `timeout`. Without `keys`
+    the runtime must be running insecure.
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, endpoint: str, *, timeout: float = 10.0, keys: ClientKeys | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self._keys = keys
         self._ids = itertools.count(1)
         self._codec = client_side_control_codec()
         self._ctx: zmq.asyncio.Context | None = None
         self._sock: zmq.asyncio.Socket | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._poller = zmq.asyncio.Poller()
+        self._unexplained = 0
 
     async def __aenter__(self) -> ControlClient:
         self._ctx = zmq.asyncio.Context()
@@ -74,6 +85,13 @@ class ControlClient:
         self._sock.setsockopt(zmq.LINGER, 0)
         if "[" in self.endpoint or "::" in self.endpoint:
             self._sock.setsockopt(zmq.IPV6, 1)
+        if self._keys is not None:
+            self._sock.curve_secretkey = self._keys.secret
+            self._sock.curve_publickey = self._keys.public
+            self._sock.curve_serverkey = self._keys.server
+        self._monitor = self._sock.get_monitor_socket(WATCHED_EVENTS)
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self._sock.connect(self.endpoint)
         return self
 
@@ -84,7 +102,10 @@ class ControlClient:
         tb: TracebackType | None,
     ) -> None:
         if self._sock is not None:
+            self._sock.disable_monitor()
             self._sock.close(linger=0)
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
         if self._ctx is not None:
             self._ctx.term()
 
@@ -96,9 +117,14 @@ class ControlClient:
         if sock is None:
             raise RuntimeError("use ControlClient as `async with ControlClient(...)`")
         limit = self.timeout if patience is None else patience
-        await sock.send(self._codec.encode(request))
         with anyio.move_on_after(limit):
+            await sock.send(self._codec.encode(request))
             while True:
+                ready = dict(await self._poller.poll())
+                if self._monitor in ready:
+                    await self._check_handshakes()
+                if sock not in ready:
+                    continue
                 frame = await sock.recv()
                 try:
                     reply = self._codec.decode(frame)
@@ -110,6 +136,22 @@ class ControlClient:
                     raise ControlRefused(reply.code, reply.message)
                 return reply
         raise RuntimeUnavailable(self.endpoint, limit)
+
+    async def _check_handshakes(self) -> None:
+        """Raise `ControlRefused("unauthorized")` once the runtime has refused our handshakes."""
+        monitor = self._monitor
+        assert monitor is not None
+        while await monitor.poll(0):
+            event = parse_monitor_message(await monitor.recv_multipart())
+            failure = explain(event["event"], event["value"], curve=self._keys is not None)
+            if failure is None:
+                self._unexplained = 0
+                continue
+            if not failure.final:
+                self._unexplained += 1
+                if self._unexplained < UNEXPLAINED_FAILURES_TOLERATED:
+                    continue
+            raise ControlRefused("unauthorized", failure.reason)
 
     async def start_run(self, workflow: str, inputs: dict[str, Any]) -> str:
         """Start a run; its id once the runtime has journaled it."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from protocols import DEFAULT_MAX_FRAME
+from protocols import DEFAULT_MAX_FRAME, ServerKeys
+from runtime._principals import Principals
 
 DEFAULT_AGENTS_ENDPOINT = "tcp://127.0.0.1:7710"
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:7711"
@@ -35,4 +36,18 @@ class RuntimeConfig:
     max_batch: int = 128
     """Most messages taken from one socket before the batch is committed and sent."""
     queue_limit: int = 100_000
-    """Highest water mark of each socket, in messages."""
+    """Most messages queued for sending on each socket."""
+    receive_queue: int = 1_000
+    """Most frames queued from any one peer before ZeroMQ pushes back on it."""
+    rate_limit: float = 10_000.0
+    """Frames per second each principal may send on each plane; the rest are dropped."""
+    rate_burst: float = 20_000.0
+    """Frames a principal may send at once above its rate, after a quiet spell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    """What a secure runtime authenticates with: its key pair and the principals it knows."""
+
+    keys: ServerKeys
+    principals: Principals

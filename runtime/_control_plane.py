@@ -27,6 +27,7 @@ from protocols import (
     WaitRun,
 )
 from runtime._graph import Graph
+from runtime._principals import Principal
 from runtime._record import record_view, summary
 from runtime._run import Run
 
@@ -43,12 +44,26 @@ class RunHost(Protocol):
     @property
     def active_runs(self) -> int: ...
 
-    def start_run(self, graph: Graph, inputs: dict[str, Any]) -> str:
+    def start_run(self, graph: Graph, inputs: dict[str, Any], started_by: str) -> str:
         """Journal a new run and begin it; its id."""
 
     def send_control(self, identity: bytes, message: Message) -> None: ...
 
-    def reject(self, reason: str, identity: bytes, detail: str = "") -> None: ...
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> None:
+        """Count and log a refused frame."""
+
+    def audit(
+        self,
+        run_id: str,
+        principal: str,
+        action: str,
+        code: ErrorCode,
+        message: str,
+        *,
+        step: str = "",
+        attempt: int = 0,
+    ) -> None:
+        """Record a refusal in the history of the run it concerns, if that run exists."""
 
     def start_wait(self, key: WaitKey, seconds: float) -> None: ...
 
@@ -65,26 +80,30 @@ class ControlPlane:
         codec: Codec[ControlRequest],
         *,
         max_active_runs: int,
+        secure: bool,
     ) -> None:
         self._host = host
+        self._secure = secure
         self._graphs = graphs
         self._codec = codec
         self._max_active_runs = max_active_runs
         self._waiters: dict[str, list[tuple[bytes, int, bool]]] = {}
         """Per run: (client, request id, summary only) of each wait still open."""
 
-    def on_frames(self, frames: list[bytes]) -> None:
+    def on_frame(
+        self, identity: bytes, principal: Principal | None, payload: bytes | memoryview, parts: int
+    ) -> None:
+        """Answer one request from `identity`, sent under `principal`'s key (None: insecure)."""
         host = self._host
-        if len(frames) != 2:
-            identity = frames[0] if frames else b""
-            host.reject("malformed", identity, f"{len(frames) - 1} frames, expected 1")
+        who = "" if principal is None else principal.name
+        if parts != 1:
+            host.reject("malformed", identity, f"{parts} frames, expected 1", who)
             self._error(identity, 0, "malformed", "one frame per request")
             return
-        identity, payload = frames
         try:
             request = self._codec.decode(payload)
         except ProtocolError as exc:
-            host.reject(exc.reason, identity, exc.detail)
+            host.reject(exc.reason, identity, exc.detail, who)
             self._error(
                 identity,
                 0,
@@ -100,15 +119,38 @@ class ControlPlane:
                 f"this runtime speaks protocol {PROTOCOL_VERSION}, not {request.protocol}",
             )
             return
+        if not self._authorised(identity, principal, request):
+            return
         match request:
             case StartRun():
-                self._start_run(identity, request)
+                self._start_run(identity, request, who)
             case GetRun():
                 self._get_run(identity, request)
             case WaitRun():
                 self._wait_run(identity, request)
             case ListRuns():
                 self._list_runs(identity, request)
+
+    def _authorised(
+        self, identity: bytes, principal: Principal | None, request: ControlRequest
+    ) -> bool:
+        """Whether `principal` may make `request`; if not, refused, counted and audited."""
+        if not self._secure:
+            return True
+        if principal is not None:
+            if isinstance(request, StartRun) and principal.may_operate():
+                return True
+            if not isinstance(request, StartRun) and principal.may_read():
+                return True
+        who = "" if principal is None else principal.name
+        needs = "'operator'" if isinstance(request, StartRun) else "'operator' or 'viewer'"
+        action = _ACTIONS[type(request)]
+        text = f"principal {who!r} may not {action.replace('_', ' ')}: it needs role {needs}"
+        self._host.reject("unauthorized", identity, text, who)
+        self._error(identity, request.id, "unauthorized", text)
+        if isinstance(request, GetRun | WaitRun):
+            self._host.audit(request.run_id, who, action, "unauthorized", text)
+        return False
 
     def run_ended(self, run: Run) -> None:
         """Answer everyone waiting for `run`."""
@@ -130,7 +172,7 @@ class ControlPlane:
     def _error(self, identity: bytes, request: int, code: ErrorCode, text: str) -> None:
         self._host.send_control(identity, ControlError(id=request, code=code, message=text))
 
-    def _start_run(self, identity: bytes, request: StartRun) -> None:
+    def _start_run(self, identity: bytes, request: StartRun, started_by: str) -> None:
         graph = self._graphs.get(request.workflow)
         if graph is None:
             loaded = ", ".join(sorted(self._graphs)) or "none"
@@ -164,7 +206,7 @@ class ControlPlane:
                 f"{active} runs are in progress, the limit is {self._max_active_runs}",
             )
             return
-        run_id = self._host.start_run(graph, dict(request.inputs))
+        run_id = self._host.start_run(graph, dict(request.inputs), started_by)
         self._host.send_control(identity, RunAccepted(id=request.id, run_id=run_id))
 
     def _get_run(self, identity: bytes, request: GetRun) -> None:
@@ -203,6 +245,15 @@ class ControlPlane:
             runs = [s for s in runs if s.status == request.status]
         runs.sort(key=lambda s: s.created_at, reverse=True)
         self._host.send_control(identity, RunsReply(id=request.id, runs=runs[: request.limit]))
+
+
+_ACTIONS: dict[type[ControlRequest], str] = {
+    StartRun: "start_run",
+    GetRun: "get_run",
+    WaitRun: "wait_run",
+    ListRuns: "list_runs",
+}
+"""How each request is named in refusals and audit entries."""
 
 
 def _run_reply(

@@ -20,7 +20,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from protocols import ClientKeys
 from runtime._errors import BatonError
+from runtime._keys import add_principal, load_client_keys, load_principals
 
 PR_SET_PDEATHSIG = 1
 
@@ -47,14 +49,21 @@ class RuntimeProcess:
     process: subprocess.Popen[bytes]
     agents: str
     control: str
+    operator: ClientKeys | None
+    """The operator's keys for a control client, or None when the runtime is insecure."""
 
 
 class ProcessGroup:
-    """Children started through it are stopped (TERM, then KILL) when it closes."""
+    """Children started through it are stopped (TERM, then KILL) when it closes.
 
-    def __init__(self, workdir: Path, *, cwd: Path | None = None) -> None:
+    With `keys` (a directory made by `baton keys init`) every child uses CURVE
+    with those keys; without, every child runs `--insecure`.
+    """
+
+    def __init__(self, workdir: Path, *, cwd: Path | None = None, keys: Path | None = None) -> None:
         self.workdir = workdir
         self.cwd = cwd or Path.cwd()
+        self.keys = keys
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._logs: list[IO[bytes]] = []
 
@@ -86,6 +95,26 @@ class ProcessGroup:
         self.children.append((label, process))
         return process
 
+    def _security_args(self, principal: str | None = None) -> list[str]:
+        if self.keys is None:
+            return ["--insecure"]
+        args = ["--keys", str(self.keys)]
+        return args if principal is None else [*args, "--principal", principal]
+
+    def enroll(self, name: str, *roles: str) -> None:
+        """Add a principal with fresh keys, unless one of that name exists already.
+
+        A runtime started before takes it in on SIGHUP (`reload`).
+        """
+        if self.keys is None:
+            raise LaunchError(name, "this process group runs without keys")
+        if name not in load_principals(self.keys):
+            add_principal(self.keys, name, roles)
+
+    def keys_of(self, principal: str) -> ClientKeys | None:
+        """The keys `principal` connects with, or None when the group runs insecure."""
+        return None if self.keys is None else load_client_keys(self.keys, principal)
+
     def log_of(self, label: str) -> str:
         path = self.workdir / f"{label}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -107,7 +136,7 @@ class ProcessGroup:
         for workflow in workflows:
             args += ["--workflow", workflow]
         args += ["--store", store, "--heartbeat", str(heartbeat), "--ready-file", str(ready)]
-        args += ["--log-format", "json", *extra]
+        args += ["--log-format", "json", *self._security_args(), *extra]
         process = self._spawn(label, args)
         deadline = time.monotonic() + ready_timeout
         while not ready.exists():
@@ -117,7 +146,8 @@ class ProcessGroup:
                 raise LaunchError(label, f"not listening after {ready_timeout:g}s")
             time.sleep(0.02)
         bound = json.loads(ready.read_text())
-        return RuntimeProcess(process, bound["agents"], bound["control"])
+        operator = None if self.keys is None else self.keys_of("operator")
+        return RuntimeProcess(process, bound["agents"], bound["control"], operator)
 
     def start_actor(
         self,
@@ -127,13 +157,23 @@ class ProcessGroup:
         label: str | None = None,
         concurrency: int = 1,
         name: str | None = None,
+        principal: str | None = None,
+        extra: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start `baton agent SPEC` connected to `connect`."""
+        """Start `baton agent SPEC` connected to `connect`.
+
+        With keys, it runs as `principal` (by default the actor's role or host
+        name); the runtime then names its session after the principal.
+        """
         args = ["agent", spec, "--connect", connect, "--concurrency", str(concurrency)]
         if name is not None:
             args += ["--name", name]
-        args += ["--log-format", "json"]
-        return self._spawn(label or name or spec.rsplit(":", 1)[-1], args)
+        args += ["--log-format", "json", *self._security_args(principal), *extra]
+        return self._spawn(label or principal or name or spec.rsplit(":", 1)[-1], args)
+
+    def reload(self, runtime: RuntimeProcess) -> None:
+        """Ask `runtime` to reload its principals (SIGHUP)."""
+        runtime.process.send_signal(signal.SIGHUP)
 
     def stop(self, process: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
         """SIGTERM, then SIGKILL after `timeout`; the exit status."""

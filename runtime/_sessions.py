@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols import ActorKind, ToolSpec
+from runtime._principals import Principal
 
 TaskKey = tuple[str, str, int]
 """(run_id, step, attempt): one attempt of one step."""
@@ -22,6 +23,7 @@ class Session:
         "kind",
         "last_seen",
         "name",
+        "principal",
         "role",
         "tool_calls",
         "tools",
@@ -36,8 +38,11 @@ class Session:
         tools: frozenset[str],
         capacity: int,
         now: float,
+        principal: Principal | None = None,
     ) -> None:
         self.identity = identity
+        self.principal = principal
+        """Whose key the session authenticated with; None only on an insecure runtime."""
         self.name = name
         self.role = role
         self.kind: ActorKind = kind
@@ -47,6 +52,15 @@ class Session:
         self.tool_calls: set[int] = set()
         """Runtime call ids this tool host is serving."""
         self.last_seen = now
+
+    @property
+    def key(self) -> bytes:
+        """The session's public key (Z85), or b"" on an insecure runtime."""
+        return b"" if self.principal is None else self.principal.public_key
+
+    @property
+    def principal_name(self) -> str:
+        return "" if self.principal is None else self.principal.name
 
     @property
     def load(self) -> int:
@@ -107,6 +121,8 @@ class Registry:
 
     def __init__(self) -> None:
         self.by_identity: dict[bytes, Session] = {}
+        self.by_key: dict[bytes, Session] = {}
+        """Live sessions by public key: one per key."""
         self.by_name: dict[str, Session] = {}
         self.roles: dict[str, Pool] = {}
         self.tools: dict[str, Pool] = {}
@@ -124,6 +140,8 @@ class Registry:
 
     def add(self, session: Session, specs: list[ToolSpec]) -> None:
         self.by_identity[session.identity] = session
+        if session.key:
+            self.by_key[session.key] = session
         self.by_name[session.name] = session
         if session.kind == "agent":
             self.roles.setdefault(session.role, Pool()).add(session)
@@ -135,6 +153,8 @@ class Registry:
 
     def remove(self, session: Session) -> None:
         self.by_identity.pop(session.identity, None)
+        if self.by_key.get(session.key) is session:
+            del self.by_key[session.key]
         self.by_name.pop(session.name, None)
         pool = self.roles.get(session.role)
         if pool is not None and session.kind == "agent":

@@ -18,17 +18,22 @@ from typing import Any
 import anyio
 import structlog
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from protocols import (
     Codec,
+    ControlError,
     ControlRequest,
+    Error,
+    ErrorCode,
     Message,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
 from runtime import _engine as engine
 from runtime._agent_plane import AgentPlane
-from runtime._config import RuntimeConfig
+from runtime._authenticator import ZAP_DOMAIN, Authenticator, PrincipalBook
+from runtime._config import RuntimeConfig, Security
 from runtime._control_plane import ControlPlane, WaitKey
 from runtime._events import (
     CancelTask,
@@ -38,12 +43,16 @@ from runtime._events import (
     ForwardToolCall,
     JournalEvent,
     RefuseToolCall,
+    RequestRefused,
     RunEnded,
     RunStarted,
     StartTimer,
     TimerFired,
 )
+from runtime._gate import Gate
 from runtime._graph import Graph
+from runtime._principals import Principals
+from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
 from runtime._run import Run
 from runtime._store import JournalRecord, Store
@@ -53,6 +62,25 @@ log = structlog.get_logger("baton.runtime")
 
 TimerKey = tuple[Hashable, ...]
 Outgoing = tuple[zmq.Socket[bytes], bytes, bytes]
+
+MAX_AUDITED_REFUSALS = 100
+"""Refusals recorded in one run's history; beyond this they are only counted and logged,
+so that a peer cannot grow a run's record without bound."""
+
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+_HANDSHAKE_REASONS: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_refused",
+}
+
+
+class AuthenticatorDied(RuntimeError):
+    """The ZAP handler stopped: serving on would admit unknown keys at the handshake."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +95,7 @@ class SupervisorStatistics:
     tool_calls: int
     tool_calls_refused: int
     rejected_frames: Mapping[str, int]
+    """Frames refused, by reason (including handshakes refused and rate-limited frames)."""
     agents: Mapping[str, int]
     queued_steps: int
     batches: int
@@ -78,6 +107,8 @@ class _Counters:
     runs_ended: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     batches: int = 0
+    logged_at: dict[tuple[str, bytes], float] = field(default_factory=dict)
+    """When a refusal of this reason from this peer was last logged (logs are paced)."""
 
 
 class Supervisor:
@@ -89,10 +120,15 @@ class Supervisor:
         store: Store,
         config: RuntimeConfig,
         *,
+        security: Security | None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`security=None` runs without CURVE: for loopback development only."""
         self.config = config
+        self.security = security
+        self._book = None if security is None else PrincipalBook(security.principals)
+        self._authenticator: Authenticator | None = None
         self.store = store
         self.graphs = {g.name: g for g in graphs}
         self._clock = clock
@@ -105,8 +141,10 @@ class Supervisor:
         self._timers: Timers[TimerKey] = Timers()
         self._unreachable: list[bytes] = []
         self._counters = _Counters()
+        secure = security is not None
+        self._agent_codec = runtime_side_agent_codec(config.max_frame)
         self._agents = AgentPlane(
-            self, graphs, runtime_side_agent_codec(config.max_frame), heartbeat=config.heartbeat
+            self, graphs, self._agent_codec, heartbeat=config.heartbeat, secure=secure
         )
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._control = ControlPlane(
@@ -114,8 +152,21 @@ class Supervisor:
             self.graphs,
             self._control_codec,
             max_active_runs=config.max_active_runs,
+            secure=secure,
         )
+        self._limiters = [
+            RateLimiter(config.rate_limit, config.rate_burst, monotonic) for _ in range(2)
+        ]
+        self._agent_gate = Gate(
+            "agents", self._book, self._limiters[0], self.reject, self._count, self._agents_limited
+        )
+        self._control_gate = Gate(
+            "control", self._book, self._limiters[1], self.reject, self._count,
+            self._control_limited,
+        )  # fmt: skip
+        self._monitors: list[zmq.Socket[bytes]] = []
         self._stopping = False
+        self._fatal: Exception | None = None
         self._readiness: Readiness | None = None
         self._flushing = False
         self._sleeps_until: float | None = None
@@ -158,7 +209,7 @@ class Supervisor:
         ctx = self._context
         agents = self._agents_sync
         control = self._control_sync
-        readiness = Readiness([agents, control], self._on_readable)
+        readiness = Readiness([agents, control, *self._monitors], self._on_readable)
         self._timers.schedule(("heartbeat",), self._monotonic() + self.config.heartbeat)
         log.info(
             "runtime.started",
@@ -166,7 +217,15 @@ class Supervisor:
             control=self.bound_control,
             store=self.store.description,
             workflows=sorted(self.graphs),
+            secure=self._book is not None,
+            principals=0 if self._book is None else len(self._book),
         )
+        if self._book is None:
+            log.warning(
+                "runtime.insecure",
+                message="both planes run without CURVE: any local process can connect "
+                "and act as any agent or operator; use this for development only",
+            )
         task_status.started()
         self._readiness = readiness
         try:
@@ -174,19 +233,35 @@ class Supervisor:
         finally:
             readiness.close()
             self._say_goodbye(agents)
+            for monitor in self._monitors:
+                monitor.close(linger=0)
             agents.close(linger=0)
             control.close(linger=0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
             ctx.term()
             self._context = None
             log.info("runtime.stopped", **_flat(self.statistics()))
+        if self._fatal is not None:
+            raise self._fatal
 
     def bind(self) -> None:
-        """Bind both planes now, so that a taken port is reported before serving starts."""
+        """Bind both planes now, so that a taken port is reported before serving starts.
+
+        A secure runtime must call this inside its event loop: the ZAP handler
+        runs there, and it is started before any socket is bound.
+        """
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
+            if self._book is not None:
+                self._authenticator = Authenticator(ctx, self._book, self._handshake_refused)
+                self._authenticator.start()
             agents = self._bind(ctx, self.config.agents)
             control = self._bind(ctx, self.config.control)
         except zmq.ZMQError:
+            if self._authenticator is not None:
+                self._authenticator.stop()
+                self._authenticator = None
             ctx.destroy(linger=0)
             raise
         self.bound_agents = agents.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -200,11 +275,23 @@ class Supervisor:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, self.config.queue_limit)
-        sock.setsockopt(zmq.RCVHWM, self.config.queue_limit)
+        sock.setsockopt(zmq.RCVHWM, self.config.receive_queue)
+        # A frame a little over the limit still reaches the codec, which answers it
+        # with a typed error; ZeroMQ silently drops a larger one and its connection.
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_frame + 1024)
         if endpoint.startswith("tcp://[") or endpoint.startswith("tcp://::"):
             sock.setsockopt(zmq.IPV6, 1)
-        sock.bind(endpoint)
+        if self.security is not None:
+            sock.curve_server = True
+            sock.curve_secretkey = self.security.keys.secret
+            sock.curve_publickey = self.security.keys.public
+            sock.zap_domain = ZAP_DOMAIN.encode()
+            self._monitors.append(sock.get_monitor_socket(HANDSHAKE_FAILURES))
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
         return sock
 
     def _say_goodbye(self, agents: zmq.Socket[bytes]) -> None:
@@ -276,23 +363,39 @@ class Supervisor:
 
     def _turn(self) -> None:
         max_batch = self.config.max_batch
-        self._drain(self._agents_sync, self._agents.on_frames, max_batch)
-        self._drain(self._control_sync, self._control.on_frames, max_batch)
+        self._agent_gate.drain(self._agents_sync, self._agents.on_frame, max_batch)
+        self._control_gate.drain(self._control_sync, self._control.on_frame, max_batch)
         self._fire_timers()
         self._handle_unreachable()
+        if self._monitors:
+            self._read_monitors()
 
-    def _drain(
-        self,
-        sock: zmq.Socket[bytes],
-        handler: Callable[[list[bytes]], None],
-        limit: int,
-    ) -> None:
-        for _ in range(limit):
-            try:
-                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            handler(frames)
+    def _read_monitors(self) -> None:
+        """Count and log handshakes that failed: wrong server key, no CURVE, refused key."""
+        for monitor in self._monitors:
+            while True:
+                try:
+                    parts = monitor.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                event = parse_monitor_message(parts)
+                reason = _HANDSHAKE_REASONS.get(int(event["event"]), "handshake_failed")
+                self._count(reason)
+                if reason != "handshake_refused":
+                    # Refused keys were already logged, with the key, by the authenticator.
+                    log.warning(
+                        "handshake.failed",
+                        reason=reason,
+                        errno=event["value"],
+                        endpoint=event["endpoint"].decode(errors="replace"),
+                    )
+
+    def _handshake_refused(self, reason: str) -> None:
+        self._count(reason)
+
+    def _count(self, reason: str) -> None:
+        rejected = self._counters.rejected
+        rejected[reason] = rejected.get(reason, 0) + 1
 
     async def _flush(self) -> None:
         """Make the batch's events durable, then send what they caused."""
@@ -312,7 +415,7 @@ class Supervisor:
             try:
                 sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
             except zmq.Again:
-                self.reject("send_queue_full", identity)
+                self.reject("send_queue_full", identity, "peer is not reading")
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.EHOSTUNREACH:
                     if sock is self._agents_sync:
@@ -326,7 +429,7 @@ class Supervisor:
     def active_runs(self) -> int:
         return self._active_runs
 
-    def start_run(self, graph: Graph, inputs: dict[str, Any]) -> str:
+    def start_run(self, graph: Graph, inputs: dict[str, Any], started_by: str = "") -> str:
         """Journal a new run of `graph` and carry out its first commands; its id."""
         now = self._clock()
         run_id = f"{int(now * 1000):x}-{secrets.token_hex(5)}"
@@ -336,6 +439,7 @@ class Supervisor:
             version=graph.workflow.version,
             fingerprint=graph.fingerprint,
             inputs=inputs,
+            started_by=started_by,
         )
         self._journal(event, now)
         run, commands = engine.start(graph, event, now)
@@ -348,11 +452,85 @@ class Supervisor:
     def send_control(self, identity: bytes, message: Message) -> None:
         self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))
 
-    def reject(self, reason: str, identity: bytes, detail: str = "") -> None:
-        """Count and log a refused frame."""
-        rejected = self._counters.rejected
-        rejected[reason] = rejected.get(reason, 0) + 1
-        log.warning("frame.rejected", reason=reason, peer=identity.hex(), detail=detail[:200])
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> None:
+        """Count a refused frame, and log it unless this peer's refusals of the kind were
+        logged within the last second (a flood must not become a flood of log lines)."""
+        self._count(reason)
+        logged_at = self._counters.logged_at
+        now = self._monotonic()
+        if now - logged_at.get((reason, identity), -1.0) < 1.0:
+            return
+        logged_at[(reason, identity)] = now
+        log.warning(
+            "frame.rejected",
+            reason=reason,
+            peer=identity.hex(),
+            principal=principal,
+            detail=detail[:200],
+        )
+
+    def audit(
+        self,
+        run_id: str,
+        principal: str,
+        action: str,
+        code: ErrorCode,
+        message: str,
+        *,
+        step: str = "",
+        attempt: int = 0,
+    ) -> None:
+        """Record a refusal in the history of the run it concerns, if that run exists."""
+        run = self.runs.get(run_id)
+        if run is None or run.refusals >= MAX_AUDITED_REFUSALS:
+            return
+        self.apply(
+            RequestRefused(
+                run_id=run_id,
+                principal=principal,
+                action=action,
+                code=code,
+                message=message[:1_000],
+                step=step,
+                attempt=attempt,
+            )
+        )
+
+    def reload(self, principals: Principals) -> None:
+        """Apply a new principal table: new keys may connect, withdrawn ones lose their sessions.
+
+        Connections of principals that are unchanged are kept as they are.
+        """
+        if self._book is None:
+            log.warning("principals.ignored", reason="this runtime runs without CURVE")
+            return
+        self._book.replace(principals)
+        self._agents.reload(self._book)
+        log.info("principals.reloaded", principals=len(principals))
+        if self._readiness is not None:
+            self._readiness.wake()
+
+    def _agents_limited(self, identity: bytes, principal: str, dropped: int) -> None:
+        self._count_limited(identity, principal, dropped)
+        message = Error(
+            code="rate_limited",
+            message=f"over {self.config.rate_limit:g} frames/s: {dropped} dropped",
+        )
+        self.queue_agent_frame(identity, self._agent_codec.encode(message))
+
+    def _control_limited(self, identity: bytes, principal: str, dropped: int) -> None:
+        self._count_limited(identity, principal, dropped)
+        message = ControlError(
+            id=0,
+            code="rate_limited",
+            message=f"over {self.config.rate_limit:g} requests/s: {dropped} dropped",
+        )
+        self.send_control(identity, message)
+
+    def _count_limited(self, identity: bytes, principal: str, dropped: int) -> None:
+        log.warning(
+            "frames.rate_limited", principal=principal, peer=identity.hex(), dropped=dropped
+        )
 
     def start_wait(self, key: WaitKey, seconds: float) -> None:
         self._timers.schedule(key, self._monotonic() + seconds)
@@ -433,8 +611,18 @@ class Supervisor:
                     self._heartbeat(now)
 
     def _heartbeat(self, now: float) -> None:
+        if self._authenticator is not None and not self._authenticator.alive():
+            log.critical("runtime.authenticator_died")
+            self._fatal = AuthenticatorDied("the ZAP handler stopped; refusing to serve without it")
+            self.stop()
+            return
         self._timers.schedule(("heartbeat",), now + self.config.heartbeat)
         self._agents.heartbeat(now)
+        for limiter in self._limiters:
+            limiter.prune()
+        logged_at = self._counters.logged_at
+        for key in [k for k, at in logged_at.items() if now - at >= 1.0]:
+            del logged_at[key]
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:

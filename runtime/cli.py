@@ -10,23 +10,35 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import anyio.abc
 import msgspec
+import structlog
 import typer
 import zmq
 from rich.console import Console
+from rich.markup import escape
 
-from protocols import DEFAULT_MAX_FRAME, TERMINAL_STATUSES, Data, RunStatus, protocol_schema
+from protocols import (
+    DEFAULT_MAX_FRAME,
+    TERMINAL_STATUSES,
+    ClientKeys,
+    Data,
+    RunStatus,
+    protocol_schema,
+)
 from runtime._client import ControlClient, ControlRefused, RuntimeUnavailable
-from runtime._config import RuntimeConfig, agents_endpoint, control_endpoint
+from runtime._config import RuntimeConfig, Security, agents_endpoint, control_endpoint
 from runtime._diagram import mermaid
 from runtime._errors import BatonError, WorkflowInvalid
 from runtime._graph import Graph, compile_workflow
+from runtime._keys import KeysInvalid, keys_dir, load_client_keys, load_principals, load_server_keys
+from runtime._keys_cli import keys_app
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
 from runtime._process import event_loop_options, tune_collector
 from runtime._render import render_record, render_runs
 from runtime._store import open_store
-from runtime._supervisor import Supervisor
+from runtime._supervisor import AuthenticatorDied, Supervisor
 
 app = typer.Typer(
     name="baton",
@@ -35,8 +47,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
+log = structlog.get_logger("baton.runtime")
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -50,6 +64,27 @@ ControlOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+KeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        help="Key directory (from `baton keys init`) [default: $BATON_KEYS or .baton/keys].",
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="No CURVE: plain text and no authentication. Loopback development only.",
+    ),
+]
+PrincipalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--principal",
+        help="Whose keys to use, from the key directory [default: $BATON_PRINCIPAL or operator].",
+    ),
+]
 LevelOption = Annotated[
     str, typer.Option("--log-level", help=f"One of {', '.join(LEVELS)}.", case_sensitive=False)
 ]
@@ -59,7 +94,8 @@ FormatOption = Annotated[
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # Escaped: Z85 keys and user input may contain what rich reads as markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -107,15 +143,26 @@ def runtime(
     max_frame: Annotated[
         int, typer.Option(min=1024, help="Largest accepted frame, bytes.")
     ] = DEFAULT_MAX_FRAME,
+    rate_limit: Annotated[
+        float, typer.Option(min=1.0, help="Frames per second each principal may send per plane.")
+    ] = 10_000.0,
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the bound endpoints here as JSON once listening."),
     ] = None,
+    keys: KeysOption = None,
+    insecure: InsecureOption = False,
     log_level: LevelOption = "info",
     log_format: FormatOption = "auto",
 ) -> None:
-    """Run the supervisor: bind the agent and control planes and run workflows."""
+    """Run the supervisor: bind the agent and control planes and run workflows.
+
+    Both planes use CURVE with the key directory's runtime key, and admit only
+    its principals; send SIGHUP to reload the principals without dropping
+    connections.
+    """
     _logging(log_level, log_format)
+    directory = keys_dir(keys)
     try:
         graphs = _graphs(workflow)
         config = RuntimeConfig(
@@ -123,52 +170,126 @@ def runtime(
             control=control or control_endpoint(),
             heartbeat=heartbeat,
             max_frame=max_frame,
+            rate_limit=rate_limit,
+            rate_burst=2 * rate_limit,
         )
-        _require_loopback(config.agents, "--agents")
-        _require_loopback(config.control, "--control")
+        if insecure:
+            _require_loopback(config.agents, "--agents")
+            _require_loopback(config.control, "--control")
+        security = None if insecure else _server_security(directory)
         opened = open_store(store)
     except WorkflowInvalid as exc:
         raise _fail(str(exc)) from None
     except BatonError as exc:
         raise _fail(str(exc)) from None
-    supervisor = Supervisor(graphs, opened, config)
+    supervisor = Supervisor(graphs, opened, config, security=security)
     tune_collector()
+    status = anyio.run(
+        _serve_runtime, supervisor, ready_file, directory, backend_options=event_loop_options()
+    )
+    raise typer.Exit(status)
+
+
+def _server_security(directory: Path) -> Security:
     try:
+        return Security(load_server_keys(directory), load_principals(directory))
+    except KeysInvalid as exc:
+        raise _fail(f"{exc} (or pass --insecure to run without CURVE on loopback)") from None
+
+
+async def _serve_runtime(supervisor: Supervisor, ready_file: Path | None, directory: Path) -> int:
+    """Serve until SIGINT or SIGTERM, reloading principals on SIGHUP; the exit status."""
+    try:
+        # Bound inside the loop: a secure runtime's ZAP handler must run before any bind.
         supervisor.bind()
     except zmq.ZMQError as exc:
-        raise _fail(f"cannot bind the planes ({config.agents}, {config.control}): {exc}") from None
-
-    async def main() -> None:
+        config = supervisor.config
+        err.print(
+            f"[red]error:[/red] cannot bind the planes ({config.agents}, {config.control}): {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        await supervisor.store.close()
+        return EXIT_USAGE
+    died = False
+    try:
         async with anyio.create_task_group() as tg:
-            await tg.start(supervisor.serve)
-            if ready_file is not None:
-                temporary = ready_file.with_suffix(".tmp")
-                temporary.write_text(
-                    json.dumps(
-                        {
-                            "agents": supervisor.bound_agents,
-                            "control": supervisor.bound_control,
-                            "pid": os.getpid(),
-                        }
-                    )
-                )
-                temporary.replace(ready_file)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    supervisor.stop()
-                    break
-        await opened.close()
 
-    anyio.run(main, backend_options=event_loop_options())
+            async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                try:
+                    await supervisor.serve(task_status=task_status)
+                finally:
+                    tg.cancel_scope.cancel()
+
+            await tg.start(serve)
+            if ready_file is not None:
+                _write_ready_file(ready_file, supervisor)
+            await _handle_signals(supervisor, directory)
+    except* AuthenticatorDied:
+        died = True
+    finally:
+        await supervisor.store.close()
+    return EXIT_RUN_FAILED if died else EXIT_OK
+
+
+def _write_ready_file(path: Path, supervisor: Supervisor) -> None:
+    temporary = path.with_suffix(".tmp")
+    bound = {
+        "agents": supervisor.bound_agents,
+        "control": supervisor.bound_control,
+        "pid": os.getpid(),
+    }
+    temporary.write_text(json.dumps(bound))
+    temporary.replace(path)
+
+
+async def _handle_signals(supervisor: Supervisor, directory: Path) -> None:
+    # Stays subscribed after the first stop so that a second signal cannot
+    # interrupt the shutdown; the serving task cancels this when it ends.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum != signal.SIGHUP:
+                supervisor.stop()
+                continue
+            try:
+                principals = load_principals(directory)
+            except KeysInvalid as exc:
+                # Not an exception trace: the file is wrong, and the message says how.
+                log.error(  # noqa: TRY400
+                    "principals.reload_failed", reason=str(exc), kept="the previous table"
+                )
+                continue
+            supervisor.reload(principals)
 
 
 def _require_loopback(endpoint: str, flag: str) -> None:
-    """Plain-text planes stay on this machine until the planes are encrypted."""
+    """Plain-text planes stay on this machine: --insecure is refused anywhere else."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return
     host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        raise _fail(f"{flag} {endpoint}: only loopback or ipc:// endpoints are allowed")
+        raise _fail(
+            f"{flag} {endpoint}: --insecure runs only on loopback or ipc:// endpoints "
+            "(use keys to serve other hosts)"
+        )
+
+
+def _client_keys(
+    directory: Path | None, principal: str | None, insecure: bool, endpoint: str, flag: str
+) -> ClientKeys | None:
+    """The keys a client or actor connects with, or None for an insecure runtime."""
+    if insecure:
+        _require_loopback(endpoint, flag)
+        return None
+    chosen = principal or os.environ.get("BATON_PRINCIPAL") or "operator"
+    where = keys_dir(directory)
+    try:
+        return load_client_keys(where, chosen)
+    except KeysInvalid as exc:
+        raise _fail(
+            f"{exc}\n(add the principal with `baton keys add {chosen} --role ROLE --keys "
+            f"{where}`, or pass --insecure for a runtime without CURVE)"
+        ) from None
 
 
 @app.command()
@@ -180,24 +301,46 @@ def agent(
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=4096, help="Tasks run at once.")] = 1,
     name: Annotated[
-        str | None, typer.Option(help="Instance name [default: role-pid-random].")
+        str | None,
+        typer.Option(
+            help="Instance name when insecure [default: role-pid-random]; "
+            "with keys the runtime names the session after its principal."
+        ),
     ] = None,
+    keys: KeysOption = None,
+    principal: Annotated[
+        str | None,
+        typer.Option(
+            "--principal",
+            help="Whose keys to use [default: the agent's role, or the tool host's name].",
+        ),
+    ] = None,
+    insecure: InsecureOption = False,
     log_level: LevelOption = "info",
     log_format: FormatOption = "auto",
 ) -> None:
     """Run an agent or tool host process connected to a runtime."""
-    from actors import run_actor  # noqa: PLC0415 - the supervisor side never loads actors
+    # The supervisor side never loads actors, so they are imported only here.
+    from actors import ActorLoadError, declared_role, run_actor  # noqa: PLC0415
 
     _logging(log_level, log_format)
     tune_collector()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    endpoint = connect or agents_endpoint()
+    if not insecure and principal is None:
+        try:
+            principal = declared_role(spec)
+        except ActorLoadError as exc:
+            raise _fail(str(exc)) from None
+    credentials = _client_keys(keys, principal, insecure, endpoint, "--connect")
     raise typer.Exit(
         run_actor(
             spec,
-            connect or agents_endpoint(),
+            endpoint,
             concurrency,
             name=name,
+            keys=credentials,
             backend_options=event_loop_options(),
         )
     )
@@ -217,9 +360,18 @@ def _inputs(text: str) -> dict[str, Any]:
         raise _fail(f"--input: {exc}") from None
 
 
-def _client_call(endpoint: str | None, call: Any) -> Any:
+def _client_call(
+    endpoint: str | None,
+    call: Any,
+    keys: Path | None,
+    principal: str | None,
+    insecure: bool,
+) -> Any:
+    chosen = endpoint or control_endpoint()
+    credentials = _client_keys(keys, principal, insecure, chosen, "--control")
+
     async def main() -> Any:
-        async with ControlClient(endpoint or control_endpoint()) as client:
+        async with ControlClient(chosen, keys=credentials) as client:
             return await call(client)
 
     try:
@@ -244,6 +396,9 @@ def run(
     timeout: Annotated[float, typer.Option(min=0.1, help="Longest wait, seconds.")] = 300.0,
     as_json: JsonOption = False,
     control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Start a run; print its id, or with --wait its final record."""
     inputs = _inputs(input)
@@ -254,7 +409,7 @@ def run(
             return run_id, None
         return run_id, await client.wait_run(run_id, max_wait=timeout)
 
-    run_id, waited = _client_call(control, call)
+    run_id, waited = _client_call(control, call, keys, principal, insecure)
     if waited is None:
         if as_json:
             _print_json({"run_id": run_id})
@@ -276,13 +431,16 @@ def inspect(
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
     as_json: JsonOption = False,
     control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Show the record of a run: status, data with provenance, steps, history."""
 
     async def call(client: ControlClient) -> Any:
         return await client.get_run(run_id)
 
-    record = _client_call(control, call)
+    record = _client_call(control, call, keys, principal, insecure)
     if as_json:
         _print_json(record)
     else:
@@ -300,6 +458,9 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
     as_json: JsonOption = False,
     control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """List runs, newest first."""
     statuses = ("running", "waiting", "completed", "failed", "halted")
@@ -310,7 +471,7 @@ def runs(
     async def call(client: ControlClient) -> Any:
         return await client.list_runs(status=chosen, workflow=workflow, limit=limit)
 
-    found = _client_call(control, call)
+    found = _client_call(control, call, keys, principal, insecure)
     if as_json:
         _print_json(found)
     else:

@@ -24,6 +24,7 @@ class TestExports:
             "ToolHost",
             "ToolRefused",
             "Tools",
+            "declared_role",
             "load_actor",
             "run_actor",
             "serve",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import zmq
 from typer.testing import CliRunner
 
+from runtime._keys import init_keys
 from runtime.cli import app
 
 MODULE = "tests.cli.invalid_workflows"
@@ -133,6 +135,7 @@ class TestRuntimeStartup:
                     "tcp://127.0.0.1:0",
                     "--log-format",
                     "json",
+                    "--insecure",
                 ],
             )
         finally:
@@ -142,7 +145,7 @@ class TestRuntimeStartup:
         assert "cannot bind the planes" in result.output
         assert "Address already in use" in result.output
 
-    def test_non_loopback_endpoint(self) -> None:
+    def test_insecure_on_a_non_loopback_endpoint(self) -> None:
         """Plain-text planes stay on this machine."""
         result = runner.invoke(
             app,
@@ -152,7 +155,36 @@ class TestRuntimeStartup:
                 "examples.customer_ops:workflow",
                 "--agents",
                 "tcp://10.1.2.3:7710",
+                "--insecure",
             ],
         )
         assert result.exit_code == 2
-        assert "only loopback or ipc:// endpoints are allowed" in result.output
+        assert "--insecure runs only on loopback or ipc:// endpoints" in result.output
+
+    def test_no_keys_and_not_insecure(self, tmp_path: Path) -> None:
+        """Secure is the default: without keys the runtime says how to make them."""
+        missing = tmp_path / "nowhere"
+        result = runner.invoke(
+            app,
+            ["runtime", "--workflow", "examples.customer_ops:workflow", "--keys", str(missing)],
+        )
+        assert result.exit_code == 2
+        assert f"run `baton keys init {missing}`" in result.output
+        assert "or pass --insecure" in result.output
+
+    def test_the_manual_pages_test_key_is_refused(self, tmp_path: Path) -> None:
+        """A runtime secret copied from the ZeroMQ manual would be no secret at all."""
+        keys = tmp_path / "keys"
+        init_keys(keys)
+        secret = keys / "runtime.key_secret"
+        secret.chmod(0o600)
+        secret.write_text(
+            "curve\n"
+            '    public-key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"\n'
+            '    secret-key = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"\n'
+        )
+        result = runner.invoke(
+            app, ["runtime", "--workflow", "examples.customer_ops:workflow", "--keys", str(keys)]
+        )
+        assert result.exit_code == 2
+        assert "test key" in result.output

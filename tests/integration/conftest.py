@@ -10,6 +10,7 @@ import pytest
 
 from protocols import RunRecord
 from runtime import ControlClient
+from runtime._keys import init_keys
 from runtime._launch import ProcessGroup
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +25,14 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """A process group whose children are stopped when the test ends, passed or not."""
-    group = ProcessGroup(tmp_path, cwd=REPO)
+    """A process group whose children are stopped when the test ends, passed or not.
+
+    It runs secure, as users do by default: a fresh key directory with the
+    runtime's keys and an operator; tests enroll the principals they start.
+    """
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    group = ProcessGroup(tmp_path, cwd=REPO, keys=keys)
     try:
         yield group
     finally:

@@ -30,7 +30,15 @@ AGENTS = "examples.customer_ops.agents"
 FLOWS = "tests.integration.flows"
 
 
+EXAMPLE_ROLES = ("classifier", "billing", "history", "policy", "checker", "sender")
+
+
 def start_example(cluster: ProcessGroup, *, writers: int = 2) -> RuntimeProcess:
+    cluster.enroll("backoffice", "tools:backoffice")
+    for role in EXAMPLE_ROLES:
+        cluster.enroll(role, role)
+    for n in range(writers):
+        cluster.enroll(f"writer-{n}", "writer")
     runtime = cluster.start_runtime([EXAMPLE], heartbeat=HEARTBEAT)
     cluster.start_actor(
         "examples.customer_ops.backoffice:Backoffice", runtime.agents, concurrency=4
@@ -38,8 +46,15 @@ def start_example(cluster: ProcessGroup, *, writers: int = 2) -> RuntimeProcess:
     for name in ("Classifier", "BillingAgent", "HistoryAgent", "PolicyAgent", "Checker", "Sender"):
         cluster.start_actor(f"{AGENTS}:{name}", runtime.agents)
     for n in range(writers):
-        cluster.start_actor(f"{AGENTS}:Writer", runtime.agents, label=f"writer-{n}")
+        cluster.start_actor(f"{AGENTS}:Writer", runtime.agents, principal=f"writer-{n}")
     return runtime
+
+
+def start_flows(cluster: ProcessGroup, *roles: str, store: str = "memory://") -> RuntimeProcess:
+    """A runtime of the test flows, with a principal for each of `roles` (named after it)."""
+    for role in roles:
+        cluster.enroll(role, role)
+    return cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT, store=store)
 
 
 def request(customer: str, text: str) -> dict[str, Any]:
@@ -58,7 +73,7 @@ class TestExampleWorkflow:
     ) -> None:
         """Every key written by a step names its agent, rationale and confidence."""
         runtime = start_example(cluster)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("customer_ops", request("c-100", "charged twice"))
             record, timed_out = await client.wait_run(run_id, max_wait=30)
         assert not timed_out
@@ -76,7 +91,7 @@ class TestExampleWorkflow:
     async def test_fan_out_joins_before_policy(self, cluster: ProcessGroup) -> None:
         """Billing lookup and account history both finish before the policy step is dispatched."""
         runtime = start_example(cluster)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("customer_ops", request("c-200", "invoice question"))
             record, _ = await client.wait_run(run_id, max_wait=30)
         policy = history_index(record, "step_dispatched", "policy")
@@ -88,7 +103,7 @@ class TestExampleWorkflow:
     async def test_branch_skips_the_billing_side(self, cluster: ProcessGroup) -> None:
         """A general request takes the default route; the billing branch is skipped."""
         runtime = start_example(cluster)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("customer_ops", request("c-300", "change password"))
             record, _ = await client.wait_run(run_id, max_wait=30)
         assert record.status == "completed"
@@ -101,7 +116,7 @@ class TestExampleWorkflow:
     ) -> None:
         """The history step fails twice, writes its default, and the flag reaches the reply."""
         runtime = start_example(cluster)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("customer_ops", request("c-404", "charged twice"))
             record, _ = await client.wait_run(run_id, max_wait=30)
         flag = "account history unavailable: decided without it"
@@ -119,10 +134,10 @@ class TestPolicies:
 
     async def test_retry_then_success(self, cluster: ProcessGroup) -> None:
         """A failed first attempt is retried and the run completes."""
-        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        runtime = start_flows(cluster, "flaky", "finisher")
         cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
         cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("flaky", {"n": 21})
             outcome = await client.wait_outcome(run_id, max_wait=30)
             record = await client.get_run(run_id)
@@ -141,12 +156,16 @@ class TestPolicies:
         self, cluster: ProcessGroup
     ) -> None:
         """SIGKILL of the agent holding a step: agent_lost, then the other instance finishes it."""
-        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        for name in ("worker-a", "worker-b"):
+            cluster.enroll(name, "worker")
+        runtime = start_flows(cluster)
         agents = {
-            name: cluster.start_actor(f"{FLOWS}:StallsOnFirstAttempt", runtime.agents, name=name)
+            name: cluster.start_actor(
+                f"{FLOWS}:StallsOnFirstAttempt", runtime.agents, principal=name
+            )
             for name in ("worker-a", "worker-b")
         }
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("survivor", {"n": 1})
             running = await wait_for(client, run_id, lambda r: r.steps["work"].status == "running")
             holder = running.steps["work"].attempts[0].agent
@@ -170,10 +189,11 @@ class TestBoundedAutonomy:
         """The clerk's step allows read_balance only; wire_money is refused and the run halts."""
         ledger = tmp_path / "ledger.txt"
         monkeypatch.setenv("BATON_TEST_LEDGER", str(ledger))
-        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        cluster.enroll("bank", "tools:bank")
+        runtime = start_flows(cluster, "clerk")
         cluster.start_actor(f"{FLOWS}:Bank", runtime.agents)
         cluster.start_actor(f"{FLOWS}:Clerk", runtime.agents)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("guarded", {"account": "acc-1"})
             record, _ = await client.wait_run(run_id, max_wait=30)
         assert record.status == "halted"
@@ -186,7 +206,7 @@ class TestBoundedAutonomy:
 
     async def test_agent_for_an_unknown_role_is_refused(self, cluster: ProcessGroup) -> None:
         """Registration for a role no loaded workflow has ends the agent with exit status 2."""
-        runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+        runtime = start_flows(cluster, "stranger")
         stranger = cluster.start_actor(f"{FLOWS}:Stranger", runtime.agents, label="stranger")
         assert stranger.wait(20) == 2
         assert "no loaded workflow has role 'stranger'" in cluster.log_of("stranger")
@@ -198,13 +218,20 @@ class TestBadInput:
     async def test_garbage_on_both_planes_while_a_workflow_runs(
         self, cluster: ProcessGroup
     ) -> None:
-        """Random, truncated, multi-part and wrong-type frames; the run still completes."""
+        """From an authenticated peer: random, truncated, multi-part and wrong-type frames;
+        typed errors come back, and the run still completes."""
+        cluster.enroll("prankster", "classifier", "viewer")
         runtime = start_example(cluster, writers=1)
+        keys = cluster.keys_of("prankster")
+        assert keys is not None
         ctx = zmq.asyncio.Context()
         agent_plane = ctx.socket(zmq.DEALER)
         control_plane = ctx.socket(zmq.DEALER)
         for sock, endpoint in ((agent_plane, runtime.agents), (control_plane, runtime.control)):
             sock.setsockopt(zmq.LINGER, 0)
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_serverkey = keys.server
             sock.connect(endpoint)
         garbage = [
             b"",
@@ -216,7 +243,7 @@ class TestBadInput:
             os.urandom(512),
         ]
         try:
-            async with ControlClient(runtime.control) as client:
+            async with ControlClient(runtime.control, keys=runtime.operator) as client:
                 run_id = await client.start_run("customer_ops", request("c-100", "charged twice"))
                 for frame in garbage:
                     await agent_plane.send(frame)
@@ -246,12 +273,10 @@ class TestSqliteJournal:
     async def test_run_is_journaled(self, cluster: ProcessGroup, tmp_path: Path) -> None:
         """The journal holds the run's events in order, and the run completes as with memory."""
         database = tmp_path / "journal.db"
-        runtime = cluster.start_runtime(
-            [f"{FLOWS}:ALL"], heartbeat=HEARTBEAT, store=f"sqlite:///{database}"
-        )
+        runtime = start_flows(cluster, "flaky", "finisher", store=f"sqlite:///{database}")
         cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
         cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
-        async with ControlClient(runtime.control) as client:
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("flaky", {"n": 1})
             record, _ = await client.wait_run(run_id, max_wait=30)
         assert record.status == "completed"
