@@ -12,27 +12,29 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from protocols import RunRecord
+from protocols import ClientKeys, RunRecord
 from runtime._client import ControlClient
 from runtime._diagram import mermaid
 from runtime._errors import BatonError
 from runtime._graph import compile_workflow
+from runtime._keys import add_principal, init_keys
 from runtime._launch import ProcessGroup
 from runtime._render import status_text
 
 WORKFLOW = "examples.customer_ops:workflow"
 AGENTS = "examples.customer_ops.agents"
-ACTORS: list[tuple[str, int]] = [
-    ("examples.customer_ops.backoffice:Backoffice", 4),
-    (f"{AGENTS}:Classifier", 1),
-    (f"{AGENTS}:BillingAgent", 1),
-    (f"{AGENTS}:HistoryAgent", 1),
-    (f"{AGENTS}:PolicyAgent", 1),
-    (f"{AGENTS}:Writer", 1),
-    (f"{AGENTS}:Writer", 1),
-    (f"{AGENTS}:Checker", 1),
-    (f"{AGENTS}:Sender", 1),
+ACTORS: list[tuple[str, str, str, int]] = [
+    ("examples.customer_ops.backoffice:Backoffice", "backoffice", "tools:backoffice", 4),
+    (f"{AGENTS}:Classifier", "classifier", "classifier", 1),
+    (f"{AGENTS}:BillingAgent", "billing", "billing", 1),
+    (f"{AGENTS}:HistoryAgent", "history", "history", 1),
+    (f"{AGENTS}:PolicyAgent", "policy", "policy", 1),
+    (f"{AGENTS}:Writer", "writer-1", "writer", 1),
+    (f"{AGENTS}:Writer", "writer-2", "writer", 1),
+    (f"{AGENTS}:Checker", "checker", "checker", 1),
+    (f"{AGENTS}:Sender", "sender", "sender", 1),
 ]
+"""Each actor process: class, principal (its own key), the role the key holds, concurrency."""
 REQUESTS: list[dict[str, Any]] = [
     {"customer_id": "c-100", "name": "Ada", "text": "I was charged twice for October"},
     {"customer_id": "c-200", "name": "Grace", "text": "Why is my invoice higher?"},
@@ -53,21 +55,32 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
     out.print(mermaid(compile_workflow(workflow)), highlight=False, markup=False)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="baton-demo-") as folder:
-        with ProcessGroup(Path(folder)) as group:
+        keys = Path(folder) / "keys"
+        operator = init_keys(keys)
+        for _, principal, role, _ in ACTORS:
+            add_principal(keys, principal, [role])
+        with ProcessGroup(Path(folder), keys=keys) as group:
             try:
                 runtime = group.start_runtime([WORKFLOW], heartbeat=0.5)
             except BatonError as exc:
                 err.print(f"[red]error:[/red] {exc}")
                 return 2
             out.rule("[bold]processes")
+            out.print(
+                f"keys: {keys} (runtime key pair, operator {operator.name!r}, "
+                f"one key per actor); both planes use CURVE"
+            )
             out.print(f"runtime pid {runtime.process.pid}: agents {runtime.agents}, "
                       f"control {runtime.control}")  # fmt: skip
-            for spec, concurrency in ACTORS:
+            for spec, principal, role, concurrency in ACTORS:
                 process = group.start_actor(
-                    spec, runtime.agents, concurrency=concurrency, label=_label(spec, group)
+                    spec, runtime.agents, concurrency=concurrency, principal=principal
                 )
-                out.print(f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]}")
-            records = anyio.run(_submit, runtime.control, runs_per_kind)
+                out.print(
+                    f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]} as principal "
+                    f"{principal!r} (role {role})"
+                )
+            records = anyio.run(_submit, runtime.control, runtime.operator, runs_per_kind)
             out.rule("[bold]the records")
             for record in records:
                 _summarise(out, record)
@@ -84,14 +97,8 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
     return 0 if completed and not leftovers else 1
 
 
-def _label(spec: str, group: ProcessGroup) -> str:
-    base = spec.rsplit(":", 1)[-1].lower()
-    taken = sum(1 for label, _ in group.children if label.startswith(base))
-    return f"{base}-{taken + 1}"
-
-
-async def _submit(control: str, runs_per_kind: int) -> list[RunRecord]:
-    async with ControlClient(control) as client:
+async def _submit(control: str, operator: ClientKeys | None, runs_per_kind: int) -> list[RunRecord]:
+    async with ControlClient(control, keys=operator) as client:
         ids = [
             await client.start_run("customer_ops", {"request": request})
             for _ in range(runs_per_kind)
