@@ -22,9 +22,10 @@ def _report(floor: FloorResult, baton: WorkflowResult) -> str:
     sync_rtt = floor.sync_client.latency.p50_us
     async_rtt = floor.async_client.latency.p50_us
     step = baton.step_latency
+    mode = "CURVE on both planes" if baton.secure else "--insecure (no CURVE)"
     lines = [
         "",
-        f"Baton, 5-step linear workflow, {baton.store} store, one agent process per step:",
+        f"Baton, 5-step linear workflow, {baton.store} store, one agent process per step, {mode}:",
         f"  per-step latency, one run at a time: p50 {step.p50_us:.0f} µs, "
         f"p99 {step.p99_us:.0f} µs ({step.count} steps of {baton.runs_measured} runs)",
         f"  throughput, {baton.in_flight} runs in flight: {baton.steps_per_s:,.0f} steps/s "
@@ -50,13 +51,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("measuring the raw ZeroMQ floor ...", file=sys.stderr)
     floor = measure_floor(round_trips=5_000 // scale, pipelined=50_000 // scale)
     print(format_table(floor))
-    print("measuring Baton (memory store) ...", file=sys.stderr)
-    baton = measure_workflow(latency_runs=320 // scale + 20, pipelined_runs=8_000 // scale)
-    print(_report(floor, baton))
+    results: dict[str, WorkflowResult] = {}
+    for secure in (False, True):
+        mode = "secure" if secure else "insecure"
+        print(f"measuring Baton (memory store, {mode}) ...", file=sys.stderr)
+        results[mode] = measure_workflow(
+            secure=secure, latency_runs=320 // scale + 20, pipelined_runs=8_000 // scale
+        )
+        print(_report(floor, results[mode]))
+    plain, secure_result = results["insecure"], results["secure"]
+    print(
+        "\nCost of CURVE (secure / insecure):\n"
+        f"  steps/s: {secure_result.steps_per_s / plain.steps_per_s:.3f} "
+        f"({1 - secure_result.steps_per_s / plain.steps_per_s:+.1%} cost)\n"
+        f"  per-step p50: {secure_result.step_latency.p50_us / plain.step_latency.p50_us:.3f}x"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
-            {"floor": floor.to_dict(), "baton": {"memory": dataclasses.asdict(baton)}}, indent=2
+            {
+                "floor": floor.to_dict(),
+                "baton": {
+                    f"memory_{mode}": dataclasses.asdict(result) for mode, result in results.items()
+                },
+            },
+            indent=2,
         )
     )
     print(f"\nresults written to {args.json}", file=sys.stderr)

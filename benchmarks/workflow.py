@@ -21,6 +21,7 @@ from benchmarks._stats import Latency
 from benchmarks.agents import STEPS
 from protocols import (
     PROTOCOL_VERSION,
+    ClientKeys,
     ControlError,
     RunAccepted,
     RunsReply,
@@ -29,6 +30,7 @@ from protocols import (
     client_side_control_codec,
 )
 from runtime import ControlClient
+from runtime._keys import add_principal, init_keys
 from runtime._launch import ProcessGroup
 
 WORKFLOW = "benchmarks.agents:linear"
@@ -42,9 +44,10 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class WorkflowResult:
-    """Baton's figures for one store."""
+    """Baton's figures for one store, with or without CURVE."""
 
     store: str
+    secure: bool
     step_latency: Latency
     runs_measured: int
     steps_per_s: float
@@ -53,9 +56,9 @@ class WorkflowResult:
     runs_pipelined: int
 
 
-async def _latency(control: str, runs: int) -> tuple[Latency, int]:
+async def _latency(control: str, keys: ClientKeys | None, runs: int) -> tuple[Latency, int]:
     gaps: list[int] = []
-    async with ControlClient(control, timeout=30) as client:
+    async with ControlClient(control, timeout=30, keys=keys) as client:
         for index in range(runs):
             run_id = await client.start_run("bench_linear", PAYLOAD)
             record, timed_out = await client.wait_run(run_id, max_wait=30)
@@ -68,7 +71,7 @@ async def _latency(control: str, runs: int) -> tuple[Latency, int]:
     return Latency.of_ns(gaps), runs - 20
 
 
-async def _throughput(control: str, total: int, in_flight: int) -> float:
+async def _throughput(control: str, keys: ClientKeys | None, total: int, in_flight: int) -> float:
     """Keep `in_flight` runs going until `total` completed; seconds taken.
 
     The client drains every reply that is ready before it sends the requests
@@ -79,6 +82,10 @@ async def _throughput(control: str, total: int, in_flight: int) -> float:
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        sock.curve_secretkey = keys.secret
+        sock.curve_publickey = keys.public
+        sock.curve_serverkey = keys.server
     sock.connect(control)
     raw: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
     ids = iter(range(1, 10 * total + 10))
@@ -141,29 +148,39 @@ async def _throughput(control: str, total: int, in_flight: int) -> float:
 
 def measure_workflow(
     *,
+    secure: bool,
     store: str = "memory://",
     latency_runs: int = 320,
     pipelined_runs: int = 4_000,
     in_flight: int = 100,
     concurrency: int = 128,
 ) -> WorkflowResult:
-    """Start a runtime and one agent process per role, measure, and stop them all."""
-    with (
-        tempfile.TemporaryDirectory(prefix="baton-bench-") as folder,
-        ProcessGroup(Path(folder)) as group,
-    ):
-        runtime = group.start_runtime([WORKFLOW], store=store, extra=["--log-level", "warning"])
-        for i in range(STEPS):
-            group.start_actor(
-                f"benchmarks.agents:Bench{i}",
-                runtime.agents,
-                concurrency=concurrency,
-                label=f"bench{i}",
-            )
-        latency, measured = anyio.run(_latency, runtime.control, latency_runs)
-        seconds = anyio.run(_throughput, runtime.control, pipelined_runs, in_flight)
+    """Start a runtime and one agent process per role, measure, and stop them all.
+
+    `secure` runs both planes with CURVE and a key per process, as users run by default.
+    """
+    with tempfile.TemporaryDirectory(prefix="baton-bench-") as folder:
+        keys: Path | None = None
+        if secure:
+            keys = Path(folder) / "keys"
+            init_keys(keys)
+            for i in range(STEPS):
+                add_principal(keys, f"bench{i}", [f"bench{i}"])
+        with ProcessGroup(Path(folder), keys=keys) as group:
+            runtime = group.start_runtime([WORKFLOW], store=store, extra=["--log-level", "warning"])
+            for i in range(STEPS):
+                group.start_actor(
+                    f"benchmarks.agents:Bench{i}",
+                    runtime.agents,
+                    concurrency=concurrency,
+                    label=f"bench{i}",
+                )
+            operator = runtime.operator
+            latency, measured = anyio.run(_latency, runtime.control, operator, latency_runs)
+            seconds = anyio.run(_throughput, runtime.control, operator, pipelined_runs, in_flight)
     return WorkflowResult(
         store=store,
+        secure=secure,
         step_latency=latency,
         runs_measured=measured,
         steps_per_s=pipelined_runs * STEPS / seconds,
