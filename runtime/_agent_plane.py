@@ -65,8 +65,9 @@ class AgentHost(Protocol):
 
     def monotonic(self) -> float: ...
 
-    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> None:
-        """Count and log a refused frame."""
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
+        """Count a refused frame; True when it was logged too (the first of its kind from
+        that peer within a second)."""
 
     def audit(
         self,
@@ -389,9 +390,11 @@ class AgentPlane:
         if isinstance(message, Bye | Error):
             return
         text = "register before anything else"
-        self._send_agent(identity, Error(code="not_registered", message=text))
+        about = message.run_id if isinstance(message, StepResult | StepFailure | ToolCall) else ""
+        if self._host.reject("not_registered", identity, about, who):
+            # One answer a second: a peer flooding before registering gets no flood back.
+            self._send_agent(identity, Error(code="not_registered", message=text))
         if isinstance(message, StepResult | StepFailure | ToolCall):
-            self._host.reject("not_registered", identity, message.run_id, who)
             self._host.audit(
                 message.run_id, who, _action(message), "not_registered", text,
                 step=message.step, attempt=message.attempt,

@@ -41,7 +41,7 @@ class RuntimeConfig:
     """Most frames queued from any one peer before ZeroMQ pushes back on it."""
     rate_limit: float = 10_000.0
     """Frames per second each principal may send on each plane; the rest are dropped."""
-    rate_burst: float = 20_000.0
+    rate_burst: float = 10_000.0
     """Frames a principal may send at once above its rate, after a quiet spell."""
 
 

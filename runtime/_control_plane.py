@@ -49,8 +49,8 @@ class RunHost(Protocol):
 
     def send_control(self, identity: bytes, message: Message) -> None: ...
 
-    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> None:
-        """Count and log a refused frame."""
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
+        """Count a refused frame; True when it was logged too."""
 
     def audit(
         self,

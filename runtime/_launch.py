@@ -78,13 +78,15 @@ class ProcessGroup:
     ) -> None:
         self.close()
 
-    def _spawn(self, label: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, label: str, args: Sequence[str], module: str = "runtime"
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{label}.log").open("ab")
         self._logs.append(log)
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        process = subprocess.Popen(  # noqa: S603 - runs this interpreter on baton itself
-            [sys.executable, "-m", "runtime", *args],
+        process = subprocess.Popen(  # noqa: S603 - runs this interpreter on a module of ours
+            [sys.executable, "-m", module, *args],
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -170,6 +172,10 @@ class ProcessGroup:
             args += ["--name", name]
         args += ["--log-format", "json", *self._security_args(principal), *extra]
         return self._spawn(label or principal or name or spec.rsplit(":", 1)[-1], args)
+
+    def start_module(self, label: str, module: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start `python -m MODULE ARGS` as a child, reaped like the others (a test's peer)."""
+        return self._spawn(label, args, module)
 
     def reload(self, runtime: RuntimeProcess) -> None:
         """Ask `runtime` to reload its principals (SIGHUP)."""

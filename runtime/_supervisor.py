@@ -452,14 +452,17 @@ class Supervisor:
     def send_control(self, identity: bytes, message: Message) -> None:
         self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))
 
-    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> None:
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
         """Count a refused frame, and log it unless this peer's refusals of the kind were
-        logged within the last second (a flood must not become a flood of log lines)."""
+        logged within the last second (a flood must not become a flood of log lines).
+
+        True when logged: the caller may pace its replies by it too.
+        """
         self._count(reason)
         logged_at = self._counters.logged_at
         now = self._monotonic()
         if now - logged_at.get((reason, identity), -1.0) < 1.0:
-            return
+            return False
         logged_at[(reason, identity)] = now
         log.warning(
             "frame.rejected",
@@ -468,6 +471,7 @@ class Supervisor:
             principal=principal,
             detail=detail[:200],
         )
+        return True
 
     def audit(
         self,

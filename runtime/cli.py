@@ -171,7 +171,7 @@ def runtime(
             heartbeat=heartbeat,
             max_frame=max_frame,
             rate_limit=rate_limit,
-            rate_burst=2 * rate_limit,
+            rate_burst=rate_limit,
         )
         if insecure:
             _require_loopback(config.agents, "--agents")

@@ -42,7 +42,7 @@ class TestLiveness:
     async def test_an_answering_runtime_keeps_the_connection(self, runtime: FakeRuntime) -> None:
         """Heartbeats from the runtime keep the actor on its connection."""
         async with serving(EchoAgent(), runtime) as worker:
-            identity, _ = await runtime.accept(heartbeat_ms=50)
+            identity, _ = await runtime.accept(heartbeat_ms=100)
             for _ in range(5):
                 sender, _ = await runtime.expect(Heartbeat)
                 assert sender == identity
