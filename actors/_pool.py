@@ -155,7 +155,18 @@ class Pool:
     async def _run_call(self, call: ToolCall) -> None:
         assert isinstance(self._actor, ToolHost)
         self._counters.tool_calls += 1
-        frame = self._codec.encode(await run_tool(self._actor, call))
+        reply = await run_tool(self._actor, call)
+        # Every executed side effect leaves a line in the host's own log: its audit trail.
+        self._log.info(
+            "tool.executed",
+            tool=call.tool,
+            run_id=call.run_id,
+            step=call.step,
+            attempt=call.attempt,
+            idempotency_key=call.idempotency_key,
+            ok=reply.ok,
+        )
+        frame = self._codec.encode(reply)
         if len(frame) > self._codec.max_frame:
             text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
             reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)

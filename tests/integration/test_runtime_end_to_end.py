@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -202,7 +203,14 @@ class TestBoundedAutonomy:
         assert refused[0].detail["tool"] == "wire_money"
         assert refused[0].message == "tool 'wire_money' is not in the step of step 'check'"
         assert record.steps["check"].attempts[0].failure == "tool_refused"
+        assert refused[0].principal == "clerk"
         assert ledger.read_text().splitlines() == ["read_balance acc-1"]
+        executed = [
+            json.loads(line)["tool"]
+            for line in cluster.log_of("Bank").splitlines()
+            if '"tool.executed"' in line
+        ]
+        assert executed == ["read_balance"]
 
     async def test_agent_for_an_unknown_role_is_refused(self, cluster: ProcessGroup) -> None:
         """Registration for a role no loaded workflow has ends the agent with exit status 2."""

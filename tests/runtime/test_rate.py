@@ -1,0 +1,77 @@
+"""Per-principal rate limits: a token bucket each, reported at a bounded pace."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime._rate import RateLimiter
+
+
+class Clock:
+    """A hand-turned monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestRateLimiter:
+    """What a flooding peer and its quiet neighbours each get."""
+
+    def test_a_burst_then_the_rate(self) -> None:
+        """The burst passes at once; after it, `rate` frames per second."""
+        clock = Clock()
+        limiter = RateLimiter(rate=10, burst=5, clock=clock)
+        assert [limiter.allow("a") for _ in range(6)] == [True] * 5 + [False]
+        clock.now += 0.25
+        assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
+
+    def test_one_flooder_does_not_spend_anothers_tokens(self) -> None:
+        """Buckets are per key: a principal over its limit leaves the others untouched."""
+        limiter = RateLimiter(rate=1, burst=2, clock=Clock())
+        for _ in range(100):
+            limiter.allow("flooder")
+        assert limiter.allow("quiet")
+        assert limiter.allow("quiet")
+
+    def test_refill_is_capped_at_the_burst(self) -> None:
+        """A long quiet spell earns a burst, not an unbounded allowance."""
+        clock = Clock()
+        limiter = RateLimiter(rate=100, burst=3, clock=clock)
+        limiter.allow("a")
+        clock.now += 3600
+        assert [limiter.allow("a") for _ in range(4)] == [True, True, True, False]
+
+    def test_drops_are_reported_once_per_interval_with_their_count(self) -> None:
+        """The first report says how many were dropped; the next waits out the interval."""
+        clock = Clock()
+        limiter = RateLimiter(rate=1, burst=1, clock=clock, report_every=1.0)
+        limiter.allow("a")
+        for _ in range(7):
+            limiter.allow("a")
+        assert limiter.report_due("a") == 7
+        limiter.allow("a")
+        assert limiter.report_due("a") == 0
+        clock.now += 1.0
+        assert limiter.report_due("a") == 1
+        assert limiter.report_due("unknown") == 0
+
+    def test_idle_buckets_are_pruned(self) -> None:
+        """Memory follows the peers that are active, not every peer ever seen."""
+        clock = Clock()
+        limiter = RateLimiter(rate=10, burst=10, clock=clock)
+        limiter.allow("gone")
+        for _ in range(20):
+            limiter.allow("busy")
+        clock.now += 0.5
+        limiter.prune()
+        assert len(limiter) == 1
+        limiter.forget("busy")
+        assert len(limiter) == 0
+
+    @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 5), (10, 0.5)])
+    def test_nonsense_settings_are_refused(self, rate: float, burst: float) -> None:
+        with pytest.raises(ValueError, match="rate must be positive"):
+            RateLimiter(rate=rate, burst=burst, clock=Clock())
