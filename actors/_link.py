@@ -81,6 +81,9 @@ class Link:
         self._loop.add_reader(self._fd, self._ready.set)
         self._monitor_fd = int(self._monitor.getsockopt(zmq.FD))
         self._loop.add_reader(self._monitor_fd, self._read_monitor)
+        # Reading until empty arms the descriptor: ZeroMQ signals new events only
+        # to a reader that has once found nothing left to read.
+        self._read_monitor()
 
     def _read_monitor(self) -> None:
         """Note how handshakes went; wake the reader when one failed for good."""
