@@ -10,7 +10,7 @@ from structlog.typing import FilteringBoundLogger
 
 from actors._errors import ToolFailed, ToolRefused
 from actors._task import Task
-from protocols import Data, Name, ToolReply, ToolSpec
+from protocols import Arguments, Name, ToolReply, ToolSpec
 
 _REFUSALS = frozenset({"tool_refused", "unknown_tool", "tool_unavailable"})
 """Codes meaning the call never reached a tool, so no side effect can have happened."""
@@ -19,7 +19,7 @@ _REFUSALS = frozenset({"tool_refused", "unknown_tool", "tool_unavailable"})
 class ToolCaller(Protocol):
     """The transport a `Tools` object calls through: the worker, or a test double."""
 
-    async def call_tool(self, task: Task, tool: str, args: Data, key: str) -> ToolReply: ...
+    async def call_tool(self, task: Task, tool: str, args: Arguments, key: str) -> ToolReply: ...
 
     def tool_specs(self) -> Mapping[str, ToolSpec]: ...
 
@@ -64,7 +64,7 @@ class Tools:
         except msgspec.ValidationError as exc:
             raise ToolRefused(tool, "unknown_tool", f"not a valid tool name: {exc}") from None
         try:
-            data = msgspec.convert(args, Data)
+            data = msgspec.convert(args, Arguments)
         except msgspec.ValidationError as exc:
             raise ToolFailed(tool, "invalid_input", str(exc)) from None
         key = f"{self._task.run_id}:{self._task.step}:{index}"

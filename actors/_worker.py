@@ -32,11 +32,11 @@ from actors._toolhost import ToolHost
 from protocols import (
     MAX_NAME,
     PROTOCOL_VERSION,
+    Arguments,
     Assign,
     Bye,
     Cancel,
     ClientKeys,
-    Data,
     Error,
     ErrorCode,
     Heartbeat,
@@ -189,7 +189,7 @@ class Worker:
 
     # -- the ToolCaller protocol, used by each task's `Tools` ---------------------------
 
-    async def call_tool(self, task: Task, tool: str, args: Data, key: str) -> ToolReply:
+    async def call_tool(self, task: Task, tool: str, args: Arguments, key: str) -> ToolReply:
         call_id = next(self._call_ids)
         call = ToolCall(
             call_id=call_id,

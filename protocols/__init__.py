@@ -61,6 +61,7 @@ from protocols._values import MAX_ITEMS as MAX_ITEMS
 from protocols._values import MAX_NAME as MAX_NAME
 from protocols._values import MAX_TEXT as MAX_TEXT
 from protocols._values import VALUE_DEPTH as VALUE_DEPTH
+from protocols._values import Arguments as Arguments
 from protocols._values import Data as Data
 from protocols._values import Name as Name
 from protocols._values import Text as Text
@@ -77,6 +78,7 @@ __all__ = [
     "WELL_KNOWN_TEST_KEYS",
     "ActorKind",
     "ActorMessage",
+    "Arguments",
     "Assign",
     "AttemptOutcome",
     "AttemptView",

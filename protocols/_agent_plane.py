@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from protocols._base import Confidence, Count, ErrorCode, Message
-from protocols._values import MAX_ITEMS, Data, Name, Text, Value
+from protocols._values import MAX_ITEMS, Arguments, Data, Name, Text, Value
 
 ActorKind = Literal["agent", "tool_host"]
 FailureReason = Literal["error", "invalid_output"]
@@ -98,7 +98,7 @@ class ToolCall(Message, tag="tool_call", frozen=True):
     step: Name
     attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
     tool: Name
-    args: Data = {}
+    args: Arguments = {}
     idempotency_key: Text = ""
 
 

@@ -9,7 +9,7 @@ import msgspec
 from protocols._agent_plane import ActorMessage, RuntimeMessage
 from protocols._base import PROTOCOL_VERSION, Message
 from protocols._control_plane import ControlReply, ControlRequest
-from protocols._values import MAX_ITEMS, MAX_TEXT, VALUE_DEPTH, Value
+from protocols._values import MAX_ITEMS, MAX_TEXT, VALUE_DEPTH, ArgumentValue, Value
 
 T = TypeVar("T")
 
@@ -19,11 +19,18 @@ DEFAULT_MAX_FRAME = 1_048_576
 ProtocolErrorReason = Literal["oversize", "malformed", "invalid", "too_deep"]
 
 
+MAX_DETAIL = 1_000
+"""Longest explanation a `ProtocolError` keeps: it is echoed to the peer and logged, and
+the decoder's own message may quote the offending bytes at any length."""
+
+
 class ProtocolError(Exception):
     """A frame that is not a valid message of the expected union."""
 
     def __init__(self, reason: ProtocolErrorReason, detail: str, size: int) -> None:
         self.reason: ProtocolErrorReason = reason
+        if len(detail) > MAX_DETAIL:
+            detail = detail[: MAX_DETAIL - 1] + "…"
         self.detail = detail
         self.size = size
         super().__init__(f"{reason} frame ({size} bytes): {detail}")
@@ -94,27 +101,22 @@ def protocol_schema() -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         list(planes.values()), ref_template="#/$defs/{name}"
     )
-    value_schema = msgspec.json.schema(Value)
-    components["Value"] = {
-        "description": f"A JSON value nested at most {VALUE_DEPTH} levels; strings at most "
-        f"{MAX_TEXT} characters, lists and maps at most {MAX_ITEMS} items.",
-        "anyOf": [
-            {"type": "null"},
-            {"type": "boolean"},
-            {"type": "integer"},
-            {"type": "number"},
-            {"type": "string", "maxLength": MAX_TEXT},
-            {"type": "array", "maxItems": MAX_ITEMS, "items": {"$ref": "#/$defs/Value"}},
-            {
-                "type": "object",
-                "maxProperties": MAX_ITEMS,
-                "additionalProperties": {"$ref": "#/$defs/Value"},
-            },
-        ],
-    }
-    folded = [_fold_values(s, value_schema) for s in schemas]
+    # Deepest first: a `Value` expansion contains an `ArgumentValue` one.
+    folds = [
+        (msgspec.json.schema(Value)["anyOf"], "#/$defs/Value"),
+        (msgspec.json.schema(ArgumentValue)["anyOf"], "#/$defs/ArgumentValue"),
+    ]
+    components["Value"] = _recursive_value(
+        "Value", f"A JSON value nested at most {VALUE_DEPTH} levels; strings at most "
+        f"{MAX_TEXT} characters, lists and maps at most {MAX_ITEMS} items."
+    )  # fmt: skip
+    components["ArgumentValue"] = _recursive_value(
+        "ArgumentValue", f"A tool call argument: a `Value` nested at most {VALUE_DEPTH - 1} "
+        "levels, so that a run's history can quote the call."
+    )  # fmt: skip
+    folded = [_fold_values(s, folds) for s in schemas]
     components = {
-        name: c if name == "Value" else _fold_values(c, value_schema)
+        name: c if name in ("Value", "ArgumentValue") else _fold_values(c, folds)
         for name, c in components.items()
     }
     return {
@@ -128,15 +130,33 @@ def protocol_schema() -> dict[str, Any]:
     }
 
 
-def _fold_values(schema: Any, value_schema: dict[str, Any]) -> Any:
-    """Replace each inline expansion of `Value` by a reference to its recursive definition."""
-    if isinstance(schema, dict) and _is_value(schema, value_schema["anyOf"]):
-        # A field defaulting to None drops `null` from its expansion and adds a default.
-        return {"$ref": "#/$defs/Value", **({"default": None} if "default" in schema else {})}
+def _recursive_value(name: str, description: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/$defs/{name}"}
+    return {
+        "description": description,
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "integer"},
+            {"type": "number"},
+            {"type": "string", "maxLength": MAX_TEXT},
+            {"type": "array", "maxItems": MAX_ITEMS, "items": ref},
+            {"type": "object", "maxProperties": MAX_ITEMS, "additionalProperties": ref},
+        ],
+    }
+
+
+def _fold_values(schema: Any, folds: list[tuple[list[Any], str]]) -> Any:
+    """Replace each inline expansion of a value type by a reference to its recursive
+    definition."""
     if isinstance(schema, dict):
-        return {k: _fold_values(v, value_schema) for k, v in schema.items()}
+        for members, ref in folds:
+            if _is_value(schema, members):
+                # A field defaulting to None drops `null` from its expansion and adds a default.
+                return {"$ref": ref, **({"default": None} if "default" in schema else {})}
+        return {k: _fold_values(v, folds) for k, v in schema.items()}
     if isinstance(schema, list):
-        return [_fold_values(v, value_schema) for v in schema]
+        return [_fold_values(v, folds) for v in schema]
     return schema
 
 

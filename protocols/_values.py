@@ -77,3 +77,10 @@ Value = (
 
 Data = Annotated[dict[Name, Value], Meta(max_length=MAX_ITEMS)]
 """Named values: a step's inputs or outputs, a run's data."""
+
+ArgumentValue = _V7
+"""A tool call argument: a `Value` one level shallower."""
+
+Arguments = Annotated[dict[Name, ArgumentValue], Meta(max_length=MAX_ITEMS)]
+"""A tool call's named arguments: one level shallower than `Data`, so that a run's
+history can quote them inside an entry's `detail` and stay within `VALUE_DEPTH`."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from protocols import (
+    MAX_TEXT,
     PROTOCOL_VERSION,
     ActorMessage,
     Assign,
@@ -313,7 +314,7 @@ class AgentPlane:
                     step=step,
                     attempt=attempt,
                     kind="agent_lost",
-                    message=f"agent {session.name} was lost ({reason})",
+                    message=_clip(f"agent {session.name} was lost ({reason})"),
                     agent=session.name,
                 )
             )
@@ -590,7 +591,14 @@ class AgentPlane:
             error=message.error,
             message=message.message,
         )
-        self._pump_tool(pending.tool)
+        # The host has room again for any tool it serves, not only this call's.
+        for tool in sorted(host.tools):
+            self._pump_tool(tool)
+
+
+def _clip(text: str) -> str:
+    """`text` within the protocol's bound, where it quotes a peer's text in a longer one."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _action(message: StepResult | StepFailure | ToolCall) -> str:

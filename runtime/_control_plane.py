@@ -232,7 +232,16 @@ class ControlPlane:
         if run.status in TERMINAL_STATUSES:
             self._host.send_control(identity, _run_reply(run, request.id, brief=request.summary))
             return
-        self._waiters.setdefault(run.run_id, []).append((identity, request.id, request.summary))
+        waiters = self._waiters.setdefault(run.run_id, [])
+        if any(w[:2] == (identity, request.id) for w in waiters):
+            self._error(
+                identity,
+                request.id,
+                "invalid_input",
+                f"request id {request.id} is already waiting for run {run.run_id!r}",
+            )
+            return
+        waiters.append((identity, request.id, request.summary))
         self._host.start_wait(("wait", identity, request.id, run.run_id), request.timeout_ms / 1000)
 
     def _list_runs(self, identity: bytes, request: ListRuns) -> None:

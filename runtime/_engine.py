@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocols import FailureKind, HistoryEntry, Provenance
+from protocols import MAX_TEXT, FailureKind, HistoryEntry, Provenance
 from runtime._events import (
     CancelTask,
     CancelTimer,
@@ -275,7 +275,7 @@ def _fail(
     attempt = state.attempts[-1]
     attempt.outcome = "failed"
     attempt.failure = kind
-    attempt.message = message
+    attempt.message = _clip(message)
     attempt.ended_at = now
     policy = run.graph.policies[name][kind]
     if isinstance(policy, Retry):
@@ -353,9 +353,9 @@ def _halt(
         state.status = "cancelled"
     run.active.clear()
     run.status = status
-    run.reason = reason
-    _record(run, now, f"run_{run.status}", message=reason)
-    out.append(RunEnded(run.run_id, run.status, reason))
+    run.reason = _clip(reason)
+    _record(run, now, f"run_{run.status}", message=run.reason)
+    out.append(RunEnded(run.run_id, run.status, run.reason))
 
 
 def _finish_node(run: Run, name: str, state: StepState, now: float, out: list[Command]) -> None:
@@ -424,7 +424,7 @@ def _new_attempt(run: Run, name: str, state: StepState, now: float, out: list[Co
     for k in step.reads:
         prov = run.provenance.get(k)
         if prov is not None and (prov.flags or prov.caveats):
-            flags[k] = [*prov.flags, *prov.caveats]
+            flags[k] = _at_most(MAX_ASSIGNED_FLAGS, [*prov.flags, *prov.caveats])
     out.append(
         Dispatch(
             run.run_id, name, state.attempt, step.role, inputs, flags, step.tools, step.timeout
@@ -488,6 +488,24 @@ def _inherited_flags(run: Run, keys: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
+MAX_ASSIGNED_FLAGS = 256
+"""Flags and caveats an `Assign` may carry per input key (the protocol's bound)."""
+
+
+def _clip(text: str) -> str:
+    """`text` within the protocol's bound: texts from peers are quoted inside longer ones."""
+    if len(text) <= MAX_TEXT:
+        return text
+    return text[: MAX_TEXT - 1] + "…"
+
+
+def _at_most(limit: int, notes: list[str]) -> list[str]:
+    """The first of `notes`, with the last place saying how many more there were."""
+    if len(notes) <= limit:
+        return notes
+    return [*notes[: limit - 1], f"… and {len(notes) - limit + 1} more"]
+
+
 def _spread(run_id: str, step: str, attempt: int) -> float:
     digest = hashlib.blake2b(f"{run_id}/{step}/{attempt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
@@ -517,7 +535,7 @@ def _record(
             attempt=attempt,
             agent=agent,
             principal=principal,
-            message=message,
+            message=_clip(message),
             detail=detail or {},
         )
     )

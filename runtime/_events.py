@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocols import Data, ErrorCode, FailureKind, Name, Text
+from protocols import Arguments, Data, ErrorCode, FailureKind, Name, Text
 from protocols._base import Confidence, Count
 
 TimerPurpose = Literal["timeout", "retry"]
@@ -70,7 +70,7 @@ class ToolCallRequested(Event, frozen=True, tag="tool_requested"):
     agent_tools: list[Name]
     call: Count
     tool: Name
-    args: Data = {}
+    args: Arguments = {}
     idempotency_key: Text = ""
     principal: Text = ""
 

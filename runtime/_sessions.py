@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from protocols import ActorKind, ToolSpec
+from protocols import MAX_NAME, ActorKind, ToolSpec
 from runtime._principals import Principal
 
 TaskKey = tuple[str, str, int]
@@ -130,10 +130,12 @@ class Registry:
         self.holders: dict[TaskKey, Session] = {}
 
     def unique_name(self, wanted: str) -> str:
+        """`wanted`, or it with the first free `-N` suffix: still a valid name."""
         if wanted not in self.by_name:
             return wanted
         for n in itertools.count(2):
-            candidate = f"{wanted}#{n}"
+            suffix = f"-{n}"
+            candidate = wanted[: MAX_NAME - len(suffix)] + suffix
             if candidate not in self.by_name:
                 return candidate
         raise AssertionError("unreachable")

@@ -18,6 +18,7 @@ PUBLIC_NAMES = [
     "WELL_KNOWN_TEST_KEYS",
     "ActorKind",
     "ActorMessage",
+    "Arguments",
     "Assign",
     "AttemptOutcome",
     "AttemptView",

@@ -139,8 +139,9 @@ class TestDefinitions:
         assert set(schema["$defs"]) <= used
 
     def test_one_definition_per_struct(self, schema: dict[str, Any]) -> None:
-        """The definitions are exactly the structs reachable from the planes, plus `Value`."""
-        assert set(schema["$defs"]) == set(structs()) | {"Value"}
+        """The definitions are exactly the structs reachable from the planes, plus the two
+        recursive value types."""
+        assert set(schema["$defs"]) == set(structs()) | {"Value", "ArgumentValue"}
 
     @pytest.mark.parametrize("name", sorted(structs()))
     def test_fields_match_the_struct(self, schema: dict[str, Any], name: str) -> None:
@@ -182,12 +183,19 @@ class TestDefinitions:
         """A field typed `Value` refers to the recursive definition, keeping its default."""
         assert schema["$defs"][definition]["properties"][field] == expected
 
+    def test_tool_arguments_nest_one_level_less(self, schema: dict[str, Any]) -> None:
+        """A tool call's args are named `ArgumentValue`s, so that a run's history can quote
+        the call within the depth bound."""
+        described = schema["$defs"]["ToolCall"]["properties"]["args"]
+        assert described["additionalProperties"] == {"$ref": "#/$defs/ArgumentValue"}
+        assert described["maxProperties"] == MAX_ITEMS
+        assert "7 levels" in schema["$defs"]["ArgumentValue"]["description"]
+
     @pytest.mark.parametrize(
         ("definition", "field"),
         [
             ("Assign", "inputs"),
             ("StepResult", "outputs"),
-            ("ToolCall", "args"),
             ("StartRun", "inputs"),
             ("RunRecord", "data"),
             ("HistoryEntry", "detail"),
