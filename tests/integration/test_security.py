@@ -357,12 +357,17 @@ class TestHostileFrames:
     async def test_bad_frames_get_typed_errors_while_a_run_completes(
         self, cluster: ProcessGroup
     ) -> None:
-        """Oversize, truncated, wrong-type, unknown-tag, unknown-version and deeply nested."""
-        cluster.enroll("prankster", "flaky", "operator")
+        """Oversize, truncated, wrong-type, unknown-tag, unknown-version and deeply nested,
+        while a run is in progress; it then completes."""
+        cluster.enroll("prankster", "finisher", "operator")
         runtime = flows_runtime(cluster, "flaky", "finisher")
         keys = cluster.keys_of("prankster")
         assert keys is not None
-        valid = register_frame("flaky")
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        # No agent of role `flaky` yet: the run waits for one while the frames fly.
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
+            run_id = await client.start_run("flaky", {"n": 5})
+        valid = register_frame("finisher")
         deep: Any = 1
         for _ in range(200):
             deep = [deep]
@@ -370,12 +375,12 @@ class TestHostileFrames:
             "oversize": b"\x00" * (DEFAULT_MAX_FRAME + 1),
             "truncated": valid[: len(valid) // 2],
             "wrong-type": msgspec.msgpack.encode(
-                {"type": "register", "protocol": "one", "name": "x", "role": "flaky"}
+                {"type": "register", "protocol": "one", "name": "x", "role": "finisher"}
             ),
             "unknown-tag": msgspec.msgpack.encode({"type": "launch_missiles"}),
             "deep": msgspec.msgpack.encode({"type": "heartbeat", "in_flight": deep}),
             "unknown-version": actor_side_codec().encode(
-                Register(protocol=PROTOCOL_VERSION + 98, name="x", role="flaky")
+                Register(protocol=PROTOCOL_VERSION + 98, name="x", role="finisher")
             ),
         }
         expected = {
@@ -429,10 +434,30 @@ class TestHostileFrames:
         assert codes == expected
         assert control_codes == ["invalid_message", "incompatible_protocol"]
         cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
-        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
         async with ControlClient(runtime.control, keys=runtime.operator) as client:
-            run_id = await client.start_run("flaky", {"n": 5})
             record, timed_out = await client.wait_run(run_id, max_wait=30)
         assert not timed_out
         assert record.status == "completed"
         assert record.steps["wobble"].attempts[-1].agent == "flaky"
+        assert record.steps["finish"].attempts[-1].agent == "finisher"
+
+
+class TestInsecure:
+    """`--insecure` is for development: it says so, and works on loopback."""
+
+    async def test_insecure_runtime_warns_and_serves_insecure_actors(self, tmp_path: Path) -> None:
+        """No keys anywhere: the runtime logs a warning at start, and a run completes."""
+        with ProcessGroup(tmp_path, keys=None) as group:
+            runtime = group.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+            group.start_actor(f"{FLOWS}:Flaky", runtime.agents)
+            group.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+            assert runtime.operator is None
+            await complete_a_run(runtime)
+            warning = await wait_for_log(
+                group, "runtime", lambda e: e["event"] == "runtime.insecure"
+            )
+            assert warning["level"] == "warning"
+            started = await wait_for_log(
+                group, "runtime", lambda e: e["event"] == "runtime.started"
+            )
+            assert started["secure"] is False
