@@ -17,11 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from protocols import is_z85_key
+from runtime._certificates import PUBLIC_SUFFIX, SECRET_SUFFIX
 from runtime._errors import BatonError
 from runtime._keys import (
-    PUBLIC_SUFFIX,
     RUNTIME,
-    SECRET_SUFFIX,
     add_principal,
     init_keys,
     keys_dir,

@@ -18,7 +18,6 @@ from typing import Any
 import anyio
 import structlog
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from protocols import (
     Codec,
@@ -54,6 +53,7 @@ from runtime._graph import Graph
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
+from runtime._refusals import HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
@@ -66,17 +66,6 @@ Outgoing = tuple[zmq.Socket[bytes], bytes, bytes]
 MAX_AUDITED_REFUSALS = 100
 """Refusals recorded in one run's history; beyond this they are only counted and logged,
 so that a peer cannot grow a run's record without bound."""
-
-HANDSHAKE_FAILURES = (
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-)
-_HANDSHAKE_REASONS: dict[int, str] = {
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_protocol",
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_refused",
-}
 
 
 class AuthenticatorDied(RuntimeError):
@@ -105,10 +94,7 @@ class SupervisorStatistics:
 class _Counters:
     runs_started: int = 0
     runs_ended: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
     batches: int = 0
-    logged_at: dict[tuple[str, bytes], float] = field(default_factory=dict)
-    """When a refusal of this reason from this peer was last logged (logs are paced)."""
 
 
 class Supervisor:
@@ -141,6 +127,7 @@ class Supervisor:
         self._timers: Timers[TimerKey] = Timers()
         self._unreachable: list[bytes] = []
         self._counters = _Counters()
+        self._refusals = Refusals(monotonic)
         secure = security is not None
         self._agent_codec = runtime_side_agent_codec(config.max_frame)
         self._agents = AgentPlane(
@@ -158,10 +145,15 @@ class Supervisor:
             RateLimiter(config.rate_limit, config.rate_burst, monotonic) for _ in range(2)
         ]
         self._agent_gate = Gate(
-            "agents", self._book, self._limiters[0], self.reject, self._count, self._agents_limited
+            "agents",
+            self._book,
+            self._limiters[0],
+            self.reject,
+            self._refusals.count,
+            self._agents_limited,
         )
         self._control_gate = Gate(
-            "control", self._book, self._limiters[1], self.reject, self._count,
+            "control", self._book, self._limiters[1], self.reject, self._refusals.count,
             self._control_limited,
         )  # fmt: skip
         self._monitors: list[zmq.Socket[bytes]] = []
@@ -193,7 +185,7 @@ class Supervisor:
             results=plane.results,
             tool_calls=plane.tool_calls,
             tool_calls_refused=plane.tool_calls_refused,
-            rejected_frames=dict(c.rejected),
+            rejected_frames=self._refusals.snapshot(),
             agents=self._agents.agents_by_role(),
             queued_steps=self._agents.queued_steps(),
             batches=c.batches,
@@ -254,7 +246,7 @@ class Supervisor:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             if self._book is not None:
-                self._authenticator = Authenticator(ctx, self._book, self._handshake_refused)
+                self._authenticator = Authenticator(ctx, self._book, self._refusals.count)
                 self._authenticator.start()
             agents = self._bind(ctx, self.config.agents)
             control = self._bind(ctx, self.config.control)
@@ -367,35 +359,8 @@ class Supervisor:
         self._control_gate.drain(self._control_sync, self._control.on_frame, max_batch)
         self._fire_timers()
         self._handle_unreachable()
-        if self._monitors:
-            self._read_monitors()
-
-    def _read_monitors(self) -> None:
-        """Count and log handshakes that failed: wrong server key, no CURVE, refused key."""
         for monitor in self._monitors:
-            while True:
-                try:
-                    parts = monitor.recv_multipart(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                event = parse_monitor_message(parts)
-                reason = _HANDSHAKE_REASONS.get(int(event["event"]), "handshake_failed")
-                self._count(reason)
-                if reason != "handshake_refused":
-                    # Refused keys were already logged, with the key, by the authenticator.
-                    log.warning(
-                        "handshake.failed",
-                        reason=reason,
-                        errno=event["value"],
-                        endpoint=event["endpoint"].decode(errors="replace"),
-                    )
-
-    def _handshake_refused(self, reason: str) -> None:
-        self._count(reason)
-
-    def _count(self, reason: str) -> None:
-        rejected = self._counters.rejected
-        rejected[reason] = rejected.get(reason, 0) + 1
+            self._refusals.read_handshakes(monitor)
 
     async def _flush(self) -> None:
         """Make the batch's events durable, then send what they caused."""
@@ -453,25 +418,9 @@ class Supervisor:
         self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))
 
     def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
-        """Count a refused frame, and log it unless this peer's refusals of the kind were
-        logged within the last second (a flood must not become a flood of log lines).
-
-        True when logged: the caller may pace its replies by it too.
-        """
-        self._count(reason)
-        logged_at = self._counters.logged_at
-        now = self._monotonic()
-        if now - logged_at.get((reason, identity), -1.0) < 1.0:
-            return False
-        logged_at[(reason, identity)] = now
-        log.warning(
-            "frame.rejected",
-            reason=reason,
-            peer=identity.hex(),
-            principal=principal,
-            detail=detail[:200],
-        )
-        return True
+        """Count a refused frame and log it unless its like was logged within a second;
+        True when logged."""
+        return self._refusals.refuse(reason, identity, detail, principal)
 
     def audit(
         self,
@@ -624,9 +573,7 @@ class Supervisor:
         self._agents.heartbeat(now)
         for limiter in self._limiters:
             limiter.prune()
-        logged_at = self._counters.logged_at
-        for key in [k for k, at in logged_at.items() if now - at >= 1.0]:
-            del logged_at[key]
+        self._refusals.prune()
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:

@@ -26,12 +26,13 @@ from protocols import (
     RunStatus,
     protocol_schema,
 )
+from runtime._certificates import KeysInvalid
 from runtime._client import ControlClient, ControlRefused, RuntimeUnavailable
 from runtime._config import RuntimeConfig, Security, agents_endpoint, control_endpoint
 from runtime._diagram import mermaid
 from runtime._errors import BatonError, WorkflowInvalid
 from runtime._graph import Graph, compile_workflow
-from runtime._keys import KeysInvalid, keys_dir, load_client_keys, load_principals, load_server_keys
+from runtime._keys import keys_dir, load_client_keys, load_principals, load_server_keys
 from runtime._keys_cli import keys_app
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging

@@ -12,9 +12,9 @@ import zmq
 import zmq.auth
 
 from protocols import WELL_KNOWN_TEST_KEYS
+from runtime._certificates import KeysInvalid
 from runtime._keys import (
     DEFAULT_KEYS_DIR,
-    KeysInvalid,
     add_principal,
     init_keys,
     keys_dir,
