@@ -461,3 +461,33 @@ class TestInsecure:
                 group, "runtime", lambda e: e["event"] == "runtime.started"
             )
             assert started["secure"] is False
+
+
+class TestAuthenticatorLife:
+    """ZAP fails open, so the runtime must not outlive its authenticator."""
+
+    def test_runtime_stops_when_its_authenticator_dies(self, cluster: ProcessGroup) -> None:
+        """With the ZAP handler stopped, `serve()` ends with `AuthenticatorDied`."""
+        process = cluster.start_module(
+            "dying", "tests.integration.authenticator_dies", [str(key_directory(cluster))]
+        )
+        assert process.wait(30) == 0, cluster.log_of("dying")
+        assert "runtime.authenticator_died" in cluster.log_of("dying")
+
+    async def test_a_bad_principals_file_on_reload_keeps_the_old_table(
+        self, cluster: ProcessGroup
+    ) -> None:
+        """SIGHUP with a broken `principals.json` is logged and changes nothing."""
+        runtime = flows_runtime(cluster, "flaky", "finisher")
+        table = key_directory(cluster) / "principals.json"
+        good = table.read_text()
+        table.write_text("{not json")
+        cluster.reload(runtime)
+        failed = await wait_for_log(
+            cluster, "runtime", lambda e: e["event"] == "principals.reload_failed"
+        )
+        assert "principals.json" in failed["reason"]
+        table.write_text(good)
+        cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        await complete_a_run(runtime)
