@@ -46,7 +46,10 @@ from runtime._policies import (
     ProceedWithFlag,
     Retry,
 )
+from runtime._record import record_view
+from runtime._replay import replay
 from runtime._run import Run
+from runtime._store import JournalRecord
 from runtime._workflow import Decision, Node, Role, Route, Step, Workflow, chain
 
 RUN = "run-p"
@@ -502,6 +505,13 @@ class EngineMachine(RuleBasedStateMachine):
             replay_outputs.append(apply(replayed, event, now))
         assert snapshot(replayed) == snapshot(self.run)
         assert replay_outputs == self.outputs
+        records = [
+            JournalRecord(RUN, seq, now, event)
+            for seq, (event, now) in enumerate(self.journal, start=1)
+        ]
+        rebuilt = replay({self.graph.name: self.graph}, records)
+        assert snapshot(rebuilt) == snapshot(self.run)
+        assert record_view(rebuilt) == record_view(self.run)
 
 
 EngineMachine.TestCase.settings = settings(

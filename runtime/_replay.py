@@ -1,0 +1,70 @@
+"""A run rebuilt from its journal: the record is the fold of its events.
+
+The supervisor folds each event into its run with the time it journaled it
+with, so folding the journal again, in order, with those times, gives the same
+run. This is what recovery and `inspect --at` rest on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from runtime import _engine as engine
+from runtime._errors import BatonError
+from runtime._events import RunStarted
+from runtime._graph import Graph
+from runtime._run import Run
+from runtime._store import JournalRecord
+
+
+class JournalUnreadable(BatonError):
+    """A run's journal cannot be folded into a run: the reason says where it breaks."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"the journal of run {run_id!r} cannot be replayed: {reason}")
+
+
+def replay(
+    graphs: Mapping[str, Graph], records: Iterable[JournalRecord], *, version: int | None = None
+) -> Run:
+    """Fold `records` (one run's journal, in order) into its run.
+
+    With `version`, stop after the event that brought the record to that
+    version: the `seq` of its history entries, which is what users see.
+    The graph is the one the run started on, found by workflow name and checked
+    by fingerprint: a run is never replayed on a graph it did not run on.
+    """
+    run: Run | None = None
+    expected = 1
+    for record in records:
+        if run is not None and version is not None and run.seq >= version:
+            break
+        if record.seq != expected:
+            raise JournalUnreadable(record.run_id, f"seq {record.seq} where {expected} was due")
+        expected += 1
+        if run is None:
+            run = _begin(graphs, record)
+            continue
+        engine.apply(run, record.event, record.at)
+    if run is None:
+        raise JournalUnreadable("", "the journal is empty")
+    return run
+
+
+def _begin(graphs: Mapping[str, Graph], record: JournalRecord) -> Run:
+    event = record.event
+    if not isinstance(event, RunStarted):
+        raise JournalUnreadable(record.run_id, f"it begins with {type(event).__name__}")
+    graph = graphs.get(event.workflow)
+    if graph is None:
+        raise JournalUnreadable(record.run_id, f"workflow {event.workflow!r} is not loaded")
+    if graph.fingerprint != event.fingerprint:
+        raise JournalUnreadable(
+            record.run_id,
+            f"it ran on {event.workflow!r} with fingerprint {event.fingerprint}, "
+            f"and the loaded one is {graph.fingerprint}",
+        )
+    run, _ = engine.start(graph, event, record.at)
+    return run

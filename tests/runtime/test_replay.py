@@ -1,0 +1,101 @@
+"""A run rebuilt from its journal, whole or up to a version, and journals that cannot be."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime._engine import apply, start
+from runtime._events import JournalEvent, RunStarted, StepDispatched, StepSucceeded
+from runtime._graph import Graph, compile_workflow
+from runtime._record import record_view
+from runtime._replay import JournalUnreadable, replay
+from runtime._run import Run
+from runtime._store import JournalRecord
+from runtime._workflow import Role, Step, Workflow, chain
+
+RUN = "run-r"
+GRAPH = compile_workflow(
+    Workflow(
+        "pair",
+        roles=[Role("worker")],
+        inputs=["n"],
+        steps=[
+            Step("a", role="worker", reads=["n"], writes=["x"]),
+            Step("b", role="worker", reads=["x"], writes=["y"]),
+        ],
+        edges=chain("a", "b"),
+    )
+)
+GRAPHS = {GRAPH.name: GRAPH}
+
+
+def lived() -> tuple[Run, list[JournalRecord]]:
+    """A run driven to completion event by event, and the journal the supervisor keeps."""
+    events: list[JournalEvent] = [
+        RunStarted(RUN, "pair", "1", GRAPH.fingerprint, {"n": 1}),
+        StepDispatched(RUN, "a", 1, "w"),
+        StepSucceeded(RUN, "a", 1, "w", {"x": 2}),
+        StepDispatched(RUN, "b", 1, "w"),
+        StepSucceeded(RUN, "b", 1, "w", {"y": 3}),
+    ]
+    first = events[0]
+    assert isinstance(first, RunStarted)
+    run, _ = start(GRAPH, first, 10.0)
+    for n, event in enumerate(events[1:], start=1):
+        apply(run, event, 10.0 + n)
+    records = [JournalRecord(RUN, n, 10.0 + n - 1, e) for n, e in enumerate(events, start=1)]
+    return run, records
+
+
+class TestReplay:
+    """The record is the fold of the journal."""
+
+    def test_the_whole_journal_gives_the_same_record(self) -> None:
+        run, records = lived()
+        assert record_view(replay(GRAPHS, records)) == record_view(run)
+
+    def test_a_version_gives_the_record_as_it_was_then(self) -> None:
+        """Up to the version of a's success: x is written, y is not, the run is running."""
+        run, records = lived()
+        version = next(h.seq for h in run.history if h.event == "step_succeeded")
+        past = replay(GRAPHS, records, version=version)
+        assert past.status == "running"
+        assert past.data == {"n": 1, "x": 2}
+        assert max(h.seq for h in past.history) >= version
+        assert past.seq < run.seq
+
+    @pytest.mark.parametrize(
+        ("mangle", "reason"),
+        [
+            (lambda rs: [], "the journal is empty"),
+            (lambda rs: rs[1:], "seq 2 where 1 was due"),
+            (lambda rs: [rs[0], *rs[2:]], "seq 3 where 2 was due"),
+        ],
+    )
+    def test_a_broken_journal_is_refused(self, mangle: object, reason: str) -> None:
+        _, records = lived()
+        assert callable(mangle)
+        with pytest.raises(JournalUnreadable, match=reason):
+            replay(GRAPHS, mangle(records))
+
+    def test_a_journal_not_beginning_with_its_start_is_refused(self) -> None:
+        _, records = lived()
+        shifted = [JournalRecord(RUN, n, r.at, r.event) for n, r in enumerate(records[1:], 1)]
+        with pytest.raises(JournalUnreadable, match="it begins with StepDispatched"):
+            replay(GRAPHS, shifted)
+
+    def test_a_run_is_never_replayed_on_another_graph(self) -> None:
+        """A changed workflow (another fingerprint) or an unloaded one: refused, saying which."""
+        _, records = lived()
+        other: Graph = compile_workflow(
+            Workflow(
+                "pair",
+                roles=[Role("worker")],
+                inputs=["n"],
+                steps=[Step("a", role="worker", reads=["n"], writes=["x"])],
+            )
+        )
+        with pytest.raises(JournalUnreadable, match="with fingerprint"):
+            replay({"pair": other}, records)
+        with pytest.raises(JournalUnreadable, match="workflow 'pair' is not loaded"):
+            replay({}, records)
