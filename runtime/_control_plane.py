@@ -49,6 +49,9 @@ class RunHost(Protocol):
 
     def send_control(self, identity: bytes, message: Message) -> None: ...
 
+    def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
+        """Answer later with the run's record as it was at `version` (from its journal)."""
+
     def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
         """Count a refused frame; True when it was logged too."""
 
@@ -215,12 +218,11 @@ class ControlPlane:
             self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
             return
         if request.at is not None:
-            self._error(
-                identity,
-                request.id,
-                "invalid_input",
-                "this runtime does not rebuild past states of a run",
-            )
+            if not 1 <= request.at <= run.seq:
+                text = f"run {run.run_id!r} has versions 1 to {run.seq}, not {request.at}"
+                self._error(identity, request.id, "invalid_input", text)
+                return
+            self._host.answer_past(identity, request.id, run.run_id, request.at)
             return
         self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
 

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from protocols import RunRecord, RunSummary
+from protocols import HistoryEntry, RunRecord, RunSummary
 
 STATUS_STYLE = {
     "completed": "green",
@@ -47,6 +47,24 @@ def render_runs(console: Console, runs: Sequence[RunSummary]) -> None:
             run.run_id, run.workflow, status_text(run.status), _when(run.created_at), run.reason
         )
     console.print(table)
+
+
+def history_table(events: Sequence[HistoryEntry]) -> Table:
+    """A run's history, one event a row; `seq` is the record version after the event."""
+    log = Table(title="history", title_justify="left")
+    for column in ("seq", "at (UTC)", "event", "step", "agent", "principal", "message"):
+        log.add_column(column, overflow="fold")
+    for entry in events:
+        log.add_row(
+            str(entry.seq),
+            _when(entry.at)[11:],
+            entry.event,
+            f"{entry.step}#{entry.attempt}" if entry.attempt else entry.step,
+            entry.agent,
+            entry.principal,
+            entry.message,
+        )
+    return log
 
 
 def render_record(console: Console, record: RunRecord, *, history: int | None = None) -> None:
@@ -100,20 +118,8 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
         )
 
     events = record.history if history is None else record.history[-history:]
-    log = Table(title="history", title_justify="left")
-    for column in ("seq", "at (UTC)", "event", "step", "agent", "message"):
-        log.add_column(column, overflow="fold")
-    for entry in events:
-        log.add_row(
-            str(entry.seq),
-            _when(entry.at)[11:],
-            entry.event,
-            f"{entry.step}#{entry.attempt}" if entry.attempt else entry.step,
-            entry.agent,
-            entry.message,
-        )
     console.print(Panel(header, expand=False))
-    console.print(Group(data, steps, log))
+    console.print(Group(data, steps, history_table(events)))
     if record.flags:
         console.print(
             Text(

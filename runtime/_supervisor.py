@@ -26,6 +26,7 @@ from protocols import (
     Error,
     ErrorCode,
     Message,
+    RunReply,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
@@ -34,6 +35,7 @@ from runtime._agent_plane import AgentPlane
 from runtime._authenticator import ZAP_DOMAIN, Authenticator, PrincipalBook
 from runtime._config import RuntimeConfig, Security
 from runtime._control_plane import ControlPlane, WaitKey
+from runtime._errors import StoreError
 from runtime._events import (
     CancelTask,
     CancelTimer,
@@ -53,7 +55,9 @@ from runtime._graph import Graph
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
+from runtime._record import record_view
 from runtime._refusals import HANDSHAKE_FAILURES, Refusals
+from runtime._replay import JournalUnreadable, replay
 from runtime._run import Run
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
@@ -159,6 +163,8 @@ class Supervisor:
         self._monitors: list[zmq.Socket[bytes]] = []
         self._stopping = False
         self._fatal: Exception | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        """Side tasks of the loop (reads of journals); cancelled when it ends."""
         self._readiness: Readiness | None = None
         self._flushing = False
         self._sleeps_until: float | None = None
@@ -221,7 +227,13 @@ class Supervisor:
         task_status.started()
         self._readiness = readiness
         try:
-            await self._loop(readiness, agents, control)
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                try:
+                    await self._loop(readiness, agents, control)
+                finally:
+                    tasks.cancel_scope.cancel()
+                    self._tasks = None
         finally:
             readiness.close()
             self._say_goodbye(agents)
@@ -413,6 +425,36 @@ class Supervisor:
         self._counters.runs_started += 1
         self._execute(run, commands)
         return run_id
+
+    def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
+        """Answer with the record of `run_id` as it was at `version`, rebuilt from its journal
+        off the loop (the journal may have to be read from disk)."""
+        if self._tasks is None:
+            return
+        self._tasks.start_soon(self._past, identity, request, run_id, version)
+
+    async def _past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
+        message: Message
+        try:
+            records = await self.store.journal(run_id)
+            # Events of the batch not yet appended are the journal's next part.
+            records += [r for r in self._batch if r.run_id == run_id]
+            run = replay(self.graphs, records, version=version)
+        except (JournalUnreadable, StoreError) as exc:
+            message = ControlError(id=request, code="internal", message=str(exc)[:1_000])
+        else:
+            if run.seq < version:
+                text = f"version {version} is still being written to the journal; ask again"
+                message = ControlError(id=request, code="overloaded", message=text)
+            else:
+                message = RunReply(id=request, record=record_view(run))
+        # A read: nothing in it waits for a commit, so it goes out at once, not via the outbox.
+        try:
+            self._control_sync.send_multipart(
+                [identity, self._control_codec.encode(message)], flags=zmq.NOBLOCK
+            )
+        except zmq.ZMQError as exc:
+            self.reject("send_failed", identity, str(exc))
 
     def send_control(self, identity: bytes, message: Message) -> None:
         self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))

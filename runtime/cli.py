@@ -37,7 +37,7 @@ from runtime._keys_cli import keys_app
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
 from runtime._process import event_loop_options, tune_collector
-from runtime._render import render_record, render_runs
+from runtime._render import history_table, render_record, render_runs
 from runtime._store import open_store
 from runtime._supervisor import AuthenticatorDied, Supervisor
 
@@ -430,24 +430,54 @@ def run(
 @app.command()
 def inspect(
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    at: Annotated[
+        int | None,
+        typer.Option(
+            "--at", min=1, help="The record as it was at this version (a `seq` of its history)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
     control: ControlOption = None,
     keys: KeysOption = None,
     principal: PrincipalOption = None,
     insecure: InsecureOption = False,
 ) -> None:
-    """Show the record of a run: status, data with provenance, steps, history."""
+    """Show the record of a run: status, data with provenance, steps, history.
+
+    With --at, the record is rebuilt from the run's journal as it was then.
+    """
 
     async def call(client: ControlClient) -> Any:
-        return await client.get_run(run_id)
+        return await client.get_run(run_id, at=at)
 
     record = _client_call(control, call, keys, principal, insecure)
     if as_json:
         _print_json(record)
     else:
         render_record(out, record)
-    if record.status in TERMINAL_STATUSES:
+    if record.status in TERMINAL_STATUSES and at is None:
         raise typer.Exit(_exit_for(record.status))
+
+
+@app.command()
+def history(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """List a run's events, oldest first; each `seq` can be given to `inspect --at`."""
+
+    async def call(client: ControlClient) -> Any:
+        return await client.get_run(run_id)
+
+    record = _client_call(control, call, keys, principal, insecure)
+    if as_json:
+        _print_json(record.history)
+    else:
+        out.print(history_table(record.history))
 
 
 @app.command()

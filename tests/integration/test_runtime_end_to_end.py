@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,14 @@ from protocols import (
     actor_side_codec,
     client_side_control_codec,
 )
-from runtime import ControlClient
+from runtime import ControlClient, ControlRefused, compile_workflow
+from runtime._events import JournalEvent
 from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime._record import record_view
+from runtime._replay import replay
+from runtime._store import JournalRecord
 from tests.integration.conftest import HEARTBEAT, wait_for
+from tests.integration.flows import ALL
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -275,11 +282,19 @@ class TestBadInput:
         assert record.status == "completed"
 
 
+def db_rows(database: Path, run_id: str) -> list[tuple[int, float, bytes]]:
+    with sqlite3.connect(database) as db:
+        return db.execute(
+            "SELECT seq, at, body FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+
+
 class TestSqliteJournal:
     """With a SQLite store, every event of a run is in the journal file."""
 
     async def test_run_is_journaled(self, cluster: ProcessGroup, tmp_path: Path) -> None:
-        """The journal holds the run's events in order, and the run completes as with memory."""
+        """The journal holds the run's events in order, the run completes as with memory, and
+        folding the journal file from scratch gives the very record the runtime served."""
         database = tmp_path / "journal.db"
         runtime = start_flows(cluster, "flaky", "finisher", store=f"sqlite:///{database}")
         cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
@@ -293,6 +308,12 @@ class TestSqliteJournal:
                 "SELECT seq, body FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
         events = [msgspec.msgpack.decode(body)["event"] for _, body in rows]
+        journal = [
+            JournalRecord(run_id, seq, at, msgspec.msgpack.decode(body, type=JournalEvent))
+            for seq, at, body in db_rows(database, run_id)
+        ]
+        graphs = {g.name: g for g in map(compile_workflow, ALL)}
+        assert record_view(replay(graphs, journal)) == record
         assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
         assert events == [
             "run_started",
@@ -304,3 +325,55 @@ class TestSqliteJournal:
             "step_dispatched",
             "step_succeeded",
         ]
+
+
+class TestTimeTravel:
+    """`inspect --at` rebuilds a past record from the journal; `history` lists the events."""
+
+    async def test_the_record_as_it_was_after_an_event(self, cluster: ProcessGroup) -> None:
+        """At the version of wobble's success, w is written and finish is yet to run."""
+        runtime = start_flows(cluster, "flaky", "finisher", store="memory://")
+        cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
+            run_id = await client.start_run("flaky", {"n": 4})
+            final, _ = await client.wait_run(run_id, max_wait=30)
+            version = next(
+                h.seq for h in final.history if (h.event, h.step) == ("step_succeeded", "wobble")
+            )
+            past = await client.get_run(run_id, at=version)
+            with pytest.raises(ControlRefused) as refused:
+                await client.get_run(run_id, at=final.history[-1].seq + 1)
+        assert final.status == "completed"
+        # The finish step was queued then, not yet dispatched: the run waited for an agent.
+        assert past.status == "waiting"
+        assert past.steps["finish"].status == "queued"
+        assert past.data == {"n": 4, "w": 8}
+        assert [h.seq for h in past.history] == [h.seq for h in final.history][: len(past.history)]
+        assert refused.value.code == "invalid_input"
+
+    def test_cli_history_and_inspect_at(self, cluster: ProcessGroup) -> None:
+        """The commands a user types, as processes: history's seqs feed inspect --at."""
+        runtime = start_flows(cluster, "flaky", "finisher")
+        cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        assert cluster.keys is not None
+        common = ["--control", runtime.control, "--keys", str(cluster.keys), "--json"]
+
+        def baton(*args: str) -> Any:
+            done = subprocess.run(
+                [sys.executable, "-m", "runtime", *args, *common],
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
+            assert done.returncode in (0, 1), done.stderr.decode()
+            return json.loads(done.stdout)
+
+        started = baton("run", "flaky", "--input", '{"n": 5}', "--wait")
+        events = baton("history", started["run_id"])
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        first = next(e for e in events if e["event"] == "step_dispatched")
+        past = baton("inspect", started["run_id"], "--at", str(first["seq"]))
+        assert past["status"] == "running"
+        assert past["steps"]["wobble"]["status"] == "running"

@@ -148,6 +148,7 @@ class World:
         self.timers: Timers[TimerKey] = Timers()
         self.agent_out: list[tuple[bytes, bytes]] = []
         self.control_out: list[tuple[bytes, bytes]] = []
+        self.past: list[tuple[bytes, int, str, int]] = []
         self.rejects: list[tuple[str, bytes, str, str, bool]] = []
         """(reason, identity, detail, principal, logged) of each refused frame, in order."""
         self.logged_at: dict[tuple[str, bytes], float] = {}
@@ -244,6 +245,10 @@ class World:
 
     def send_control(self, identity: bytes, message: Message) -> None:
         self.control_out.append((identity, self._control_codec.encode(message)))
+
+    def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
+        # The supervisor answers from the journal, off the loop; the plane only hands over.
+        self.past.append((identity, request, run_id, version))
 
     def start_wait(self, key: WaitKey, seconds: float) -> None:
         self.timers.schedule(key, self.clock + seconds)
@@ -911,6 +916,8 @@ class ControlExpectation:
     """The type of the one reply, unless it is an error or a wait."""
     wait: WaitKey | None = None
     """The wait opened instead of a reply."""
+    past: tuple[bytes, int, str, int] | None = None
+    """The request for a past record handed to the host instead of a reply."""
     message: ControlRequest | None = None
 
 
@@ -1161,7 +1168,9 @@ class Fuzz:
                 if request.run_id not in world.runs:
                     return ControlExpectation(rid, None, "unknown_run")
                 if request.at is not None:
-                    return ControlExpectation(rid, None, "invalid_input")
+                    if not 1 <= request.at <= world.runs[request.run_id].seq:
+                        return ControlExpectation(rid, None, "invalid_input")
+                    return ControlExpectation(rid, past=(identity, rid, request.run_id, request.at))
                 return ControlExpectation(rid, reply=RunReply, message=request)
             case WaitRun():
                 run = world.runs.get(request.run_id)
@@ -1200,6 +1209,10 @@ class Fuzz:
         replies = [m for peer, m in self.check_sent()[1] if peer == identity]
         if not replies and refused and not refused[0][4]:
             return  # paced: the same refusal was answered within the second
+        if expected.past is not None:
+            if replies or not world.past or world.past[-1] != expected.past:
+                raise self.fail(f"expected {expected.past} handed over, got {replies}")
+            return
         if expected.wait is not None:
             waiters = world.control._waiters.get(expected.wait[3], [])
             if replies or not any(w[:2] == expected.wait[1:3] for w in waiters):
