@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import signal
 from collections.abc import Mapping
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -13,6 +14,7 @@ import structlog
 from actors._agent import Agent
 from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
+from actors._ledger import Ledger, LedgerError
 from actors._toolhost import ToolHost
 from actors._worker import MAX_CONCURRENCY, serve
 from protocols import ClientKeys
@@ -87,14 +89,17 @@ def run_actor(
     name: str | None = None,
     *,
     keys: ClientKeys | None = None,
+    ledger: str | None = None,
     backend_options: Mapping[str, object] | None = None,
 ) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
 
-    0 after a clean stop; 2 when the actor cannot load or the runtime refused it
-    (including its key). `keys` make the connection CURVE-encrypted; without
-    them the runtime must be insecure. `backend_options` go to `anyio.run`
-    (the process owner picks the event loop).
+    0 after a clean stop; 2 when the actor cannot load, its ledger cannot open,
+    or the runtime refused it (including its key). `keys` make the connection
+    CURVE-encrypted; without them the runtime must be insecure. A tool host
+    keeps its effects in the `ledger` (a SQLite path, or `memory://`); agents
+    ignore it. `backend_options` go to `anyio.run` (the process owner picks
+    the event loop).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         _log.error("actor.bad_concurrency", concurrency=concurrency, limit=MAX_CONCURRENCY)
@@ -104,6 +109,14 @@ def run_actor(
     except ActorLoadError as exc:
         _log.error("actor.load_failed", spec=spec, reason=exc.reason)
         return EXIT_REFUSED
+    effects: Ledger | None = None
+    if isinstance(actor, ToolHost) and ledger is not None:
+        try:
+            effects = Ledger(None if ledger == "memory://" else Path(ledger))
+        except LedgerError as exc:
+            _log.error("actor.ledger_failed", ledger=exc.path, reason=exc.reason)
+            return EXIT_REFUSED
+        _log.info("actor.ledger", ledger=effects.description)
     return anyio.run(
         _serve_until_signalled,
         actor,
@@ -111,6 +124,7 @@ def run_actor(
         concurrency,
         name,
         keys,
+        effects,
         backend_options=dict(backend_options or {}),
     )
 
@@ -121,6 +135,7 @@ async def _serve_until_signalled(
     concurrency: int,
     name: str | None,
     keys: ClientKeys | None,
+    ledger: Ledger | None,
 ) -> int:
     stop = anyio.Event()
     status = EXIT_OK
@@ -129,13 +144,22 @@ async def _serve_until_signalled(
         await tg.start(_set_on_signal, stop)
         try:
             await serve(
-                actor, endpoint=endpoint, name=name, concurrency=concurrency, stop=stop, keys=keys
+                actor,
+                endpoint=endpoint,
+                name=name,
+                concurrency=concurrency,
+                stop=stop,
+                keys=keys,
+                ledger=ledger,
             )
         except ActorLoadError as exc:
             _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)
             status = EXIT_REFUSED
         except RegistrationRefused:
             status = EXIT_REFUSED
+        finally:
+            if ledger is not None:
+                ledger.close()
         tg.cancel_scope.cancel()
     return status
 

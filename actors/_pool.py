@@ -12,6 +12,7 @@ from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
 from actors._context import Context, ToolCaller, Tools
+from actors._ledger import Ledger
 from actors._statistics import Counters
 from actors._steps import failure, run_step
 from actors._task import Task
@@ -38,9 +39,11 @@ class Pool:
         send: Callable[[bytes], None],
         counters: Counters,
         log: FilteringBoundLogger,
+        ledger: Ledger | None = None,
     ) -> None:
         self.capacity = capacity
         self._actor = actor
+        self._ledger = ledger
         self._codec = codec
         self._caller = caller
         self._send = send
@@ -155,18 +158,7 @@ class Pool:
     async def _run_call(self, call: ToolCall) -> None:
         assert isinstance(self._actor, ToolHost)
         self._counters.tool_calls += 1
-        reply = await run_tool(self._actor, call)
-        # Every executed side effect leaves a line in the host's own log: its audit trail.
-        self._log.info(
-            "tool.executed",
-            tool=call.tool,
-            run_id=call.run_id,
-            step=call.step,
-            attempt=call.attempt,
-            idempotency_key=call.idempotency_key,
-            ok=reply.ok,
-        )
-        frame = self._codec.encode(reply)
+        frame = self._codec.encode(await run_tool(self._actor, call, self._ledger))
         if len(frame) > self._codec.max_frame:
             text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
             reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)

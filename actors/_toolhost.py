@@ -12,6 +12,7 @@ import msgspec
 import structlog
 
 from actors._errors import clip, describe
+from actors._ledger import Ledger, LedgerError
 from actors._tools import ToolDefinition, define_tool, tool_options
 from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value
 
@@ -63,8 +64,14 @@ def tool_specs(host: type[ToolHost] | ToolHost) -> list[ToolSpec]:
     return [definition.spec for definition in host._baton_tools.values()]
 
 
-async def run_tool(host: ToolHost, call: ToolCall) -> ToolReply:
-    """Run one call on `host`. Never raises: every failure becomes a refusing reply."""
+async def run_tool(host: ToolHost, call: ToolCall, ledger: Ledger | None = None) -> ToolReply:
+    """Run one call on `host`. Never raises: every failure becomes a refusing reply.
+
+    With a `ledger`, a tool that is not read-only runs at most once per
+    idempotency key: a known key gets its recorded reply, or a refusal when its
+    outcome is unknown. A tool that raises is taken at its word that nothing
+    happened, so its key is free again for the step's next attempt.
+    """
     definition = host._baton_tools.get(call.tool)
     if definition is None:
         return _refusal(call, "unknown_tool", f"this host serves no tool {call.tool!r}")
@@ -72,6 +79,52 @@ async def run_tool(host: ToolHost, call: ToolCall) -> ToolReply:
         args = msgspec.convert(call.args, definition.args_type)
     except msgspec.ValidationError as exc:
         return _refusal(call, "invalid_input", clip(str(exc)))
+    if ledger is None or definition.spec.read_only or not call.idempotency_key:
+        return await _execute(host, definition, args, call)
+    key = call.idempotency_key
+    try:
+        claim = await anyio.to_thread.run_sync(ledger.claim, key, call.tool)
+    except LedgerError as exc:
+        return _refusal(call, "tool_unavailable", clip(str(exc)))
+    if claim.reply is not None:
+        _log.info("tool.replayed", tool=call.tool, idempotency_key=key, ok=claim.reply.ok)
+        return msgspec.structs.replace(claim.reply, call_id=call.call_id)
+    if not claim.fresh:
+        _log.warning("tool.not_rerun", tool=call.tool, idempotency_key=key, reason=claim.problem)
+        return _refusal(call, "tool_failed", claim.problem)
+    reply = await _execute(host, definition, args, call)
+    try:
+        if reply.ok:
+            await anyio.to_thread.run_sync(ledger.settle, key, reply)
+        else:
+            # A tool that raised reports no effect: a retry of the step may call it again.
+            await anyio.to_thread.run_sync(ledger.release, key)
+    except LedgerError as exc:
+        # The effect happened; the next call with this key will be told its outcome is unknown.
+        _log.error("tool.unsettled", tool=call.tool, idempotency_key=key, reason=str(exc))
+    return reply
+
+
+async def _execute(
+    host: ToolHost, definition: ToolDefinition, args: Any, call: ToolCall
+) -> ToolReply:
+    """Run the tool, and leave a line in the host's own log: its audit trail of effects."""
+    reply = await _invoke(host, definition, args, call)
+    _log.info(
+        "tool.executed",
+        tool=call.tool,
+        run_id=call.run_id,
+        step=call.step,
+        attempt=call.attempt,
+        idempotency_key=call.idempotency_key,
+        ok=reply.ok,
+    )
+    return reply
+
+
+async def _invoke(
+    host: ToolHost, definition: ToolDefinition, args: Any, call: ToolCall
+) -> ToolReply:
     method = getattr(host, definition.attribute)
     kwargs = msgspec.structs.asdict(args)
     try:

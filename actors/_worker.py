@@ -23,6 +23,7 @@ import zmq
 from actors._agent import Agent
 from actors._errors import ActorLoadError, RegistrationRefused, ToolFailed
 from actors._identity import identify
+from actors._ledger import Ledger
 from actors._link import Backoff, Link
 from actors._outbox import Outbox
 from actors._pool import Pool
@@ -118,6 +119,7 @@ class Worker:
         stop: anyio.Event | None = None,
         register_timeout: float = 5.0,
         keys: ClientKeys | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
@@ -161,6 +163,7 @@ class Worker:
             send=self._enqueue,
             counters=self._counters,
             log=self._log,
+            ledger=ledger,
         )
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
@@ -511,11 +514,13 @@ async def serve(
     stop: anyio.Event | None = None,
     register_timeout: float = 5.0,
     keys: ClientKeys | None = None,
+    ledger: Ledger | None = None,
 ) -> None:
     """Connect `actor` to the runtime at `endpoint` and serve until `stop` is set.
 
     With `keys`, the connection is CURVE-encrypted and the runtime knows the
-    actor by its key; without, the runtime must be running insecure.
+    actor by its key; without, the runtime must be running insecure. A tool
+    host with a `ledger` runs each side effect at most once per idempotency key.
 
     Runs at most `concurrency` tasks (or tool calls) at once. Reconnects with
     backoff whenever the runtime is unreachable or goes silent; raises
@@ -529,5 +534,6 @@ async def serve(
         stop=stop,
         register_timeout=register_timeout,
         keys=keys,
+        ledger=ledger,
     )
     await worker.run()

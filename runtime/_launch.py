@@ -85,6 +85,8 @@ class ProcessGroup:
         self._logs.append(log)
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Tool hosts keep their ledgers with the group's other files, not in the checkout.
+        env["BATON_LEDGERS"] = str(self.workdir / "ledgers")
         process = subprocess.Popen(  # noqa: S603 - runs this interpreter on a module of ours
             [sys.executable, "-m", module, *args],
             cwd=self.cwd,

@@ -317,6 +317,14 @@ def agent(
         ),
     ] = None,
     insecure: InsecureOption = False,
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger",
+            help="A tool host's ledger of side effects: a SQLite PATH or memory:// "
+            "[default: $BATON_LEDGERS/NAME.db, else .baton/ledgers/NAME.db].",
+        ),
+    ] = None,
     log_level: LevelOption = "info",
     log_format: FormatOption = "auto",
 ) -> None:
@@ -329,11 +337,15 @@ def agent(
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     endpoint = connect or agents_endpoint()
+    try:
+        declared = declared_role(spec)
+    except ActorLoadError as exc:
+        raise _fail(str(exc)) from None
     if not insecure and principal is None:
-        try:
-            principal = declared_role(spec)
-        except ActorLoadError as exc:
-            raise _fail(str(exc)) from None
+        principal = declared
+    if ledger is None:
+        ledgers = Path(os.environ.get("BATON_LEDGERS") or ".baton/ledgers")
+        ledger = str(ledgers / f"{declared}.db")
     credentials = _client_keys(keys, principal, insecure, endpoint, "--connect")
     raise typer.Exit(
         run_actor(
@@ -342,6 +354,7 @@ def agent(
             concurrency,
             name=name,
             keys=credentials,
+            ledger=ledger,
             backend_options=event_loop_options(),
         )
     )

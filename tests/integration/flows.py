@@ -59,7 +59,23 @@ guarded = Workflow(
     ],
 )
 
-ALL = [flaky, survivor, guarded]
+pay = Workflow(
+    "pay",
+    roles=[Role("payer", tools=["charge"])],
+    inputs=["amount"],
+    steps=[
+        Step(
+            "settle",
+            role="payer",
+            reads=["amount"],
+            writes={"receipt": str},
+            tools=["charge"],
+            on_failure=Retry(attempts=2, backoff=0.01),
+        )
+    ],
+)
+
+ALL = [flaky, survivor, guarded, pay]
 
 
 class Flaky(Agent):
@@ -134,3 +150,31 @@ class Stranger(Agent):
 
     async def handle(self, task: Task, ctx: Context) -> Result:
         return Result(outputs={})
+
+
+class Payer(Agent):
+    """Charges, then loses the receipt on its first attempt: the retry charges again."""
+
+    role = "payer"
+    tools = ("charge",)
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        receipt = await ctx.tools.call("charge", amount=task.inputs["amount"])
+        if task.attempt == 1:
+            raise RuntimeError("lost the receipt after charging")
+        return Result(outputs={"receipt": receipt}, rationale="charged once, whatever it took")
+
+
+class Till(ToolHost):
+    """Appends one line per charge it really makes to the file named by BATON_TEST_LEDGER."""
+
+    name = "till"
+
+    @tool
+    def charge(self, amount: int) -> str:
+        """Take money from the customer."""
+        ledger = os.environ.get("BATON_TEST_LEDGER")
+        if ledger:
+            with Path(ledger).open("a") as out:
+                out.write(f"charge {amount}\n")
+        return f"receipt for {amount}"

@@ -227,6 +227,36 @@ class TestBoundedAutonomy:
         assert "no loaded workflow has role 'stranger'" in cluster.log_of("stranger")
 
 
+class TestEffectsAtMostOnce:
+    """A step retried after its tool call does not repeat the side effect."""
+
+    async def test_retried_step_gets_the_recorded_charge(
+        self, cluster: ProcessGroup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Attempt 1 charges and fails; attempt 2 calls charge with the same key and gets the
+        first receipt from the till's ledger; the customer is charged once."""
+        effects = tmp_path / "effects.txt"
+        monkeypatch.setenv("BATON_TEST_LEDGER", str(effects))
+        cluster.enroll("till", "tools:till")
+        runtime = start_flows(cluster, "payer")
+        cluster.start_actor(f"{FLOWS}:Till", runtime.agents, label="till")
+        cluster.start_actor(f"{FLOWS}:Payer", runtime.agents)
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
+            run_id = await client.start_run("pay", {"amount": 1999})
+            record, timed_out = await client.wait_run(run_id, max_wait=30)
+        assert not timed_out
+        assert record.status == "completed"
+        assert [a.outcome for a in record.steps["settle"].attempts] == ["failed", "succeeded"]
+        calls = [h for h in record.history if h.event == "tool_called"]
+        assert [c.attempt for c in calls] == [1, 2]
+        assert len({c.detail["idempotency_key"] for c in calls}) == 1
+        assert record.data["receipt"] == "receipt for 1999"
+        assert effects.read_text().splitlines() == ["charge 1999"]
+        lines = cluster.log_of("till").splitlines()
+        events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
+        assert [e for e in events if e.startswith("tool.")] == ["tool.executed", "tool.replayed"]
+
+
 class TestBadInput:
     """Garbage on either plane gets typed errors and does not stop a running workflow."""
 

@@ -1,0 +1,138 @@
+"""A tool host's ledger: each side effect at most once per idempotency key."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from actors import ToolHost, tool
+from actors._ledger import Ledger, LedgerError
+from actors._toolhost import run_tool
+from protocols import ToolCall, ToolReply
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Till(ToolHost):
+    """Counts what it really did."""
+
+    name = "till"
+
+    def __init__(self) -> None:
+        self.charged: list[int] = []
+        self.fail_next = False
+
+    @tool
+    def charge(self, amount: int) -> str:
+        """Take money."""
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("card reader offline")
+        self.charged.append(amount)
+        return f"charged {amount}"
+
+    @tool(read_only=True)
+    def balance(self) -> int:
+        """Look, don't touch."""
+        return sum(self.charged)
+
+
+def call(call_id: int, tool_name: str = "charge", key: str = "run:step:0", **args: int) -> ToolCall:
+    return ToolCall(
+        call_id=call_id, run_id="run", step="step", attempt=call_id, tool=tool_name,
+        args=dict(args), idempotency_key=key,
+    )  # fmt: skip
+
+
+class TestLedger:
+    """The ledger file itself."""
+
+    def test_a_settled_key_gives_its_reply_even_after_reopening(self, tmp_path: Path) -> None:
+        path = tmp_path / "till.db"
+        ledger = Ledger(path)
+        assert ledger.claim("k", "charge").fresh
+        ledger.settle("k", ToolReply(call_id=1, ok=True, result="charged 5"))
+        ledger.close()
+        again = Ledger(path)
+        claim = again.claim("k", "charge")
+        assert not claim.fresh
+        assert claim.reply == ToolReply(call_id=1, ok=True, result="charged 5")
+        assert again.keys() == {"k": True}
+
+    def test_a_key_started_and_never_settled_is_not_run_again(self, tmp_path: Path) -> None:
+        """The host died between claiming and settling: the outcome is unknown, and says so."""
+        path = tmp_path / "till.db"
+        Ledger(path).claim("k", "charge")
+        claim = Ledger(path).claim("k", "charge")
+        assert not claim.fresh
+        assert claim.reply is None
+        assert "outcome unknown" in claim.problem
+
+    def test_a_key_is_bound_to_its_tool(self) -> None:
+        ledger = Ledger(None)
+        ledger.claim("k", "charge")
+        claim = ledger.claim("k", "refund")
+        assert "was used for tool 'charge'" in claim.problem
+
+    def test_a_released_key_is_free_again(self) -> None:
+        ledger = Ledger(None)
+        ledger.claim("k", "charge")
+        ledger.release("k")
+        assert ledger.claim("k", "charge").fresh
+
+    def test_an_unusable_file_is_a_clear_error(self, tmp_path: Path) -> None:
+        (tmp_path / "not-a-db").write_bytes(b"this is no sqlite file" * 100)
+        with pytest.raises(LedgerError, match="not-a-db"):
+            Ledger(tmp_path / "not-a-db")
+
+    def test_commits_are_durable_in_wal_with_full_sync(self, tmp_path: Path) -> None:
+        path = tmp_path / "till.db"
+        Ledger(path).claim("k", "charge")
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert db.execute("SELECT key FROM effects").fetchall() == [("k",)]
+
+
+class TestRunToolWithLedger:
+    """What the tool host does with a call whose key it has seen."""
+
+    async def test_a_repeated_call_gets_the_recorded_result_without_running(self) -> None:
+        till, ledger = Till(), Ledger(None)
+        first = await run_tool(till, call(1, amount=5), ledger)
+        second = await run_tool(till, call(2, amount=5), ledger)
+        assert till.charged == [5]
+        assert (first.ok, first.result) == (second.ok, second.result) == (True, "charged 5")
+        assert second.call_id == 2
+
+    async def test_a_failed_call_leaves_the_key_free_for_the_next_attempt(self) -> None:
+        till, ledger = Till(), Ledger(None)
+        till.fail_next = True
+        failed = await run_tool(till, call(1, amount=5), ledger)
+        retried = await run_tool(till, call(2, amount=5), ledger)
+        assert (failed.ok, failed.error) == (False, "tool_failed")
+        assert retried.ok
+        assert till.charged == [5]
+
+    async def test_unknown_outcome_is_refused_not_rerun(self) -> None:
+        till, ledger = Till(), Ledger(None)
+        ledger.claim("run:step:0", "charge")
+        reply = await run_tool(till, call(1, amount=5), ledger)
+        assert (reply.ok, reply.error) == (False, "tool_failed")
+        assert "outcome unknown" in reply.message
+        assert till.charged == []
+
+    async def test_read_only_tools_and_keyless_calls_bypass_the_ledger(self) -> None:
+        till, ledger = Till(), Ledger(None)
+        await run_tool(till, call(1, "balance"), ledger)
+        await run_tool(till, call(2, "balance"), ledger)
+        await run_tool(till, call(3, key="", amount=1), ledger)
+        await run_tool(till, call(4, key="", amount=1), ledger)
+        assert till.charged == [1, 1]
+        assert ledger.keys() == {}
