@@ -27,6 +27,7 @@ from runtime._events import (
     RefuseToolCall,
     RequestRefused,
     RunEnded,
+    RunRecovered,
     RunStarted,
     StartTimer,
     StepDispatched,
@@ -106,6 +107,8 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             )
         case RunStarted():
             _record(run, now, "duplicate_start", message="a run id can start only once")
+        case RunRecovered():
+            _on_recovered(run, now, out)
     _settle(run, now, out)
     return out
 
@@ -414,22 +417,63 @@ def _activate(run: Run, name: str, now: float, out: list[Command]) -> None:
 
 
 def _new_attempt(run: Run, name: str, state: StepState, now: float, out: list[Command]) -> None:
-    step = run.graph.step(name)
     state.attempt += 1
     state.tries += 1
     state.status = "queued"
     state.attempts.append(Attempt(state.attempt, now))
+    out.append(_dispatch(run, name, state))
+
+
+def _dispatch(run: Run, name: str, state: StepState) -> Dispatch:
+    """The command that places the step's current attempt on an agent of its role."""
+    step = run.graph.step(name)
     inputs = {k: run.data[k] for k in step.reads if k in run.data}
     flags: dict[str, list[str]] = {}
     for k in step.reads:
         prov = run.provenance.get(k)
         if prov is not None and (prov.flags or prov.caveats):
             flags[k] = _at_most(MAX_ASSIGNED_FLAGS, [*prov.flags, *prov.caveats])
-    out.append(
-        Dispatch(
-            run.run_id, name, state.attempt, step.role, inputs, flags, step.tools, step.timeout
-        )
+    return Dispatch(
+        run.run_id, name, state.attempt, step.role, inputs, flags, step.tools, step.timeout
     )
+
+
+def _on_recovered(run: Run, now: float, out: list[Command]) -> None:
+    """The runtime restarted: carry on every step in flight from where the journal left it.
+
+    A queued step is queued again; a running one (its agent's result, if any,
+    never reached the journal) goes back to the queue under the same attempt,
+    so that its tool calls keep their idempotency keys; a retry wait resumes
+    with the time it had left.
+    """
+    _record(run, now, "run_recovered", message="the runtime restarted; steps in flight resume")
+    for name, state in run.steps.items():
+        if state.status == "queued":
+            out.append(_dispatch(run, name, state))
+        elif state.status == "running":
+            attempt = state.attempts[-1]
+            _record(
+                run, now, "step_requeued", step=name, attempt=state.attempt, agent=attempt.agent,
+                message="the runtime restarted while the attempt was out; it is dispatched again",
+            )  # fmt: skip
+            state.status = "queued"
+            out.append(_dispatch(run, name, state))
+        elif state.status == "retry_wait":
+            out.append(
+                StartTimer(
+                    run.run_id, "retry", name, state.attempt, _retry_left(run, name, state, now)
+                )
+            )
+
+
+def _retry_left(run: Run, name: str, state: StepState, now: float) -> float:
+    """Seconds left of a retry wait that began when the attempt failed."""
+    attempt = state.attempts[-1]
+    policy = run.graph.policies[name][attempt.failure or "error"]
+    if not isinstance(policy, Retry) or attempt.ended_at is None:
+        return 0.0
+    delay = policy.delay(state.tries, _spread(run.run_id, name, state.attempt))
+    return max(0.0, attempt.ended_at + delay - now)
 
 
 def _decide(run: Run, node: Decision, state: StepState, now: float, out: list[Command]) -> None:

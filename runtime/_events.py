@@ -85,6 +85,10 @@ class ToolCallCompleted(Event, frozen=True, tag="tool_completed"):
     message: Text = ""
 
 
+class RunRecovered(Event, frozen=True, tag="run_recovered"):
+    """The runtime restarted and took the run up again from its journal."""
+
+
 class RequestRefused(Event, frozen=True, tag="refused"):
     """A principal asked something of this run that it may not: the audit trail."""
 
@@ -105,6 +109,7 @@ JournalEvent = (
     | ToolCallRequested
     | ToolCallCompleted
     | RequestRefused
+    | RunRecovered
 )
 """Every event a run's journal may hold."""
 

@@ -132,11 +132,13 @@ class ProcessGroup:
         heartbeat: float = 1.0,
         extra: Sequence[str] = (),
         ready_timeout: float = 20.0,
+        agents: str = "tcp://127.0.0.1:0",
+        control: str = "tcp://127.0.0.1:0",
     ) -> RuntimeProcess:
-        """Start `baton runtime` on free loopback ports and wait until it listens."""
+        """Start `baton runtime` (on free loopback ports unless told) and wait until it listens."""
         ready = self.workdir / f"{label}.ready.json"
         ready.unlink(missing_ok=True)
-        args = ["runtime", "--agents", "tcp://127.0.0.1:0", "--control", "tcp://127.0.0.1:0"]
+        args = ["runtime", "--agents", agents, "--control", control]
         for workflow in workflows:
             args += ["--workflow", workflow]
         args += ["--store", store, "--heartbeat", str(heartbeat), "--ready-file", str(ready)]

@@ -48,6 +48,9 @@ class Store(Protocol):
     async def journal(self, run_id: str) -> list[JournalRecord]:
         """A run's records in order."""
 
+    async def run_ids(self) -> list[str]:
+        """Every run with a journal, in the order they started."""
+
     async def close(self) -> None: ...
 
 
@@ -76,6 +79,9 @@ class MemoryStore:
 
     async def journal(self, run_id: str) -> list[JournalRecord]:
         return list(self._journals.get(run_id, ()))
+
+    async def run_ids(self) -> list[str]:
+        return list(self._journals)
 
     async def close(self) -> None:
         self._journals.clear()
@@ -159,6 +165,16 @@ class SqliteStore:
 
     async def journal(self, run_id: str) -> list[JournalRecord]:
         return await anyio.to_thread.run_sync(self._read, run_id, limiter=self._limiter)
+
+    async def run_ids(self) -> list[str]:
+        return await anyio.to_thread.run_sync(self._run_ids, limiter=self._limiter)
+
+    def _run_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id FROM events WHERE seq = 1 ORDER BY at, run_id"
+            ).fetchall()
+        return [run_id for (run_id,) in rows]
 
     def _read(self, run_id: str) -> list[JournalRecord]:
         with self._lock:

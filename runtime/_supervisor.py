@@ -20,6 +20,7 @@ import structlog
 import zmq
 
 from protocols import (
+    TERMINAL_STATUSES,
     Codec,
     ControlError,
     ControlRequest,
@@ -46,6 +47,7 @@ from runtime._events import (
     RefuseToolCall,
     RequestRefused,
     RunEnded,
+    RunRecovered,
     RunStarted,
     StartTimer,
     TimerFired,
@@ -224,6 +226,7 @@ class Supervisor:
                 message="both planes run without CURVE: any local process can connect "
                 "and act as any agent or operator; use this for development only",
             )
+        await self._recover()
         task_status.started()
         self._readiness = readiness
         try:
@@ -297,6 +300,31 @@ class Supervisor:
             sock.close(linger=0)
             raise
         return sock
+
+    async def _recover(self) -> None:
+        """Take up every run the store holds: ended ones to answer for, the rest to finish."""
+        resumed = ended = unreadable = 0
+        for run_id in await self.store.run_ids():
+            if run_id in self.runs:
+                continue
+            records = await self.store.journal(run_id)
+            try:
+                run = replay(self.graphs, records)
+            except JournalUnreadable as exc:
+                unreadable += 1
+                # The reason says what is wrong with the journal; a traceback would not.
+                log.error("run.unrecoverable", run_id=run_id, reason=exc.reason)  # noqa: TRY400
+                continue
+            self.runs[run_id] = run
+            self._journal_seq[run_id] = records[-1].seq
+            if run.status in TERMINAL_STATUSES:
+                ended += 1
+                continue
+            resumed += 1
+            self._active_runs += 1
+            self.apply(RunRecovered(run_id=run_id))
+        if resumed or ended or unreadable:
+            log.info("runtime.recovered", resumed=resumed, ended=ended, unreadable=unreadable)
 
     def _say_goodbye(self, agents: zmq.Socket[bytes]) -> None:
         payload, identities = self._agents.goodbyes()

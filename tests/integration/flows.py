@@ -75,7 +75,18 @@ pay = Workflow(
     ],
 )
 
-ALL = [flaky, survivor, guarded, pay]
+gated = Workflow(
+    "gated",
+    roles=[Role("gated"), Role("finisher")],
+    inputs=["n"],
+    steps=[
+        Step("hold", role="gated", reads=["n"], writes={"w": int}, timeout=60),
+        Step("finish", role="finisher", reads=["w"], writes={"done": bool}),
+    ],
+    edges=[("hold", "finish")],
+)
+
+ALL = [flaky, survivor, guarded, pay, gated]
 
 
 class Flaky(Agent):
@@ -178,3 +189,16 @@ class Till(ToolHost):
             with Path(ledger).open("a") as out:
                 out.write(f"charge {amount}\n")
         return f"receipt for {amount}"
+
+
+class Gated(Agent):
+    """Holds its step until the file named by BATON_TEST_GATE exists: the test decides when."""
+
+    role = "gated"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        gate = anyio.Path(os.environ["BATON_TEST_GATE"])
+        # The gate is a file the test makes from another process: nothing to wait on but it.
+        while not await gate.exists():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+        return Result(outputs={"w": task.inputs["n"]}, rationale="the gate opened")

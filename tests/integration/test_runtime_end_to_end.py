@@ -357,6 +357,52 @@ class TestSqliteJournal:
         ]
 
 
+class TestRecovery:
+    """The runtime killed mid-run: a new one on the same journal finishes what it left."""
+
+    async def test_sigkill_mid_step_then_restart_finishes_the_run(
+        self, cluster: ProcessGroup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A step out with its agent when the runtime dies is dispatched again under the same
+        attempt by the next runtime; its agent's result completes the run; an ended run is
+        still there to inspect."""
+        gate = tmp_path / "gate"
+        monkeypatch.setenv("BATON_TEST_GATE", str(gate))
+        database = tmp_path / "journal.db"
+        runtime = start_flows(cluster, "gated", "finisher", store=f"sqlite:///{database}")
+        cluster.start_actor(f"{FLOWS}:Gated", runtime.agents)
+        cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
+        gate.touch()
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
+            done_before = await client.start_run("gated", {"n": 1})
+            await client.wait_outcome(done_before, max_wait=30)
+        gate.unlink()
+        async with ControlClient(runtime.control, keys=runtime.operator) as client:
+            run_id = await client.start_run("gated", {"n": 2})
+            await wait_for(client, run_id, lambda r: r.steps["hold"].status == "running")
+        runtime.process.kill()
+        runtime.process.wait()
+        again = cluster.start_runtime(
+            [f"{FLOWS}:ALL"],
+            label="runtime-2",
+            heartbeat=HEARTBEAT,
+            store=f"sqlite:///{database}",
+            agents=runtime.agents,
+            control=runtime.control,
+        )
+        gate.touch()
+        async with ControlClient(again.control, keys=again.operator) as client:
+            record, timed_out = await client.wait_run(run_id, max_wait=30)
+            before = await client.get_run(done_before)
+        assert not timed_out
+        assert record.status == "completed"
+        events = [h.event for h in record.history]
+        assert events.index("run_recovered") < events.index("step_requeued")
+        assert [(a.attempt, a.outcome) for a in record.steps["hold"].attempts] == [(1, "succeeded")]
+        assert record.data["w"] == 2
+        assert before.status == "completed"
+
+
 class TestTimeTravel:
     """`inspect --at` rebuilds a past record from the journal; `history` lists the events."""
 
