@@ -27,6 +27,7 @@ from runtime._events import (
     ForwardToolCall,
     JournalEvent,
     RunEnded,
+    RunRecovered,
     RunStarted,
     StartTimer,
     StepDispatched,
@@ -253,6 +254,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.timers: list[StartTimer] = []
         self.ended: list[RunEnded] = []
         self.done_now: set[str] = set()
+        self.recovering = False
         self.now = 0.0
 
     @initialize(name=st.sampled_from(sorted(GRAPHS)), seed=st.sampled_from(["s1", "s2"]))
@@ -293,6 +295,10 @@ class EngineMachine(RuleBasedStateMachine):
                 case Dispatch() | CancelTask() | StartTimer() | CancelTimer() | ForwardToolCall():
                     assert isinstance(self.graph.nodes.get(command.step), Step), command
             match command:
+                case Dispatch(step=name, attempt=attempt) if self.recovering:
+                    # A restart dispatches the attempts in flight again, under their numbers.
+                    assert (name, attempt) in self.tasks, "a restart made up an attempt"
+                    assert self.run.steps[name].status == "queued"
                 case Dispatch(step=name, attempt=attempt):
                     assert (name, attempt) not in self.tasks, "an attempt number is reused"
                     self.tasks.append((name, attempt))
@@ -346,6 +352,15 @@ class EngineMachine(RuleBasedStateMachine):
         return agent if data.draw(st.integers(0, 4)) else data.draw(st.sampled_from(AGENTS))
 
     @precondition(lambda self: self.run.status == "running" and self.run.active)
+    @rule()
+    def restart(self) -> None:
+        """The runtime restarts and takes the run up again from its journal."""
+        self.recovering = True
+        try:
+            self.feed(RunRecovered(RUN))
+        finally:
+            self.recovering = False
+
     @rule(data=st.data(), moves=st.integers(1, 6))
     def progress(self, data: st.DataObject, moves: int) -> None:
         """Move active steps forward the way healthy agents would."""
@@ -428,9 +443,13 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def duplicate(self, data: st.DataObject) -> None:
-        """An event already journaled, the start included, arrives again."""
-        event, _ = data.draw(st.sampled_from(self.journal))
-        self.feed(event)
+        """An event already journaled, the start included, arrives again.
+
+        Not a restart: that comes from the runtime itself, once per start, never
+        off the network (the `restart` rule makes those).
+        """
+        delivered = [e for e, _ in self.journal if not isinstance(e, RunRecovered)]
+        self.feed(data.draw(st.sampled_from(delivered)))
 
     @precondition(lambda self: self.tasks)
     @rule(data=st.data(), ok=st.booleans())

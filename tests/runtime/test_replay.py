@@ -5,8 +5,18 @@ from __future__ import annotations
 import pytest
 
 from runtime._engine import apply, start
-from runtime._events import JournalEvent, RunStarted, StepDispatched, StepSucceeded
+from runtime._events import (
+    Dispatch,
+    JournalEvent,
+    RunRecovered,
+    RunStarted,
+    StartTimer,
+    StepDispatched,
+    StepFailed,
+    StepSucceeded,
+)
 from runtime._graph import Graph, compile_workflow
+from runtime._policies import Retry
 from runtime._record import record_view
 from runtime._replay import JournalUnreadable, replay
 from runtime._run import Run
@@ -99,3 +109,43 @@ class TestReplay:
             replay({"pair": other}, records)
         with pytest.raises(JournalUnreadable, match="workflow 'pair' is not loaded"):
             replay({}, records)
+
+
+class TestRecovered:
+    """What a restarted runtime does with a run it took up again."""
+
+    def test_a_step_out_with_its_agent_is_dispatched_again_under_its_attempt(self) -> None:
+        _, records = lived()
+        replayed = replay(GRAPHS, records[:2])  # a dispatched, no result yet
+        assert replayed.steps["a"].status == "running"
+        commands = apply(replayed, RunRecovered(RUN), 20.0)
+        (dispatch,) = [c for c in commands if isinstance(c, Dispatch)]
+        assert (dispatch.step, dispatch.attempt) == ("a", 1)
+        assert replayed.steps["a"].status == "queued"
+        assert [h.event for h in replayed.history[-2:]] == ["run_recovered", "step_requeued"]
+
+    def test_a_retry_wait_resumes_with_the_time_it_had_left(self) -> None:
+        """Failed at t=11 with a 10 s backoff, recovered at t=15: the retry fires in 6 s."""
+        graph = compile_workflow(
+            Workflow(
+                "slow",
+                roles=[Role("worker")],
+                steps=[
+                    Step(
+                        "a",
+                        role="worker",
+                        writes=["x"],
+                        on_failure=Retry(attempts=3, backoff=10.0, jitter=0.0),
+                    )
+                ],
+            )
+        )
+        started = RunStarted(RUN, "slow", "1", graph.fingerprint, {})
+        run, _ = start(graph, started, 10.0)
+        apply(run, StepDispatched(RUN, "a", 1, "w"), 10.5)
+        failed = apply(run, StepFailed(RUN, "a", 1, "error", "boom", "w"), 11.0)
+        assert [c.delay for c in failed if isinstance(c, StartTimer)] == [10.0]
+        resumed = apply(run, RunRecovered(RUN), 15.0)
+        assert [(c.purpose, c.delay) for c in resumed if isinstance(c, StartTimer)] == [
+            ("retry", pytest.approx(6.0))
+        ]
