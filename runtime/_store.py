@@ -7,6 +7,7 @@ already in the journal.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,20 @@ from runtime._errors import ConfigError, StoreError
 from runtime._events import JournalEvent
 
 Synchronous = Literal["FULL", "NORMAL"]
-SCHEMA_VERSION = 1
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    """,
+)
+"""The schema's history: migration N takes `user_version` N-1 to N, in one transaction."""
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class JournalRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -126,20 +140,9 @@ class SqliteStore:
                 self.description,
                 f"schema version {version} is newer than this runtime's {SCHEMA_VERSION}",
             )
-        if version < 1:
+        for number in range(version + 1, SCHEMA_VERSION + 1):
             db.executescript(
-                """
-                BEGIN;
-                CREATE TABLE IF NOT EXISTS events (
-                    run_id TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    at REAL NOT NULL,
-                    body BLOB NOT NULL,
-                    PRIMARY KEY (run_id, seq)
-                ) WITHOUT ROWID;
-                PRAGMA user_version = 1;
-                COMMIT;
-                """
+                f"BEGIN; {MIGRATIONS[number - 1]} PRAGMA user_version = {number}; COMMIT;"
             )
 
     def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
@@ -188,6 +191,33 @@ class SqliteStore:
     async def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def backup(source: Path, destination: Path) -> int:
+    """Copy a live journal with SQLite's online backup, then check the copy; its event count.
+
+    Safe while a runtime writes to `source`: the copy is one consistent
+    snapshot (never copy the file itself, which may be mid-transaction).
+    """
+    where = f"sqlite:///{source}"
+    if not source.is_file():
+        raise StoreError(where, "no such journal file")
+    if destination.exists():
+        raise StoreError(f"sqlite:///{destination}", "already exists; a backup never overwrites")
+    try:
+        with (
+            contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+            contextlib.closing(sqlite3.connect(destination)) as dst,
+        ):
+            src.backup(dst)
+            (ok,) = dst.execute("PRAGMA integrity_check").fetchone()
+            if ok != "ok":
+                raise StoreError(f"sqlite:///{destination}", f"the copy failed its check: {ok}")
+            (count,) = dst.execute("SELECT count(*) FROM events").fetchone()
+    except sqlite3.Error as exc:
+        destination.unlink(missing_ok=True)
+        raise StoreError(where, f"backup failed: {exc}") from None
+    return int(count)
 
 
 def open_store(url: str) -> MemoryStore | SqliteStore:

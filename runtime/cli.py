@@ -38,6 +38,7 @@ from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
 from runtime._process import event_loop_options, tune_collector
 from runtime._render import history_table, render_record, render_runs
+from runtime._store import backup as store_backup
 from runtime._store import open_store
 from runtime._supervisor import AuthenticatorDied, Supervisor
 
@@ -52,6 +53,9 @@ app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
 log = structlog.get_logger("baton.runtime")
+
+DEFAULT_STORE = "sqlite:///baton.db"
+"""A journal in the working directory: runs survive the runtime."""
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -136,8 +140,12 @@ def runtime(
     ] = None,
     control: ControlOption = None,
     store: Annotated[
-        str, typer.Option(help="memory:// or sqlite:///PATH[?synchronous=FULL|NORMAL].")
-    ] = "memory://",
+        str,
+        typer.Option(
+            help="sqlite:///PATH[?synchronous=FULL|NORMAL] (the journal runs are recovered "
+            "from), or memory:// (gone with the process)."
+        ),
+    ] = DEFAULT_STORE,
     heartbeat: Annotated[
         float, typer.Option(min=0.01, help="Seconds between heartbeats; 3 missed = agent lost.")
     ] = 1.0,
@@ -520,6 +528,24 @@ def runs(
         _print_json(found)
     else:
         render_runs(out, found)
+
+
+@app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="The new file to write the copy to.")],
+    store: Annotated[
+        str, typer.Option(help="The runtime's store: sqlite:///PATH.")
+    ] = DEFAULT_STORE,
+) -> None:
+    """Copy a journal safely while its runtime runs (SQLite's online backup), then check it."""
+    if not store.startswith("sqlite:///"):
+        raise _fail(f"--store {store}: only a SQLite journal can be backed up")
+    source = Path(store.removeprefix("sqlite:///").partition("?")[0])
+    try:
+        count = store_backup(source, destination)
+    except BatonError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{destination}: {count:,} events, integrity ok", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -136,6 +136,8 @@ class TestRuntimeStartup:
                     "--log-format",
                     "json",
                     "--insecure",
+                    "--store",
+                    "memory://",
                 ],
             )
         finally:
