@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 
 from actors import Agent, Context, Result, Task, ToolHost, tool
+from examples.customer_ops.backoffice import Backoffice
 from runtime import Halt, Retry, Role, Step, Workflow
 
 flaky = Workflow(
@@ -202,3 +203,18 @@ class Gated(Agent):
         while not await gate.exists():  # noqa: ASYNC110
             await anyio.sleep(0.01)
         return Result(outputs={"w": task.inputs["n"]}, rationale="the gate opened")
+
+
+class AuditedBackoffice(Backoffice):
+    """The example's tool host, writing one line per email it really sends to the file named by
+    BATON_TEST_LEDGER: the chaos test's oracle for "sent twice"."""
+
+    @tool
+    def send_email(self, customer_id: str, body: str) -> str:
+        """Send an email to the customer; returns the message id."""
+        message_id = super().send_email(customer_id, body)
+        ledger = os.environ.get("BATON_TEST_LEDGER")
+        if ledger:
+            with Path(ledger).open("a") as out:
+                out.write(f"{customer_id}|{body}\n")
+        return message_id

@@ -1,0 +1,187 @@
+"""Chaos: the example workflow while the runtime and the actors are killed at random.
+
+The runtime journals to SQLite and is SIGKILLed several times, each time
+restarted on the same file and endpoints; agents and the tool host are
+SIGKILLed and restarted too. Afterwards every run the runtime accepted has
+ended, none is lost, and no email was sent twice (the tool host writes a line
+per email it really sends: the oracle).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from protocols import TERMINAL_STATUSES, ClientKeys
+from runtime import ControlClient, RuntimeUnavailable
+from runtime._launch import ProcessGroup, RuntimeProcess
+from tests.integration.conftest import HEARTBEAT
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+EXAMPLE = "examples.customer_ops:workflow"
+AGENTS = "examples.customer_ops.agents"
+RUNS = 200
+RUNTIME_KILLS = 3
+ACTOR_KILLS = 6
+TIME_LIMIT = 240.0
+"""The whole test stops by itself after this many seconds, whatever happens."""
+
+ACTORS: dict[str, tuple[str, str, int]] = {
+    "backoffice": ("tests.integration.flows:AuditedBackoffice", "tools:backoffice", 4),
+    "classifier": (f"{AGENTS}:Classifier", "classifier", 4),
+    "billing": (f"{AGENTS}:BillingAgent", "billing", 4),
+    "history": (f"{AGENTS}:HistoryAgent", "history", 4),
+    "policy": (f"{AGENTS}:PolicyAgent", "policy", 4),
+    "writer-1": (f"{AGENTS}:Writer", "writer", 4),
+    "writer-2": (f"{AGENTS}:Writer", "writer", 4),
+    "checker": (f"{AGENTS}:Checker", "checker", 4),
+    "sender": (f"{AGENTS}:Sender", "sender", 4),
+}
+"""Each actor process: its class, the role its key holds, its concurrency."""
+CUSTOMERS = ("c-100", "c-200", "c-300", "c-404")
+
+
+class Chaos:
+    """The cluster under test, with what was done to it and what it accepted."""
+
+    def __init__(self, cluster: ProcessGroup, database: Path, seed: int) -> None:
+        self.cluster = cluster
+        self.database = database
+        self.rng = random.Random(seed)
+        self.restarts = 0
+        self.actor_kills = 0
+        self.accepted: list[str] = []
+        self.recoveries: list[float] = []
+        self.in_flight_at_kills: list[int] = []
+        self.runtime = self.start_runtime(None)
+        self.actors = {name: self.start_actor(name) for name in ACTORS}
+
+    def start_runtime(self, previous: RuntimeProcess | None) -> RuntimeProcess:
+        self.restarts += previous is not None
+        endpoints: dict[str, Any] = {}
+        if previous is not None:
+            endpoints = {"agents": previous.agents, "control": previous.control}
+        return self.cluster.start_runtime(
+            [EXAMPLE],
+            label=f"runtime-{self.restarts}",
+            heartbeat=HEARTBEAT,
+            store=f"sqlite:///{self.database}",
+            **endpoints,
+        )
+
+    def start_actor(self, name: str) -> Any:
+        spec, _, concurrency = ACTORS[name]
+        kills = sum(1 for label, _ in self.cluster.children if label.startswith(name))
+        return self.cluster.start_actor(
+            spec,
+            self.runtime.agents,
+            concurrency=concurrency,
+            principal=name,
+            label=f"{name}-{kills}",
+        )
+
+    @property
+    def keys(self) -> ClientKeys | None:
+        return self.runtime.operator
+
+    async def kill_runtime(self) -> None:
+        """SIGKILL the runtime and start another on its journal; time until it answers."""
+        async with ControlClient(self.runtime.control, keys=self.keys, timeout=10) as client:
+            running = await client.list_runs(status="running", limit=10_000)
+            waiting = await client.list_runs(status="waiting", limit=10_000)
+        self.in_flight_at_kills.append(len(running) + len(waiting))
+        killed = time.monotonic()
+        self.runtime.process.kill()
+        self.runtime.process.wait()
+        self.runtime = self.start_runtime(self.runtime)
+        async with ControlClient(self.runtime.control, keys=self.keys, timeout=10) as client:
+            await client.list_runs(limit=1)
+        self.recoveries.append(time.monotonic() - killed)
+
+    def kill_an_actor(self) -> None:
+        name = self.rng.choice(sorted(self.actors))
+        self.actors[name].kill()
+        self.actors[name].wait()
+        self.actors[name] = self.start_actor(name)
+        self.actor_kills += 1
+
+    async def submit(self, index: int) -> None:
+        """Start one run, trying again while the runtime is down; only a reply counts."""
+        customer = CUSTOMERS[index % len(CUSTOMERS)]
+        request = {"customer_id": customer, "name": f"customer-{index}", "text": "charged twice"}
+        while True:
+            try:
+                async with ControlClient(self.runtime.control, keys=self.keys, timeout=2) as c:
+                    self.accepted.append(await c.start_run("customer_ops", {"request": request}))
+                    return
+            except RuntimeUnavailable:
+                continue
+
+    async def outcome(self, run_id: str) -> str:
+        while True:
+            try:
+                async with ControlClient(self.runtime.control, keys=self.keys, timeout=5) as c:
+                    summary = await c.wait_outcome(run_id, max_wait=20)
+            except RuntimeUnavailable:
+                continue
+            if summary.status in TERMINAL_STATUSES:
+                return summary.status
+
+
+def enroll(cluster: ProcessGroup) -> None:
+    for name, (_, role, _) in ACTORS.items():
+        cluster.enroll(name, role)
+
+
+async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
+    cluster: ProcessGroup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 runs; the runtime SIGKILLed 3 times and actors 6 times, at random moments: every
+    accepted run ends, the journal holds no run still in flight, and no email went twice."""
+    effects = tmp_path / "effects.txt"
+    monkeypatch.setenv("BATON_TEST_LEDGER", str(effects))
+    enroll(cluster)
+    seed = random.randrange(2**32)
+    chaos = Chaos(cluster, tmp_path / "journal.db", seed)
+    runtime_kills = set(random.Random(seed).sample(range(20, RUNS - 20), RUNTIME_KILLS))
+    actor_kills = set(random.Random(seed + 1).sample(range(10, RUNS - 10), ACTOR_KILLS))
+    began = time.monotonic()
+    with anyio.fail_after(TIME_LIMIT):
+        for index in range(RUNS):
+            await chaos.submit(index)
+            if index in runtime_kills:
+                await chaos.kill_runtime()
+            if index in actor_kills:
+                chaos.kill_an_actor()
+        statuses = Counter([await chaos.outcome(run_id) for run_id in chaos.accepted])
+        async with ControlClient(chaos.runtime.control, keys=chaos.keys, timeout=10) as client:
+            journaled = await client.list_runs(limit=10_000)
+    elapsed = time.monotonic() - began
+
+    lines = effects.read_text().splitlines() if effects.exists() else []
+    sent_twice = [line for line, n in Counter(lines).items() if n > 1]
+    in_flight = [s.run_id for s in journaled if s.status not in TERMINAL_STATUSES]
+    recoveries = sorted(chaos.recoveries)
+    print(
+        f"seed {seed}: {len(chaos.accepted)} runs accepted ({len(journaled)} journaled) in "
+        f"{elapsed:.1f} s; runtime killed {chaos.restarts}x, actors {chaos.actor_kills}x; "
+        f"runs in flight at the kills {chaos.in_flight_at_kills}; "
+        f"outcomes {dict(statuses)}; emails {len(lines)}, sent twice {len(sent_twice)}; "
+        f"recovery p50 {statistics.median(recoveries):.2f} s, max {recoveries[-1]:.2f} s"
+    )
+    assert len(chaos.accepted) == RUNS
+    assert chaos.restarts == RUNTIME_KILLS
+    assert sum(chaos.in_flight_at_kills) > 0, "no kill caught a run in flight"
+    assert sum(statuses.values()) == RUNS, "an accepted run was lost"
+    assert not in_flight, f"runs neither ended nor waiting visibly: {in_flight}"
+    assert not sent_twice, f"side effects repeated: {sent_twice[:3]}"
+    assert {s.run_id for s in journaled} >= set(chaos.accepted)
+    assert statuses["completed"] > RUNS // 2
