@@ -422,7 +422,19 @@ class TestHostileFrames:
                 control_codes.append(answer.code)
             # Far over the limit, ZeroMQ drops the frame and the connection (there is
             # nobody to answer); the peer reconnects, and is served again.
-            agent_plane.send(b"\x00" * (4 * DEFAULT_MAX_FRAME))
+            monitor = agent_plane.get_monitor_socket(
+                zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            )
+            try:
+                agent_plane.send(b"\x00" * (4 * DEFAULT_MAX_FRAME))
+                seen = []
+                while zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen[1:]:
+                    assert monitor.poll(10_000), f"no reconnection after the drop: {seen}"
+                    seen.append(int(parse_monitor_message(monitor.recv_multipart())["event"]))
+                assert seen[0] == zmq.EVENT_DISCONNECTED
+            finally:
+                agent_plane.disable_monitor()
+                monitor.close(linger=0)
             # The same peer then registers properly and is welcomed: nothing was poisoned.
             agent_plane.send(valid)
             assert isinstance(actor_side_codec().decode(agent_plane.recv()), Welcome)
