@@ -36,6 +36,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 """The schema's history: migration N takes `user_version` N-1 to N, in one transaction."""
 SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT = 1.0
+"""Seconds a commit waits for another writer of the journal file before it fails."""
 
 
 class JournalRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -110,22 +112,38 @@ class SqliteStore:
     thread so that the event loop never waits on the disk itself.
     """
 
-    def __init__(self, path: Path, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: Synchronous = "FULL",
+        *,
+        inline: bool = True,
+        max_pages: int | None = None,
+    ) -> None:
         self.path = path
         self.synchronous: Synchronous = synchronous
+        self.max_pages = max_pages
+        self.inline = inline
+        """Commit on the caller's thread: a local disk's fsync (about 0.2 ms here) costs
+        less than the two thread hops that would hide it (about 0.25 ms)."""
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(JournalEvent)
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # A writer that holds the file longer than this makes the commit fail, rather
+            # than stall the runtime's loop: the runtime stops and says why.
+            self._db = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
+            )
             self._prepare()
         except sqlite3.Error as exc:
             raise StoreError(self.description, str(exc)) from exc
 
     @property
     def description(self) -> str:
-        return f"sqlite:///{self.path}?synchronous={self.synchronous}"
+        cap = "" if self.max_pages is None else f"&max_pages={self.max_pages}"
+        return f"sqlite:///{self.path}?synchronous={self.synchronous}{cap}"
 
     def _prepare(self) -> None:
         db = self._db
@@ -134,6 +152,8 @@ class SqliteStore:
             raise StoreError(self.description, f"integrity check failed: {ok}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.synchronous}")
+        if self.max_pages is not None:
+            db.execute(f"PRAGMA max_page_count={int(self.max_pages)}")
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -146,8 +166,11 @@ class SqliteStore:
             )
 
     def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
-        # An fsync may take milliseconds: never on the event loop's thread.
-        return False
+        if not self.inline:
+            return False
+        if records:
+            self._write([(r.run_id, r.seq, r.at, self._encoder.encode(r.event)) for r in records])
+        return True
 
     async def append(self, records: Sequence[JournalRecord]) -> None:
         if not records:
@@ -222,7 +245,8 @@ def backup(source: Path, destination: Path) -> int:
 
 def open_store(url: str) -> MemoryStore | SqliteStore:
     """A store from its URL: `memory://`, or `sqlite:///relative.db` and
-    `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`."""
+    `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`,
+    and `&max_pages=N` to cap the journal's size (in SQLite pages, 4 KiB each)."""
     if url in ("memory://", "memory:"):
         return MemoryStore()
     if not url.startswith("sqlite:///"):
@@ -230,10 +254,21 @@ def open_store(url: str) -> MemoryStore | SqliteStore:
     path, _, query = url.removeprefix("sqlite:///").partition("?")
     if not path:
         raise ConfigError("--store", url, "the SQLite URL names no file")
-    mode = parse_qs(query).get("synchronous", ["FULL"])[-1].upper()
+    options = parse_qs(query)
+    unknown = sorted(set(options) - {"synchronous", "max_pages"})
+    if unknown:
+        raise ConfigError("--store", url, f"unknown option {unknown[0]!r}")
+    mode = options.get("synchronous", ["FULL"])[-1].upper()
     if mode not in ("FULL", "NORMAL"):
         raise ConfigError("--store", url, "synchronous must be FULL or NORMAL")
+    pages = options.get("max_pages", [None])[-1]
+    if pages is not None and not (pages.isdigit() and int(pages) > 0):
+        raise ConfigError("--store", url, "max_pages must be a positive whole number")
     target = Path(path)
     if not target.parent.exists():
         raise ConfigError("--store", url, f"folder {target.parent} does not exist")
-    return SqliteStore(target, "FULL" if mode == "FULL" else "NORMAL")
+    return SqliteStore(
+        target,
+        "FULL" if mode == "FULL" else "NORMAL",
+        max_pages=None if pages is None else int(pages),
+    )

@@ -36,7 +36,7 @@ from runtime._agent_plane import AgentPlane
 from runtime._authenticator import ZAP_DOMAIN, Authenticator, PrincipalBook
 from runtime._config import RuntimeConfig, Security
 from runtime._control_plane import ControlPlane, WaitKey
-from runtime._errors import StoreError
+from runtime._errors import BatonError, StoreError
 from runtime._events import (
     CancelTask,
     CancelTimer,
@@ -164,11 +164,12 @@ class Supervisor:
         )  # fmt: skip
         self._monitors: list[zmq.Socket[bytes]] = []
         self._stopping = False
-        self._fatal: Exception | None = None
+        self._fatal: BatonError | AuthenticatorDied | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         """Side tasks of the loop (reads of journals); cancelled when it ends."""
         self._readiness: Readiness | None = None
-        self._flushing = False
+        self._committing = False
+        """A batch is being made durable; the next one gathers meanwhile."""
         self._sleeps_until: float | None = None
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self.bound_agents = ""
@@ -348,24 +349,20 @@ class Supervisor:
             self._sleeps_until = deadline
             await readiness.wait(timeout)
             self._turn()
-            self._flushing = True
-            try:
-                await self._flush()
-            finally:
-                self._flushing = False
+            self._commit_or_send()
 
     def _on_readable(self) -> None:
         """A socket has messages: with a store that appends at once, handle them right here.
 
         Running the turn inside the event loop's reader callback saves the
         wake-up of the loop task, a good part of a step's latency. With a
-        store that must be awaited, or while a flush is awaited, the loop
+        store that must be awaited, or while a commit is under way, the loop
         task takes the turn instead, so a batch's sends still wait for its commit.
         """
         readiness = self._readiness
         if readiness is None:
             return
-        if self._flushing or self._stopping or not self._turn_now():
+        if self._committing or self._stopping or not self._turn_now():
             readiness.wake()
             return
         # The loop task sleeps until the deadline it saw; wake it if one came sooner.
@@ -382,11 +379,8 @@ class Supervisor:
         assert readiness is not None
         for _ in range(4):
             self._turn()
-            if self._batch:
-                if not self.store.append_nowait(self._batch):
-                    return False
-                self._batch = []
-                self._counters.batches += 1
+            if self._batch and not self._append_now():
+                return False
             self._send_outbox()
             if not readiness.pending():
                 return True
@@ -402,20 +396,74 @@ class Supervisor:
         for monitor in self._monitors:
             self._refusals.read_handshakes(monitor)
 
-    async def _flush(self) -> None:
-        """Make the batch's events durable, then send what they caused."""
-        if self._batch:
-            batch = self._batch
+    def _commit_or_send(self) -> None:
+        """Start making the batch durable, or send at once what needs no commit.
+
+        One commit is under way at a time; what the turns meanwhile produce
+        gathers into the next batch and its sends, committed together as soon
+        as the commit in progress is done (group commit, and the loop never
+        waits on the disk). Each batch's sends leave after its own commit.
+        """
+        if self._committing or self._fatal is not None:
+            return
+        if not self._batch or self._append_now():
+            self._send_outbox()
+            return
+        if self._fatal is not None:
+            return
+        batch, outbox = self._batch, self._outbox
+        self._batch, self._outbox = [], []
+        self._committing = True
+        assert self._tasks is not None
+        self._tasks.start_soon(self._commit, batch, outbox)
+
+    def _append_now(self) -> bool:
+        """Append the batch if the store can at once; False to await it (or if it failed)."""
+        try:
+            appended = self.store.append_nowait(self._batch)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return False
+        if appended:
             self._batch = []
-            await self.store.append(batch)
             self._counters.batches += 1
-        self._send_outbox()
+        return appended
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """The journal refused a batch: nothing it caused may leave, and the runtime stops.
+
+        Its events are not in the journal and its sends are dropped unsent, so
+        a runtime started again on the journal resumes from the last batch that
+        was made durable, which is all anyone outside was ever told about.
+        """
+        log.critical("store.failed", store=self.store.description, reason=exc.reason)
+        self._batch = []
+        self._outbox = []
+        self._fatal = exc
+        self.stop()
+
+    async def _commit(self, batch: list[JournalRecord], outbox: list[Outgoing]) -> None:
+        try:
+            await self.store.append(batch)
+        except StoreError as exc:
+            self._committing = False
+            self._store_failed(exc)
+            return
+        self._counters.batches += 1
+        self._send(outbox)
+        self._committing = False
+        self._commit_or_send()
+        if self._unreachable and self._readiness is not None:
+            self._readiness.wake()
 
     def _send_outbox(self) -> None:
         if not self._outbox:
             return
         outbox = self._outbox
         self._outbox = []
+        self._send(outbox)
+
+    def _send(self, outbox: list[Outgoing]) -> None:
         for sock, identity, payload in outbox:
             try:
                 sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)

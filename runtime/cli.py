@@ -30,7 +30,7 @@ from runtime._certificates import KeysInvalid
 from runtime._client import ControlClient, ControlRefused, RuntimeUnavailable
 from runtime._config import RuntimeConfig, Security, agents_endpoint, control_endpoint
 from runtime._diagram import mermaid
-from runtime._errors import BatonError, WorkflowInvalid
+from runtime._errors import BatonError, StoreError, WorkflowInvalid
 from runtime._graph import Graph, compile_workflow
 from runtime._keys import keys_dir, load_client_keys, load_principals, load_server_keys
 from runtime._keys_cli import keys_app
@@ -221,6 +221,7 @@ async def _serve_runtime(supervisor: Supervisor, ready_file: Path | None, direct
         await supervisor.store.close()
         return EXIT_USAGE
     died = False
+    failed: list[str] = []
     try:
         async with anyio.create_task_group() as tg:
 
@@ -236,9 +237,18 @@ async def _serve_runtime(supervisor: Supervisor, ready_file: Path | None, direct
             await _handle_signals(supervisor, directory)
     except* AuthenticatorDied:
         died = True
+    except* StoreError as group:
+        failed.extend(str(exc) for exc in group.exceptions)
     finally:
         await supervisor.store.close()
-    return EXIT_RUN_FAILED if died else EXIT_OK
+    for reason in failed:
+        err.print(
+            f"[red]error:[/red] {escape(reason)}; the runtime stopped (nothing it had not "
+            "journaled was sent: start it again on the journal to carry on)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return EXIT_RUN_FAILED if died or failed else EXIT_OK
 
 
 def _write_ready_file(path: Path, supervisor: Supervisor) -> None:
