@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,20 +53,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = measure_floor(round_trips=5_000 // scale, pipelined=50_000 // scale)
     print(format_table(floor))
     results: dict[str, WorkflowResult] = {}
-    for secure in (False, True):
-        mode = "secure" if secure else "insecure"
-        print(f"measuring Baton (memory store, {mode}) ...", file=sys.stderr)
-        results[mode] = measure_workflow(
-            secure=secure, latency_runs=320 // scale + 20, pipelined_runs=8_000 // scale
-        )
-        print(_report(floor, results[mode]))
-    plain, secure_result = results["insecure"], results["secure"]
+    with tempfile.TemporaryDirectory(prefix="baton-bench-journal-") as folder:
+        setups = [
+            ("memory_insecure", False, "memory://"),
+            ("memory_secure", True, "memory://"),
+            ("sqlite_full_secure", True, f"sqlite:///{folder}/full.db?synchronous=FULL"),
+            ("sqlite_normal_secure", True, f"sqlite:///{folder}/normal.db?synchronous=NORMAL"),
+        ]
+        for key, secure, store in setups:
+            print(f"measuring Baton ({key}) ...", file=sys.stderr)
+            results[key] = measure_workflow(
+                secure=secure,
+                store=store,
+                latency_runs=320 // scale + 20,
+                pipelined_runs=8_000 // scale,
+            )
+            print(_report(floor, results[key]))
+    plain, secure_result = results["memory_insecure"], results["memory_secure"]
     print(
         "\nCost of CURVE (secure / insecure):\n"
         f"  steps/s: {secure_result.steps_per_s / plain.steps_per_s:.3f} "
         f"({1 - secure_result.steps_per_s / plain.steps_per_s:+.1%} cost)\n"
         f"  per-step p50: {secure_result.step_latency.p50_us / plain.step_latency.p50_us:.3f}x"
     )
+    async_rtt = floor.async_client.latency.p50_us
+    print("\nDurable (SQLite journal, CURVE on):")
+    for name in ("FULL", "NORMAL"):
+        durable = results[f"sqlite_{name.lower()}_secure"]
+        p50 = durable.step_latency.p50_us
+        print(
+            f"  {name:<6} {durable.steps_per_s:,.0f} steps/s, per-step p50 {p50:.0f} µs "
+            f"({p50 / async_rtt:.2f}x the asyncio floor)"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
