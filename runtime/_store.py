@@ -143,7 +143,8 @@ class SqliteStore:
     @property
     def description(self) -> str:
         cap = "" if self.max_pages is None else f"&max_pages={self.max_pages}"
-        return f"sqlite:///{self.path}?synchronous={self.synchronous}{cap}"
+        thread = "" if self.inline else "&commit=thread"
+        return f"sqlite:///{self.path}?synchronous={self.synchronous}{cap}{thread}"
 
     def _prepare(self) -> None:
         db = self._db
@@ -246,7 +247,9 @@ def backup(source: Path, destination: Path) -> int:
 def open_store(url: str) -> MemoryStore | SqliteStore:
     """A store from its URL: `memory://`, or `sqlite:///relative.db` and
     `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`,
-    and `&max_pages=N` to cap the journal's size (in SQLite pages, 4 KiB each)."""
+    `&max_pages=N` to cap the journal's size (in SQLite pages, 4 KiB each), and
+    `&commit=thread` to commit in a worker thread while the loop goes on (for a disk
+    whose fsync is slow enough to stall it) instead of `inline`."""
     if url in ("memory://", "memory:"):
         return MemoryStore()
     if not url.startswith("sqlite:///"):
@@ -255,12 +258,15 @@ def open_store(url: str) -> MemoryStore | SqliteStore:
     if not path:
         raise ConfigError("--store", url, "the SQLite URL names no file")
     options = parse_qs(query)
-    unknown = sorted(set(options) - {"synchronous", "max_pages"})
+    unknown = sorted(set(options) - {"synchronous", "max_pages", "commit"})
     if unknown:
         raise ConfigError("--store", url, f"unknown option {unknown[0]!r}")
     mode = options.get("synchronous", ["FULL"])[-1].upper()
     if mode not in ("FULL", "NORMAL"):
         raise ConfigError("--store", url, "synchronous must be FULL or NORMAL")
+    commit = options.get("commit", ["inline"])[-1]
+    if commit not in ("inline", "thread"):
+        raise ConfigError("--store", url, "commit must be inline or thread")
     pages = options.get("max_pages", [None])[-1]
     if pages is not None and not (pages.isdigit() and int(pages) > 0):
         raise ConfigError("--store", url, "max_pages must be a positive whole number")
@@ -270,5 +276,6 @@ def open_store(url: str) -> MemoryStore | SqliteStore:
     return SqliteStore(
         target,
         "FULL" if mode == "FULL" else "NORMAL",
+        inline=commit == "inline",
         max_pages=None if pages is None else int(pages),
     )

@@ -322,11 +322,16 @@ def db_rows(database: Path, run_id: str) -> list[tuple[int, float, bytes]]:
 class TestSqliteJournal:
     """With a SQLite store, every event of a run is in the journal file."""
 
-    async def test_run_is_journaled(self, cluster: ProcessGroup, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("commit", ["inline", "thread"])
+    async def test_run_is_journaled(
+        self, cluster: ProcessGroup, tmp_path: Path, commit: str
+    ) -> None:
         """The journal holds the run's events in order, the run completes as with memory, and
         folding the journal file from scratch gives the very record the runtime served."""
         database = tmp_path / "journal.db"
-        runtime = start_flows(cluster, "flaky", "finisher", store=f"sqlite:///{database}")
+        runtime = start_flows(
+            cluster, "flaky", "finisher", store=f"sqlite:///{database}?commit={commit}"
+        )
         cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
         cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
         async with ControlClient(runtime.control, keys=runtime.operator) as client:

@@ -93,14 +93,16 @@ class TestStoreFaults:
         # Every run ever accepted is there; any other was never answered.
         assert set(accepted) <= journaled
 
+    @pytest.mark.parametrize("commit", ["inline", "thread"])
     async def test_a_locked_journal_stops_the_runtime_and_loses_nothing(
-        self, cluster: ProcessGroup, tmp_path: Path
+        self, cluster: ProcessGroup, tmp_path: Path, commit: str
     ) -> None:
-        """Another writer holding the journal past the busy timeout: the commit fails."""
+        """Another writer holding the journal past the busy timeout: the commit fails, made
+        on the loop's thread or in a worker thread alike."""
         for role in ("flaky", "finisher"):
             cluster.enroll(role, role)
         database = tmp_path / "journal.db"
-        runtime = start(cluster, f"sqlite:///{database}", "runtime")
+        runtime = start(cluster, f"sqlite:///{database}?commit={commit}", "runtime")
         cluster.start_actor(f"{FLOWS}:Flaky", runtime.agents)
         cluster.start_actor(f"{FLOWS}:Finisher", runtime.agents)
         done = await completed_run(runtime)
