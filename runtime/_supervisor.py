@@ -27,7 +27,6 @@ from protocols import (
     Error,
     ErrorCode,
     Message,
-    RunReply,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
@@ -57,9 +56,8 @@ from runtime._graph import Graph
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
-from runtime._record import record_view
+from runtime._recovery import past_record, recovered_runs
 from runtime._refusals import HANDSHAKE_FAILURES, Refusals
-from runtime._replay import JournalUnreadable, replay
 from runtime._run import Run
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
@@ -304,28 +302,21 @@ class Supervisor:
 
     async def _recover(self) -> None:
         """Take up every run the store holds: ended ones to answer for, the rest to finish."""
-        resumed = ended = unreadable = 0
-        for run_id in await self.store.run_ids():
-            if run_id in self.runs:
+        resumed = ended = 0
+        async for recovered in recovered_runs(self.store, self.graphs):
+            run = recovered.run
+            if run.run_id in self.runs:
                 continue
-            records = await self.store.journal(run_id)
-            try:
-                run = replay(self.graphs, records)
-            except JournalUnreadable as exc:
-                unreadable += 1
-                # The reason says what is wrong with the journal; a traceback would not.
-                log.error("run.unrecoverable", run_id=run_id, reason=exc.reason)  # noqa: TRY400
-                continue
-            self.runs[run_id] = run
-            self._journal_seq[run_id] = records[-1].seq
+            self.runs[run.run_id] = run
+            self._journal_seq[run.run_id] = recovered.last_seq
             if run.status in TERMINAL_STATUSES:
                 ended += 1
                 continue
             resumed += 1
             self._active_runs += 1
-            self.apply(RunRecovered(run_id=run_id))
-        if resumed or ended or unreadable:
-            log.info("runtime.recovered", resumed=resumed, ended=ended, unreadable=unreadable)
+            self.apply(RunRecovered(run_id=run.run_id))
+        if resumed or ended:
+            log.info("runtime.recovered", resumed=resumed, ended=ended)
 
     def _say_goodbye(self, agents: zmq.Socket[bytes]) -> None:
         payload, identities = self._agents.goodbyes()
@@ -510,20 +501,9 @@ class Supervisor:
         self._tasks.start_soon(self._past, identity, request, run_id, version)
 
     async def _past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
-        message: Message
-        try:
-            records = await self.store.journal(run_id)
-            # Events of the batch not yet appended are the journal's next part.
-            records += [r for r in self._batch if r.run_id == run_id]
-            run = replay(self.graphs, records, version=version)
-        except (JournalUnreadable, StoreError) as exc:
-            message = ControlError(id=request, code="internal", message=str(exc)[:1_000])
-        else:
-            if run.seq < version:
-                text = f"version {version} is still being written to the journal; ask again"
-                message = ControlError(id=request, code="overloaded", message=text)
-            else:
-                message = RunReply(id=request, record=record_view(run))
+        message = await past_record(
+            self.store, self.graphs, lambda: self._batch, request, run_id, version
+        )
         # A read: nothing in it waits for a commit, so it goes out at once, not via the outbox.
         try:
             self._control_sync.send_multipart(
