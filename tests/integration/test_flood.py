@@ -50,7 +50,7 @@ async def test_flooding_peer_leaves_other_agents_latency_within_twice_normal(
     for i in range(STEPS):
         cluster.start_actor(f"benchmarks.agents:Bench{i}", runtime.agents, label=f"bench{i}")
     await step_latencies_us(runtime, 10)  # warm-up: connections, caches, first dispatches
-    normal = await step_latencies_us(runtime, 80)
+    normal = await step_latencies_us(runtime, 200)
 
     ready = tmp_path / "flooder.ready"
     assert cluster.keys is not None
@@ -71,7 +71,7 @@ async def test_flooding_peer_leaves_other_agents_latency_within_twice_normal(
             assert flooder.poll() is None, cluster.log_of("flooder")
             await anyio.sleep(0.01)
     flood_started = time.monotonic()
-    flooded = await step_latencies_us(runtime, 80)
+    flooded = await step_latencies_us(runtime, 200)
     measured_in = time.monotonic() - flood_started
     assert flooder.poll() is None, "the flood ended before the measurement did"
     cluster.stop(flooder)
