@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols import MAX_TEXT
+from protocols import clip
 
 
 class ActorError(Exception):
@@ -59,10 +59,3 @@ def describe(exc: BaseException) -> str:
     """`TypeName: text` (or `TypeName` when there is no text), clipped to fit the wire."""
     text = str(exc)
     return clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-
-
-def clip(text: str) -> str:
-    """`text` shortened to fit a `protocols.Text` field."""
-    if len(text) <= MAX_TEXT:
-        return text
-    return text[: MAX_TEXT - 1] + "…"

@@ -9,9 +9,9 @@ import msgspec
 
 from actors._agent import Agent
 from actors._context import Context
-from actors._errors import InvalidOutput, clip, describe
+from actors._errors import InvalidOutput, describe
 from actors._task import Result, Task
-from protocols import VALUE_DEPTH, FailureReason, StepFailure, StepResult
+from protocols import VALUE_DEPTH, FailureReason, StepFailure, StepResult, clip
 
 Outcome = StepResult | StepFailure
 

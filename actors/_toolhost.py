@@ -11,10 +11,10 @@ import anyio.to_thread
 import msgspec
 import structlog
 
-from actors._errors import clip, describe
+from actors._errors import describe
 from actors._ledger import Ledger, LedgerError
 from actors._tools import ToolDefinition, define_tool, tool_options
-from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value
+from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value, clip
 
 _log = structlog.get_logger("baton.actors")
 

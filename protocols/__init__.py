@@ -66,6 +66,7 @@ from protocols._values import Data as Data
 from protocols._values import Name as Name
 from protocols._values import Text as Text
 from protocols._values import Value as Value
+from protocols._values import clip as clip
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -125,6 +126,7 @@ __all__ = [
     "Welcome",
     "actor_side_codec",
     "client_side_control_codec",
+    "clip",
     "is_z85_key",
     "protocol_schema",
     "runtime_side_agent_codec",

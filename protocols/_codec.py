@@ -9,7 +9,7 @@ import msgspec
 from protocols._agent_plane import ActorMessage, RuntimeMessage
 from protocols._base import PROTOCOL_VERSION, Message
 from protocols._control_plane import ControlReply, ControlRequest
-from protocols._values import MAX_ITEMS, MAX_TEXT, VALUE_DEPTH, ArgumentValue, Value
+from protocols._values import MAX_ITEMS, MAX_TEXT, VALUE_DEPTH, ArgumentValue, Value, clip
 
 T = TypeVar("T")
 
@@ -29,11 +29,9 @@ class ProtocolError(Exception):
 
     def __init__(self, reason: ProtocolErrorReason, detail: str, size: int) -> None:
         self.reason: ProtocolErrorReason = reason
-        if len(detail) > MAX_DETAIL:
-            detail = detail[: MAX_DETAIL - 1] + "…"
-        self.detail = detail
+        self.detail = clip(detail, MAX_DETAIL)
         self.size = size
-        super().__init__(f"{reason} frame ({size} bytes): {detail}")
+        super().__init__(f"{reason} frame ({size} bytes): {self.detail}")
 
 
 class Codec(Generic[T]):

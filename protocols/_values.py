@@ -30,6 +30,18 @@ Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME, pattern=r"^[A-Za-z
 Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 """Free text: a rationale, a caveat, an error message."""
 
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` shortened to at most `limit` characters, marked with an ellipsis if it was.
+
+    For texts built around a peer's text (a prefix, a quote), which may
+    otherwise exceed the bound of the field they go into.
+    """
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 MapKey = Annotated[str, Meta(max_length=1_024)]
 
 Scalar = None | bool | int | float | Text

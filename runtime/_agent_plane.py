@@ -16,7 +16,6 @@ from typing import Any, Protocol
 import structlog
 
 from protocols import (
-    MAX_TEXT,
     PROTOCOL_VERSION,
     ActorMessage,
     Assign,
@@ -34,6 +33,7 @@ from protocols import (
     ToolCall,
     ToolReply,
     Welcome,
+    clip,
 )
 from runtime._authenticator import PrincipalBook
 from runtime._events import (
@@ -314,7 +314,7 @@ class AgentPlane:
                     step=step,
                     attempt=attempt,
                     kind="agent_lost",
-                    message=_clip(f"agent {session.name} was lost ({reason})"),
+                    message=clip(f"agent {session.name} was lost ({reason})"),
                     agent=session.name,
                 )
             )
@@ -594,11 +594,6 @@ class AgentPlane:
         # The host has room again for any tool it serves, not only this call's.
         for tool in sorted(host.tools):
             self._pump_tool(tool)
-
-
-def _clip(text: str) -> str:
-    """`text` within the protocol's bound, where it quotes a peer's text in a longer one."""
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _action(message: StepResult | StepFailure | ToolCall) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocols import MAX_TEXT, FailureKind, HistoryEntry, Provenance
+from protocols import FailureKind, HistoryEntry, Provenance, clip
 from runtime._events import (
     CancelTask,
     CancelTimer,
@@ -278,7 +278,7 @@ def _fail(
     attempt = state.attempts[-1]
     attempt.outcome = "failed"
     attempt.failure = kind
-    attempt.message = _clip(message)
+    attempt.message = clip(message)
     attempt.ended_at = now
     policy = run.graph.policies[name][kind]
     if isinstance(policy, Retry):
@@ -356,7 +356,7 @@ def _halt(
         state.status = "cancelled"
     run.active.clear()
     run.status = status
-    run.reason = _clip(reason)
+    run.reason = clip(reason)
     _record(run, now, f"run_{run.status}", message=run.reason)
     out.append(RunEnded(run.run_id, run.status, run.reason))
 
@@ -536,13 +536,6 @@ MAX_ASSIGNED_FLAGS = 256
 """Flags and caveats an `Assign` may carry per input key (the protocol's bound)."""
 
 
-def _clip(text: str) -> str:
-    """`text` within the protocol's bound: texts from peers are quoted inside longer ones."""
-    if len(text) <= MAX_TEXT:
-        return text
-    return text[: MAX_TEXT - 1] + "…"
-
-
 def _at_most(limit: int, notes: list[str]) -> list[str]:
     """The first of `notes`, with the last place saying how many more there were."""
     if len(notes) <= limit:
@@ -579,7 +572,7 @@ def _record(
             attempt=attempt,
             agent=agent,
             principal=principal,
-            message=_clip(message),
+            message=clip(message),
             detail=detail or {},
         )
     )

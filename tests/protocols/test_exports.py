@@ -65,6 +65,7 @@ PUBLIC_NAMES = [
     "Welcome",
     "actor_side_codec",
     "client_side_control_codec",
+    "clip",
     "is_z85_key",
     "protocol_schema",
     "runtime_side_agent_codec",
