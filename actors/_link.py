@@ -7,15 +7,9 @@ import random
 from collections.abc import Callable
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from protocols import ClientKeys
-from protocols._handshake import (
-    UNEXPLAINED_FAILURES_TOLERATED,
-    WATCHED_EVENTS,
-    HandshakeFailure,
-    explain,
-)
+from protocols._handshake import WATCHED_EVENTS, HandshakeFailure, HandshakeWatch
 
 SEND_HWM = 16_384
 """Frames a link queues before a send would block.
@@ -37,14 +31,13 @@ class Link:
     """
 
     __slots__ = (
-        "_curve",
         "_fd",
+        "_handshakes",
         "_loop",
         "_monitor",
         "_monitor_fd",
         "_ready",
         "_socket",
-        "_unexplained",
         "endpoint",
         "failure",
     )
@@ -58,8 +51,7 @@ class Link:
         self.endpoint = endpoint
         self.failure: HandshakeFailure | None = None
         """Set when the runtime will not complete a handshake with us, for good."""
-        self._curve = keys is not None
-        self._unexplained = 0
+        self._handshakes = HandshakeWatch(curve=keys is not None)
         self._socket: zmq.Socket[bytes] = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -92,15 +84,9 @@ class Link:
                 parts = self._monitor.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            event = parse_monitor_message(parts)
-            failure = explain(event["event"], event["value"], curve=self._curve)
+            failure = self._handshakes.observe(parts)
             if failure is None:
-                self._unexplained = 0
                 continue
-            if not failure.final:
-                self._unexplained += 1
-                if self._unexplained < UNEXPLAINED_FAILURES_TOLERATED:
-                    continue
             if self.failure is None:
                 self.failure = failure
             self._ready.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 WATCHED_EVENTS = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -25,6 +26,34 @@ UNEXPLAINED_FAILURES_TOLERATED = 3
 A CURVE client whose server key is wrong sees only such failures (the server
 cannot read its HELLO and hangs up), but so may a client whose connection
 broke mid-handshake; a few in a row are no accident."""
+
+
+class HandshakeWatch:
+    """Reads a client socket's monitor events and says when the runtime refused it for good.
+
+    A refusal that explains itself ends it at once; failures without detail
+    do after `UNEXPLAINED_FAILURES_TOLERATED` in a row; a success resets the count.
+    """
+
+    __slots__ = ("_curve", "_unexplained")
+
+    def __init__(self, *, curve: bool) -> None:
+        self._curve = curve
+        self._unexplained = 0
+
+    def observe(self, parts: list[bytes]) -> HandshakeFailure | None:
+        """The final failure that the monitor message `parts` makes, if it makes one."""
+        event = parse_monitor_message(parts)
+        failure = explain(event["event"], event["value"], curve=self._curve)
+        if failure is None:
+            self._unexplained = 0
+            return None
+        if failure.final:
+            return failure
+        self._unexplained += 1
+        if self._unexplained < UNEXPLAINED_FAILURES_TOLERATED:
+            return None
+        return HandshakeFailure(failure.reason, final=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import zmq
 import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
 from protocols import (
     PROTOCOL_VERSION,
@@ -31,7 +30,7 @@ from protocols import (
     WaitRun,
     client_side_control_codec,
 )
-from protocols._handshake import UNEXPLAINED_FAILURES_TOLERATED, WATCHED_EVENTS, explain
+from protocols._handshake import WATCHED_EVENTS, HandshakeWatch
 from runtime._errors import BatonError
 
 
@@ -77,7 +76,7 @@ class ControlClient:
         self._sock: zmq.asyncio.Socket | None = None
         self._monitor: zmq.asyncio.Socket | None = None
         self._poller = zmq.asyncio.Poller()
-        self._unexplained = 0
+        self._handshakes = HandshakeWatch(curve=keys is not None)
 
     async def __aenter__(self) -> ControlClient:
         self._ctx = zmq.asyncio.Context()
@@ -142,16 +141,9 @@ class ControlClient:
         monitor = self._monitor
         assert monitor is not None
         while await monitor.poll(0):
-            event = parse_monitor_message(await monitor.recv_multipart())
-            failure = explain(event["event"], event["value"], curve=self._keys is not None)
-            if failure is None:
-                self._unexplained = 0
-                continue
-            if not failure.final:
-                self._unexplained += 1
-                if self._unexplained < UNEXPLAINED_FAILURES_TOLERATED:
-                    continue
-            raise ControlRefused("unauthorized", failure.reason)
+            failure = self._handshakes.observe(await monitor.recv_multipart())
+            if failure is not None:
+                raise ControlRefused("unauthorized", failure.reason)
 
     async def start_run(self, workflow: str, inputs: dict[str, Any]) -> str:
         """Start a run; its id once the runtime has journaled it."""
