@@ -49,13 +49,14 @@ from runtime._events import (
 )
 from runtime._graph import Graph
 from runtime._principals import Principal
+from runtime._refusals import RefusalHost
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
 
 log = structlog.get_logger("baton.runtime")
 
 
-class AgentHost(Protocol):
+class AgentHost(RefusalHost, Protocol):
     """What the agent plane needs of the supervisor."""
 
     @property
@@ -65,23 +66,6 @@ class AgentHost(Protocol):
         """Journal `event` and fold it into its run."""
 
     def monotonic(self) -> float: ...
-
-    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
-        """Count a refused frame; True when it was logged too (the first of its kind from
-        that peer within a second)."""
-
-    def audit(
-        self,
-        run_id: str,
-        principal: str,
-        action: str,
-        code: ErrorCode,
-        message: str,
-        *,
-        step: str = "",
-        attempt: int = 0,
-    ) -> None:
-        """Record a refusal in the history of the run it concerns, if that run exists."""
 
     def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
         """Send after the batch's commit."""

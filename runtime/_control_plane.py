@@ -29,13 +29,14 @@ from protocols import (
 from runtime._graph import Graph
 from runtime._principals import Principal
 from runtime._record import record_view, summary
+from runtime._refusals import RefusalHost
 from runtime._run import Run
 
 WaitKey = tuple[str, bytes, int, str]
 """("wait", client, request id, run id): the timer that ends a wait."""
 
 
-class RunHost(Protocol):
+class RunHost(RefusalHost, Protocol):
     """What the control plane needs of the supervisor."""
 
     @property
@@ -51,22 +52,6 @@ class RunHost(Protocol):
 
     def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
         """Answer later with the run's record as it was at `version` (from its journal)."""
-
-    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
-        """Count a refused frame; True when it was logged too."""
-
-    def audit(
-        self,
-        run_id: str,
-        principal: str,
-        action: str,
-        code: ErrorCode,
-        message: str,
-        *,
-        step: str = "",
-        attempt: int = 0,
-    ) -> None:
-        """Record a refusal in the history of the run it concerns, if that run exists."""
 
     def start_wait(self, key: WaitKey, seconds: float) -> None: ...
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import structlog
 import zmq
 from zmq.utils.monitor import parse_monitor_message
+
+from protocols import ErrorCode
 
 log = structlog.get_logger("baton.runtime")
 
@@ -25,6 +28,27 @@ _HANDSHAKE_REASONS: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_protocol",
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_refused",
 }
+
+
+class RefusalHost(Protocol):
+    """What either plane needs of the supervisor to refuse a frame."""
+
+    def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
+        """Count a refused frame; True when it was logged too (the first of its kind from
+        that peer within a second), so that replies can be paced by it."""
+
+    def audit(
+        self,
+        run_id: str,
+        principal: str,
+        action: str,
+        code: ErrorCode,
+        message: str,
+        *,
+        step: str = "",
+        attempt: int = 0,
+    ) -> None:
+        """Record a refusal in the history of the run it concerns, if that run exists."""
 
 
 class Refusals:

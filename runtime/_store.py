@@ -170,14 +170,16 @@ class SqliteStore:
         if not self.inline:
             return False
         if records:
-            self._write([(r.run_id, r.seq, r.at, self._encoder.encode(r.event)) for r in records])
+            self._write(self._rows(records))
         return True
 
     async def append(self, records: Sequence[JournalRecord]) -> None:
-        if not records:
-            return
-        rows = [(r.run_id, r.seq, r.at, self._encoder.encode(r.event)) for r in records]
-        await anyio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
+        if records:
+            rows = self._rows(records)
+            await anyio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
+
+    def _rows(self, records: Sequence[JournalRecord]) -> list[tuple[str, int, float, bytes]]:
+        return [(r.run_id, r.seq, r.at, self._encoder.encode(r.event)) for r in records]
 
     def _write(self, rows: list[tuple[str, int, float, bytes]]) -> None:
         with self._lock:
