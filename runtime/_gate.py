@@ -81,10 +81,10 @@ class Gate:
             except zmq.Again:
                 return
             identity = frames[0]
-            key = identity.hex()
-            if not allow(key):
+            # Without principals, each connection is limited on its own.
+            if not allow(identity):
                 budget -= DROP_WEIGHT
-                self._over_limit(identity, key)
+                self._over_limit(identity, identity, "")
                 continue
             payload = frames[1] if len(frames) > 1 else b""
             handler(identity, None, payload, len(frames) - 1)
@@ -118,12 +118,12 @@ class Gate:
                 continue
             if not allow(principal.name):
                 budget -= DROP_WEIGHT
-                self._over_limit(frames[0].bytes, principal.name)
+                self._over_limit(frames[0].bytes, principal.name, principal.name)
                 continue
             handler(frames[0].bytes, principal, first.buffer, len(frames) - 1)
 
-    def _over_limit(self, identity: bytes, key: str) -> None:
+    def _over_limit(self, identity: bytes, key: str | bytes, principal: str) -> None:
         self._count("rate_limited")
         dropped = self._limiter.report_due(key)
         if dropped:
-            self._limited(identity, key, dropped)
+            self._limited(identity, principal, dropped)

@@ -39,9 +39,9 @@ class RateLimiter:
         self.burst = burst
         self.report_every = report_every
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str | bytes, _Bucket] = {}
 
-    def allow(self, key: str) -> bool:
+    def allow(self, key: str | bytes) -> bool:
         """Take a token for `key`; False (and the drop counted) when its bucket is empty."""
         now = self._clock()
         bucket = self._buckets.get(key)
@@ -56,7 +56,7 @@ class RateLimiter:
         bucket.dropped += 1
         return False
 
-    def report_due(self, key: str) -> int:
+    def report_due(self, key: str | bytes) -> int:
         """How many of `key`'s messages were dropped since the last report, if one is due now.
 
         0 means no report is due; otherwise the count is handed over and reset.
@@ -84,6 +84,6 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str | bytes) -> None:
         """Drop `key`'s bucket (its peer is gone), keeping memory bounded by live peers."""
         self._buckets.pop(key, None)

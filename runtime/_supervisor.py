@@ -562,7 +562,7 @@ class Supervisor:
             self._readiness.wake()
 
     def _agents_limited(self, identity: bytes, principal: str, dropped: int) -> None:
-        self._count_limited(identity, principal, dropped)
+        self._log_limited(identity, principal, dropped)
         message = Error(
             code="rate_limited",
             message=f"over {self.config.rate_limit:g} frames/s: {dropped} dropped",
@@ -570,7 +570,7 @@ class Supervisor:
         self.queue_agent_frame(identity, self._agent_codec.encode(message))
 
     def _control_limited(self, identity: bytes, principal: str, dropped: int) -> None:
-        self._count_limited(identity, principal, dropped)
+        self._log_limited(identity, principal, dropped)
         message = ControlError(
             id=0,
             code="rate_limited",
@@ -578,7 +578,7 @@ class Supervisor:
         )
         self.send_control(identity, message)
 
-    def _count_limited(self, identity: bytes, principal: str, dropped: int) -> None:
+    def _log_limited(self, identity: bytes, principal: str, dropped: int) -> None:
         log.warning(
             "frames.rate_limited", principal=principal, peer=identity.hex(), dropped=dropped
         )
