@@ -305,8 +305,6 @@ class Supervisor:
         resumed = ended = 0
         async for recovered in recovered_runs(self.store, self.graphs):
             run = recovered.run
-            if run.run_id in self.runs:
-                continue
             self.runs[run.run_id] = run
             self._journal_seq[run.run_id] = recovered.last_seq
             if run.status in TERMINAL_STATUSES:
