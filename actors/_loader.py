@@ -17,7 +17,7 @@ from actors._identity import identify
 from actors._ledger import Ledger, LedgerError
 from actors._toolhost import ToolHost
 from actors._worker import MAX_CONCURRENCY, serve
-from protocols import ClientKeys
+from protocols import ClientKeys, KillPoints
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -90,6 +90,7 @@ def run_actor(
     *,
     keys: ClientKeys | None = None,
     ledger: str | None = None,
+    kill_points: KillPoints | None = None,
     backend_options: Mapping[str, object] | None = None,
 ) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
@@ -98,7 +99,8 @@ def run_actor(
     or the runtime refused it (including its key). `keys` make the connection
     CURVE-encrypted; without them the runtime must be insecure. A tool host
     keeps its effects in the `ledger` (a SQLite path, or `memory://`); agents
-    ignore it. `backend_options` go to `anyio.run` (the process owner picks
+    ignore it. `kill_points` are places to die at, rehearsing a crash there
+    (see `protocols.KillPoints`). `backend_options` go to `anyio.run` (the process owner picks
     the event loop).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
@@ -125,6 +127,7 @@ def run_actor(
         name,
         keys,
         effects,
+        kill_points,
         backend_options=dict(backend_options or {}),
     )
 
@@ -136,6 +139,7 @@ async def _serve_until_signalled(
     name: str | None,
     keys: ClientKeys | None,
     ledger: Ledger | None,
+    kill_points: KillPoints | None,
 ) -> int:
     stop = anyio.Event()
     status = EXIT_OK
@@ -151,6 +155,7 @@ async def _serve_until_signalled(
                 stop=stop,
                 keys=keys,
                 ledger=ledger,
+                kill_points=kill_points,
             )
         except ActorLoadError as exc:
             _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)

@@ -17,7 +17,7 @@ from actors._statistics import Counters
 from actors._steps import failure, run_step
 from actors._task import Task
 from actors._toolhost import ToolHost, run_tool
-from protocols import Assign, Codec, RuntimeMessage, StepResult, ToolCall, ToolReply
+from protocols import Assign, Codec, KillPoints, RuntimeMessage, StepResult, ToolCall, ToolReply
 
 TaskKey = tuple[str, str, int]
 Job = Assign | ToolCall
@@ -40,8 +40,10 @@ class Pool:
         counters: Counters,
         log: FilteringBoundLogger,
         ledger: Ledger | None = None,
+        kill_points: KillPoints | None = None,
     ) -> None:
         self.capacity = capacity
+        self._kill_points = kill_points
         self._actor = actor
         self._ledger = ledger
         self._codec = codec
@@ -158,7 +160,9 @@ class Pool:
     async def _run_call(self, call: ToolCall) -> None:
         assert isinstance(self._actor, ToolHost)
         self._counters.tool_calls += 1
-        frame = self._codec.encode(await run_tool(self._actor, call, self._ledger))
+        frame = self._codec.encode(
+            await run_tool(self._actor, call, self._ledger, self._kill_points)
+        )
         if len(frame) > self._codec.max_frame:
             text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
             reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)

@@ -14,7 +14,7 @@ import structlog
 from actors._errors import describe
 from actors._ledger import Ledger, LedgerError
 from actors._tools import ToolDefinition, define_tool, tool_options
-from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value, clip
+from protocols import ErrorCode, KillPoints, ToolCall, ToolReply, ToolSpec, Value, clip
 
 _log = structlog.get_logger("baton.actors")
 
@@ -64,7 +64,12 @@ def tool_specs(host: type[ToolHost] | ToolHost) -> list[ToolSpec]:
     return [definition.spec for definition in host._baton_tools.values()]
 
 
-async def run_tool(host: ToolHost, call: ToolCall, ledger: Ledger | None = None) -> ToolReply:
+async def run_tool(
+    host: ToolHost,
+    call: ToolCall,
+    ledger: Ledger | None = None,
+    kill_points: KillPoints | None = None,
+) -> ToolReply:
     """Run one call on `host`. Never raises: every failure becomes a refusing reply.
 
     With a `ledger`, a tool that is not read-only runs at most once per
@@ -93,6 +98,8 @@ async def run_tool(host: ToolHost, call: ToolCall, ledger: Ledger | None = None)
         _log.warning("tool.not_rerun", tool=call.tool, idempotency_key=key, reason=claim.problem)
         return _refusal(call, "tool_failed", claim.problem)
     reply = await _execute(host, definition, args, call)
+    if kill_points is not None and kill_points.armed:
+        kill_points.passing("tool-executed")
     try:
         if reply.ok:
             await anyio.to_thread.run_sync(ledger.settle, key, reply)
@@ -102,6 +109,8 @@ async def run_tool(host: ToolHost, call: ToolCall, ledger: Ledger | None = None)
     except LedgerError as exc:
         # The effect happened; the next call with this key will be told its outcome is unknown.
         _log.error("tool.unsettled", tool=call.tool, idempotency_key=key, reason=str(exc))
+    if kill_points is not None and kill_points.armed:
+        kill_points.passing("tool-settled")
     return reply
 
 

@@ -41,6 +41,7 @@ from protocols import (
     Error,
     ErrorCode,
     Heartbeat,
+    KillPoints,
     Message,
     Name,
     ProtocolError,
@@ -120,6 +121,7 @@ class Worker:
         register_timeout: float = 5.0,
         keys: ClientKeys | None = None,
         ledger: Ledger | None = None,
+        kill_points: KillPoints | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
@@ -164,6 +166,7 @@ class Worker:
             counters=self._counters,
             log=self._log,
             ledger=ledger,
+            kill_points=kill_points,
         )
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
@@ -515,12 +518,14 @@ async def serve(
     register_timeout: float = 5.0,
     keys: ClientKeys | None = None,
     ledger: Ledger | None = None,
+    kill_points: KillPoints | None = None,
 ) -> None:
     """Connect `actor` to the runtime at `endpoint` and serve until `stop` is set.
 
     With `keys`, the connection is CURVE-encrypted and the runtime knows the
     actor by its key; without, the runtime must be running insecure. A tool
     host with a `ledger` runs each side effect at most once per idempotency key.
+    `kill_points` names places where the process kills itself, to rehearse crashes.
 
     Runs at most `concurrency` tasks (or tool calls) at once. Reconnects with
     backoff whenever the runtime is unreachable or goes silent; raises
@@ -535,5 +540,6 @@ async def serve(
         register_timeout=register_timeout,
         keys=keys,
         ledger=ledger,
+        kill_points=kill_points,
     )
     await worker.run()

@@ -32,11 +32,13 @@ from protocols._codec import client_side_control_codec as client_side_control_co
 from protocols._codec import protocol_schema as protocol_schema
 from protocols._codec import runtime_side_agent_codec as runtime_side_agent_codec
 from protocols._codec import runtime_side_control_codec as runtime_side_control_codec
+from protocols._control_plane import CancelRun as CancelRun
 from protocols._control_plane import ControlError as ControlError
 from protocols._control_plane import ControlReply as ControlReply
 from protocols._control_plane import ControlRequest as ControlRequest
 from protocols._control_plane import GetRun as GetRun
 from protocols._control_plane import ListRuns as ListRuns
+from protocols._control_plane import ResumeRun as ResumeRun
 from protocols._control_plane import RunAccepted as RunAccepted
 from protocols._control_plane import RunReply as RunReply
 from protocols._control_plane import RunsReply as RunsReply
@@ -46,6 +48,9 @@ from protocols._curve import WELL_KNOWN_TEST_KEYS as WELL_KNOWN_TEST_KEYS
 from protocols._curve import ClientKeys as ClientKeys
 from protocols._curve import ServerKeys as ServerKeys
 from protocols._curve import is_z85_key as is_z85_key
+from protocols._kill_points import KILL_POINTS as KILL_POINTS
+from protocols._kill_points import KillPoints as KillPoints
+from protocols._kill_points import KillPointsInvalid as KillPointsInvalid
 from protocols._record import TERMINAL_STATUSES as TERMINAL_STATUSES
 from protocols._record import AttemptOutcome as AttemptOutcome
 from protocols._record import AttemptView as AttemptView
@@ -70,6 +75,7 @@ from protocols._values import clip as clip
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "KILL_POINTS",
     "MAX_ITEMS",
     "MAX_NAME",
     "MAX_TEXT",
@@ -85,6 +91,7 @@ __all__ = [
     "AttemptView",
     "Bye",
     "Cancel",
+    "CancelRun",
     "ClientKeys",
     "Codec",
     "ControlError",
@@ -98,12 +105,15 @@ __all__ = [
     "GetRun",
     "Heartbeat",
     "HistoryEntry",
+    "KillPoints",
+    "KillPointsInvalid",
     "ListRuns",
     "Message",
     "Name",
     "ProtocolError",
     "Provenance",
     "Register",
+    "ResumeRun",
     "RunAccepted",
     "RunRecord",
     "RunReply",

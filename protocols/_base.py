@@ -34,6 +34,7 @@ ErrorCode = Literal[
     "rate_limited",
     "unauthorized",
     "session_exists",
+    "wrong_state",
     "internal",
 ]
 """Why a request was refused. Stable: programs branch on these."""

@@ -59,6 +59,25 @@ class ListRuns(Message, tag="list_runs", frozen=True):
     limit: Annotated[int, Meta(ge=1, le=100_000)] = 100
 
 
+class CancelRun(Message, tag="cancel_run", frozen=True):
+    """Stop a run that has not ended: its steps in flight are withdrawn, its status is
+    `cancelled`. Answered with the record once the cancellation is journaled."""
+
+    id: Count
+    protocol: Count
+    run_id: Name
+    reason: Text = ""
+
+
+class ResumeRun(Message, tag="resume_run", frozen=True):
+    """Let a `stuck` run carry on from where its journal left it. Answered with the record
+    once the resumption is journaled."""
+
+    id: Count
+    protocol: Count
+    run_id: Name
+
+
 class RunAccepted(Message, tag="run_accepted", frozen=True):
     """The run exists and is journaled."""
 
@@ -89,5 +108,5 @@ class ControlError(Message, tag="error", frozen=True):
     message: Text = ""
 
 
-ControlRequest = StartRun | GetRun | WaitRun | ListRuns
+ControlRequest = StartRun | GetRun | WaitRun | ListRuns | CancelRun | ResumeRun
 ControlReply = RunAccepted | RunReply | RunsReply | ControlError

@@ -10,8 +10,10 @@ from msgspec import Meta
 from protocols._base import Confidence, Count
 from protocols._values import MAX_ITEMS, Data, Name, Text
 
-RunStatus = Literal["running", "waiting", "completed", "failed", "halted"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "halted"})
+RunStatus = Literal["running", "waiting", "stuck", "completed", "failed", "halted", "cancelled"]
+"""`stuck`: the run cannot make progress by itself (its reason says why) until an
+operator resumes or cancels it."""
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "halted", "cancelled"})
 
 StepStatus = Literal[
     "pending",  # not reached yet

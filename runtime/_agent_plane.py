@@ -50,6 +50,7 @@ from runtime._events import (
 from runtime._graph import Graph
 from runtime._principals import Principal
 from runtime._refusals import RefusalHost
+from runtime._restarts import RestartBudget
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
 
@@ -77,6 +78,8 @@ class AgentPlaneCounters:
     results: int = 0
     tool_calls: int = 0
     tool_calls_refused: int = 0
+    crash_loops: int = 0
+    """Times a role went over its restart budget."""
 
 
 class AgentPlane:
@@ -90,8 +93,11 @@ class AgentPlane:
         *,
         heartbeat: float,
         secure: bool,
+        restart_budget: int = 0,
+        restart_window: float = 60.0,
     ) -> None:
         self._host = host
+        self._restarts = RestartBudget(restart_budget, restart_window)
         self._secure = secure
         self._codec = codec
         self._heartbeat = heartbeat
@@ -112,10 +118,30 @@ class AgentPlane:
     def queued_steps(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    def crash_looping_roles(self) -> list[str]:
+        return self._restarts.roles(self._host.monotonic())
+
     def dispatch(self, command: Dispatch) -> None:
-        """Queue a step for its role and place it if an agent has room."""
+        """Queue a step for its role and place it if an agent has room; with the role
+        crash-looping, the attempt fails at once and goes to its failure policy."""
+        if self._restarts.looping(command.role, self._host.monotonic()):
+            self._fail_unplaced(command)
+            return
         self._queues[command.role].append(command)
         self._pump_role(command.role)
+
+    def _fail_unplaced(self, command: Dispatch) -> None:
+        budget = self._restarts
+        self._host.apply(
+            StepFailed(
+                run_id=command.run_id,
+                step=command.step,
+                attempt=command.attempt,
+                kind="agent_lost",
+                message=f"role {command.role!r} is crash-looping: it lost more than "
+                f"{budget.budget} instances within {budget.window:g}s",
+            )
+        )
 
     def refuse_tool_call(self, command: RefuseToolCall) -> None:
         """Answer an agent's call the engine refused; nothing reaches a host."""
@@ -134,14 +160,14 @@ class AgentPlane:
         beat = self._codec.encode(Heartbeat())
         for session in list(self._registry.by_identity.values()):
             if now - session.last_seen > 3 * self._heartbeat:
-                self.lose(session, f"silent for {now - session.last_seen:.1f}s")
+                self.lose(session, f"silent for {now - session.last_seen:.1f}s", died=True)
             else:
                 self._host.queue_agent_frame(session.identity, beat)
 
     def unreachable(self, identity: bytes) -> None:
         session = self._registry.by_identity.get(identity)
         if session is not None:
-            self.lose(session, "unreachable")
+            self.lose(session, "unreachable", died=True)
 
     def goodbyes(self) -> tuple[bytes, list[bytes]]:
         """The `Bye` frame and every actor to send it to, for shutting down."""
@@ -281,8 +307,11 @@ class AgentPlane:
             )
         )
 
-    def lose(self, session: Session, reason: str) -> None:
-        """The actor is gone: its tasks have unknown outcomes, its tool calls fail."""
+    def lose(self, session: Session, reason: str, *, died: bool = False) -> None:
+        """The actor is gone: its tasks have unknown outcomes, its tool calls fail.
+
+        `died`: it went without saying bye, which counts against its role's restart budget.
+        """
         self._registry.remove(session)
         log.warning(
             "agent.lost",
@@ -303,12 +332,32 @@ class AgentPlane:
                 )
             )
         session.in_flight.clear()
+        if died and session.kind == "agent":
+            self._count_death(session.role)
         for call in sorted(session.tool_calls):
             pending = self._tool_calls.pop(call, None)
             if pending is not None:
                 self._tool_failed(pending, "tool_unavailable", f"tool host {session.name} was lost")
         for tool in session.tools if session.kind == "tool_host" else ():
             self._pump_tool(tool)
+
+    def _count_death(self, role: str) -> None:
+        if not self._restarts.lost(role, self._host.monotonic()):
+            return
+        self.counters.crash_loops += 1
+        waiting = list(self._queues.pop(role, ()))
+        log.error(
+            "role.crash_looping",
+            role=role,
+            lost=self._restarts.budget + 1,
+            window=self._restarts.window,
+            waiting_steps=len(waiting),
+        )
+        for command in waiting:
+            run = self._host.runs.get(command.run_id)
+            state = run.steps.get(command.step) if run is not None else None
+            if state is not None and state.attempt == command.attempt and state.status == "queued":
+                self._fail_unplaced(command)
 
     def _send_agent(self, identity: bytes, message: Message) -> None:
         self._host.queue_agent_frame(identity, self._codec.encode(message))
@@ -458,7 +507,7 @@ class AgentPlane:
             self._send_agent(identity, Error(code=code, message=text))
             return
         if existing is not None:
-            self.lose(existing, "registered again")
+            self.lose(existing, "registered again", died=True)
         session = Session(
             identity,
             principal.name if principal is not None else self._registry.unique_name(message.name),

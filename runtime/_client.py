@@ -12,6 +12,7 @@ import zmq.asyncio
 
 from protocols import (
     PROTOCOL_VERSION,
+    CancelRun,
     ClientKeys,
     ControlError,
     ControlReply,
@@ -20,6 +21,7 @@ from protocols import (
     GetRun,
     ListRuns,
     ProtocolError,
+    ResumeRun,
     RunAccepted,
     RunRecord,
     RunReply,
@@ -191,6 +193,22 @@ class ControlClient:
         )
         assert isinstance(reply, RunsReply)
         return reply.runs[0]
+
+    async def cancel_run(self, run_id: str, reason: str = "") -> RunRecord:
+        """Stop a run that has not ended; its record once the cancellation is journaled."""
+        reply = await self._ask(
+            CancelRun(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id, reason=reason)
+        )
+        assert isinstance(reply, RunReply)
+        return reply.record
+
+    async def resume_run(self, run_id: str) -> RunRecord:
+        """Let a stuck run carry on; its record once the resumption is journaled."""
+        reply = await self._ask(
+            ResumeRun(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id)
+        )
+        assert isinstance(reply, RunReply)
+        return reply.record
 
     async def list_runs(
         self,

@@ -43,6 +43,13 @@ class RuntimeConfig:
     """Frames per second each principal may send on each plane; the rest are dropped."""
     rate_burst: float = 10_000.0
     """Frames a principal may send at once above its rate, after a quiet spell."""
+    recovery_budget: int = 5
+    """Restarts of the runtime in a row that a run may see with no step finishing in
+    between before it is parked as `stuck` (0: no limit)."""
+    restart_budget: int = 5
+    """Instances of one role that may be lost within `restart_window` seconds; beyond
+    that the role is crash-looping and its waiting steps go to their failure policy."""
+    restart_window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from protocols import (
     PROTOCOL_VERSION,
     TERMINAL_STATUSES,
+    CancelRun,
     Codec,
     ControlError,
     ControlRequest,
@@ -20,6 +21,7 @@ from protocols import (
     ListRuns,
     Message,
     ProtocolError,
+    ResumeRun,
     RunAccepted,
     RunReply,
     RunsReply,
@@ -27,6 +29,7 @@ from protocols import (
     WaitRun,
 )
 from runtime._graph import Graph
+from runtime._held import HeldRun
 from runtime._principals import Principal
 from runtime._record import record_view, summary
 from runtime._refusals import RefusalHost
@@ -43,10 +46,19 @@ class RunHost(RefusalHost, Protocol):
     def runs(self) -> Mapping[str, Run]: ...
 
     @property
+    def held(self) -> Mapping[str, HeldRun]: ...
+
+    @property
     def active_runs(self) -> int: ...
 
     def start_run(self, graph: Graph, inputs: dict[str, Any], started_by: str) -> str:
         """Journal a new run and begin it; its id."""
+
+    def cancel_run(self, run_id: str, principal: str, reason: str) -> None:
+        """Journal the end of a run that has not ended."""
+
+    def resume_run(self, run_id: str, principal: str) -> None:
+        """Journal that a stuck run carries on, and carry it on."""
 
     def send_control(self, identity: bytes, message: Message) -> None: ...
 
@@ -118,6 +130,10 @@ class ControlPlane:
                 self._wait_run(identity, request)
             case ListRuns():
                 self._list_runs(identity, request)
+            case CancelRun():
+                self._cancel_run(identity, request, who)
+            case ResumeRun():
+                self._resume_run(identity, request, who)
 
     def _authorised(
         self, identity: bytes, principal: Principal | None, request: ControlRequest
@@ -125,22 +141,23 @@ class ControlPlane:
         """Whether `principal` may make `request`; if not, refused, counted and audited."""
         if not self._secure:
             return True
+        acts = isinstance(request, StartRun | CancelRun | ResumeRun)
         if principal is not None:
-            if isinstance(request, StartRun) and principal.may_operate():
+            if acts and principal.may_operate():
                 return True
-            if not isinstance(request, StartRun) and principal.may_read():
+            if not acts and principal.may_read():
                 return True
         who = "" if principal is None else principal.name
-        needs = "'operator'" if isinstance(request, StartRun) else "'operator' or 'viewer'"
+        needs = "'operator'" if acts else "'operator' or 'viewer'"
         action = _ACTIONS[type(request)]
         text = f"principal {who!r} may not {action.replace('_', ' ')}: it needs role {needs}"
         self._host.reject("unauthorized", identity, text, who)
         self._error(identity, request.id, "unauthorized", text)
-        if isinstance(request, GetRun | WaitRun):
+        if not isinstance(request, StartRun | ListRuns):
             self._host.audit(request.run_id, who, action, "unauthorized", text)
         return False
 
-    def run_ended(self, run: Run) -> None:
+    def run_ended(self, run: Run | HeldRun) -> None:
         """Answer everyone waiting for `run`."""
         for identity, request, brief in self._waiters.pop(run.run_id, ()):
             self._host.cancel_wait(("wait", identity, request, run.run_id))
@@ -152,10 +169,14 @@ class ControlPlane:
         for waiter in waiters:
             if waiter[:2] == (identity, request):
                 waiters.remove(waiter)
-                run = self._host.runs[run_id]
+                run = self._find(run_id)
+                assert run is not None, "a run is never forgotten while waited for"
                 reply = _run_reply(run, request, brief=waiter[2], timed_out=True)
                 self._host.send_control(identity, reply)
                 return
+
+    def _find(self, run_id: str) -> Run | HeldRun | None:
+        return self._host.runs.get(run_id) or self._host.held.get(run_id)
 
     def _error(self, identity: bytes, request: int, code: ErrorCode, text: str) -> None:
         self._host.send_control(identity, ControlError(id=request, code=code, message=text))
@@ -198,9 +219,13 @@ class ControlPlane:
         self._host.send_control(identity, RunAccepted(id=request.id, run_id=run_id))
 
     def _get_run(self, identity: bytes, request: GetRun) -> None:
-        run = self._host.runs.get(request.run_id)
+        run = self._find(request.run_id)
         if run is None:
             self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            return
+        if isinstance(run, HeldRun) and request.at is not None:
+            text = f"run {run.run_id!r} cannot be rebuilt at any version: {run.reason}"
+            self._error(identity, request.id, "wrong_state", text)
             return
         if request.at is not None:
             if not 1 <= request.at <= run.seq:
@@ -212,7 +237,7 @@ class ControlPlane:
         self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
 
     def _wait_run(self, identity: bytes, request: WaitRun) -> None:
-        run = self._host.runs.get(request.run_id)
+        run = self._find(request.run_id)
         if run is None:
             self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
             return
@@ -232,9 +257,10 @@ class ControlPlane:
         self._host.start_wait(("wait", identity, request.id, run.run_id), request.timeout_ms / 1000)
 
     def _list_runs(self, identity: bytes, request: ListRuns) -> None:
+        every: list[Run | HeldRun] = [*self._host.runs.values(), *self._host.held.values()]
         runs = [
             summary(run)
-            for run in self._host.runs.values()
+            for run in every
             if request.workflow is None or run.workflow == request.workflow
         ]
         if request.status is not None:
@@ -242,18 +268,50 @@ class ControlPlane:
         runs.sort(key=lambda s: s.created_at, reverse=True)
         self._host.send_control(identity, RunsReply(id=request.id, runs=runs[: request.limit]))
 
+    def _cancel_run(self, identity: bytes, request: CancelRun, who: str) -> None:
+        run = self._find(request.run_id)
+        if run is None:
+            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            return
+        if run.status in TERMINAL_STATUSES:
+            text = f"run {run.run_id!r} has already ended ({run.status})"
+            self._error(identity, request.id, "wrong_state", text)
+            return
+        self._host.cancel_run(run.run_id, who, request.reason)
+        if isinstance(run, HeldRun):
+            self.run_ended(run)
+        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+
+    def _resume_run(self, identity: bytes, request: ResumeRun, who: str) -> None:
+        run = self._find(request.run_id)
+        if run is None:
+            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            return
+        if isinstance(run, HeldRun) and run.status == "stuck":
+            text = f"run {run.run_id!r} cannot be resumed by this runtime: {run.reason}"
+            self._error(identity, request.id, "wrong_state", text)
+            return
+        if run.status != "stuck":
+            text = f"run {run.run_id!r} is {run.status}; only a stuck run can be resumed"
+            self._error(identity, request.id, "wrong_state", text)
+            return
+        self._host.resume_run(run.run_id, who)
+        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+
 
 _ACTIONS: dict[type[ControlRequest], str] = {
     StartRun: "start_run",
     GetRun: "get_run",
     WaitRun: "wait_run",
     ListRuns: "list_runs",
+    CancelRun: "cancel_run",
+    ResumeRun: "resume_run",
 }
 """How each request is named in refusals and audit entries."""
 
 
 def _run_reply(
-    run: Run, request: int, *, brief: bool, timed_out: bool = False
+    run: Run | HeldRun, request: int, *, brief: bool, timed_out: bool = False
 ) -> RunReply | RunsReply:
     if brief:
         return RunsReply(id=request, runs=[summary(run)])

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocols import FailureKind, HistoryEntry, Provenance, clip
+from protocols import TERMINAL_STATUSES, FailureKind, HistoryEntry, Provenance, clip
 from runtime._events import (
     CancelTask,
     CancelTimer,
@@ -26,8 +26,10 @@ from runtime._events import (
     JournalEvent,
     RefuseToolCall,
     RequestRefused,
+    RunCancelled,
     RunEnded,
     RunRecovered,
+    RunResumed,
     RunStarted,
     StartTimer,
     StepDispatched,
@@ -65,6 +67,22 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             detail={"action": event.action, "code": event.code},
         )  # fmt: skip
         return out
+    if isinstance(event, RunCancelled) and run.status not in TERMINAL_STATUSES:
+        run.updated_at = now
+        reason = event.reason or "cancelled by an operator"
+        _halt(run, "cancelled", reason, now, out, principal=event.principal)
+        return out
+    if isinstance(event, RunResumed) and run.status == "stuck":
+        run.updated_at = now
+        run.status = "running"
+        run.reason = ""
+        run.recoveries = 0
+        _record(
+            run, now, "run_resumed", principal=event.principal, message="resumed by an operator"
+        )
+        _carry_on(run, now, out)
+        _settle(run, now, out)
+        return out
     if run.status != "running":
         _record_late(run, event, now)
         return out
@@ -76,6 +94,9 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             _on_succeeded(run, event, now, out)
         case StepFailed():
             state = _current(run, event.step, event.attempt, "running")
+            if state is None and not event.agent:
+                # The runtime itself may fail an attempt still waiting for an agent.
+                state = _current(run, event.step, event.attempt, "queued")
             if state is None or (event.agent and state.attempts[-1].agent != event.agent):
                 _record_stale(run, now, event.step, event.attempt, "step_failed", event.message)
             else:
@@ -108,7 +129,7 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
         case RunStarted():
             _record(run, now, "duplicate_start", message="a run id can start only once")
         case RunRecovered():
-            _on_recovered(run, now, out)
+            _on_recovered(run, event, now, out)
     _settle(run, now, out)
     return out
 
@@ -154,6 +175,7 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
     attempt = state.attempts[-1]
     attempt.outcome = "succeeded"
     attempt.ended_at = now
+    run.recoveries = 0
     inherited = _inherited_flags(run, step.reads)
     run.seq += 1
     for key, value in event.outputs.items():
@@ -278,6 +300,7 @@ def _fail(
     attempt = state.attempts[-1]
     attempt.outcome = "failed"
     attempt.failure = kind
+    run.recoveries = 0
     attempt.message = clip(message)
     attempt.ended_at = now
     policy = run.graph.policies[name][kind]
@@ -345,7 +368,13 @@ def _proceed_with_flag(
 
 
 def _halt(
-    run: Run, status: Literal["halted", "failed"], reason: str, now: float, out: list[Command]
+    run: Run,
+    status: Literal["halted", "failed", "cancelled"],
+    reason: str,
+    now: float,
+    out: list[Command],
+    *,
+    principal: str = "",
 ) -> None:
     for other in sorted(run.active):
         state = run.steps[other]
@@ -357,7 +386,7 @@ def _halt(
     run.active.clear()
     run.status = status
     run.reason = clip(reason)
-    _record(run, now, f"run_{run.status}", message=run.reason)
+    _record(run, now, f"run_{run.status}", principal=principal, message=run.reason)
     out.append(RunEnded(run.run_id, run.status, run.reason))
 
 
@@ -438,15 +467,31 @@ def _dispatch(run: Run, name: str, state: StepState) -> Dispatch:
     )
 
 
-def _on_recovered(run: Run, now: float, out: list[Command]) -> None:
-    """The runtime restarted: carry on every step in flight from where the journal left it.
+def _on_recovered(run: Run, event: RunRecovered, now: float, out: list[Command]) -> None:
+    """The runtime restarted: carry on from where the journal left the run, unless it has
+    been taken up too often in a row without a step finishing (then it is parked)."""
+    run.recoveries += 1
+    if event.budget and run.recoveries > event.budget:
+        run.status = "stuck"
+        run.reason = (
+            f"the runtime restarted {run.recoveries} times in a row while this run was in "
+            f"flight, and no step finished in between (budget {event.budget}); inspect it, "
+            "then resume or cancel it"
+        )
+        _record(run, now, "run_stuck", message=run.reason)
+        return
+    _record(run, now, "run_recovered", message="the runtime restarted; steps in flight resume")
+    _carry_on(run, now, out)
+
+
+def _carry_on(run: Run, now: float, out: list[Command]) -> None:
+    """Take up every step in flight where the journal left it.
 
     A queued step is queued again; a running one (its agent's result, if any,
     never reached the journal) goes back to the queue under the same attempt,
     so that its tool calls keep their idempotency keys; a retry wait resumes
     with the time it had left.
     """
-    _record(run, now, "run_recovered", message="the runtime restarted; steps in flight resume")
     for name, state in run.steps.items():
         if state.status == "queued":
             out.append(_dispatch(run, name, state))
@@ -454,7 +499,7 @@ def _on_recovered(run: Run, now: float, out: list[Command]) -> None:
             attempt = state.attempts[-1]
             _record(
                 run, now, "step_requeued", step=name, attempt=state.attempt, agent=attempt.agent,
-                message="the runtime restarted while the attempt was out; it is dispatched again",
+                message="the attempt was out when the runtime stopped; it is dispatched again",
             )  # fmt: skip
             state.status = "queued"
             out.append(_dispatch(run, name, state))
@@ -592,5 +637,5 @@ def _record_late(run: Run, event: JournalEvent, now: float) -> None:
         return
     _record(
         run, now, "late_ignored", step=step, attempt=attempt,
-        message=f"{type(event).__name__} after the run ended ({run.status})",
+        message=f"{type(event).__name__} while the run is {run.status}",
     )  # fmt: skip

@@ -86,7 +86,27 @@ class ToolCallCompleted(Event, frozen=True, tag="tool_completed"):
 
 
 class RunRecovered(Event, frozen=True, tag="run_recovered"):
-    """The runtime restarted and took the run up again from its journal."""
+    """The runtime restarted and took the run up again from its journal.
+
+    `budget` is how many recoveries in a row without a step finishing the run
+    may have before it is parked as stuck (0: no limit): a run that crashes
+    the runtime each time it is taken up must not keep it crash-looping.
+    """
+
+    budget: Count = 0
+
+
+class RunResumed(Event, frozen=True, tag="run_resumed"):
+    """An operator let a stuck run carry on."""
+
+    principal: Text = ""
+
+
+class RunCancelled(Event, frozen=True, tag="run_cancelled"):
+    """An operator stopped a run that had not ended."""
+
+    principal: Text = ""
+    reason: Text = ""
 
 
 class RequestRefused(Event, frozen=True, tag="refused"):
@@ -110,6 +130,8 @@ JournalEvent = (
     | ToolCallCompleted
     | RequestRefused
     | RunRecovered
+    | RunResumed
+    | RunCancelled
 )
 """Every event a run's journal may hold."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from protocols import AttemptView, RunRecord, RunStatus, RunSummary, StepView
+from runtime._held import HeldRun
 from runtime._run import Run
 
 
@@ -26,8 +27,10 @@ def display_status(run: Run) -> tuple[RunStatus, str]:
     return "waiting", "; ".join(waits)
 
 
-def record_view(run: Run) -> RunRecord:
+def record_view(run: Run | HeldRun) -> RunRecord:
     """The whole record of a run as it travels to clients."""
+    if isinstance(run, HeldRun):
+        return run.record()
     status, waiting_for = display_status(run)
     flags = {k: list(p.flags) for k, p in run.provenance.items() if p.flags}
     caveats = {k: list(p.caveats) for k, p in run.provenance.items() if p.caveats}
@@ -71,8 +74,10 @@ def record_view(run: Run) -> RunRecord:
     )
 
 
-def summary(run: Run) -> RunSummary:
+def summary(run: Run | HeldRun) -> RunSummary:
     """One line about a run."""
+    if isinstance(run, HeldRun):
+        return run.summary()
     status, waiting_for = display_status(run)
     return RunSummary(
         run_id=run.run_id,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from protocols import ControlError, Message, RunReply
+from runtime._catalog import Catalog
 from runtime._errors import StoreError
-from runtime._graph import Graph
+from runtime._held import HeldRun
 from runtime._record import record_view
 from runtime._replay import JournalUnreadable, replay
 from runtime._run import Run
@@ -26,22 +27,29 @@ class Recovered:
     last_seq: int
 
 
-async def recovered_runs(store: Store, graphs: Mapping[str, Graph]) -> AsyncIterator[Recovered]:
-    """Every run the store holds, rebuilt; a journal that cannot be is logged and left out."""
+async def recovered_runs(store: Store, catalog: Catalog) -> AsyncIterator[Recovered | HeldRun]:
+    """Every run the store holds: rebuilt, or held as stuck with the reason it cannot be."""
     for run_id in await store.run_ids():
         records = await store.journal(run_id)
         try:
-            run = replay(graphs, records)
+            run = replay(catalog, records)
         except JournalUnreadable as exc:
             # The reason says what is wrong with the journal; a traceback would not.
             log.error("run.unrecoverable", run_id=run_id, reason=exc.reason)  # noqa: TRY400
+            yield HeldRun(run_id, records, exc.reason)
+            continue
+        except Exception as exc:
+            # A journal the engine cannot fold must not stop every other run from
+            # being taken up: this one is held, and the traceback logged.
+            log.exception("run.replay_failed", run_id=run_id)
+            yield HeldRun(run_id, records, f"replaying its journal failed: {exc!r}")
             continue
         yield Recovered(run, records[-1].seq)
 
 
 async def past_record(
     store: Store,
-    graphs: Mapping[str, Graph],
+    catalog: Catalog,
     pending: Callable[[], Sequence[JournalRecord]],
     request: int,
     run_id: str,
@@ -56,7 +64,7 @@ async def past_record(
     try:
         records = await store.journal(run_id)
         records += [r for r in pending() if r.run_id == run_id]
-        run = replay(graphs, records, version=version)
+        run = replay(catalog, records, version=version)
     except (JournalUnreadable, StoreError) as exc:
         return ControlError(id=request, code="internal", message=str(exc)[:1_000])
     if run.seq < version:

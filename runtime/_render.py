@@ -20,6 +20,8 @@ STATUS_STYLE = {
     "waiting": "yellow",
     "failed": "red",
     "halted": "red",
+    "stuck": "bold magenta",
+    "cancelled": "dim",
 }
 
 

@@ -7,12 +7,12 @@ run. This is what recovery and `inspect --at` rest on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from runtime import _engine as engine
+from runtime._catalog import Catalog
 from runtime._errors import BatonError
 from runtime._events import RunStarted
-from runtime._graph import Graph
 from runtime._run import Run
 from runtime._store import JournalRecord
 
@@ -26,15 +26,23 @@ class JournalUnreadable(BatonError):
         super().__init__(f"the journal of run {run_id!r} cannot be replayed: {reason}")
 
 
+class GraphNotLoaded(JournalUnreadable):
+    """The run started on a version of its workflow that this runtime has not loaded."""
+
+    def __init__(self, started: RunStarted, reason: str) -> None:
+        self.started = started
+        super().__init__(started.run_id, reason)
+
+
 def replay(
-    graphs: Mapping[str, Graph], records: Iterable[JournalRecord], *, version: int | None = None
+    catalog: Catalog, records: Iterable[JournalRecord], *, version: int | None = None
 ) -> Run:
     """Fold `records` (one run's journal, in order) into its run.
 
     With `version`, stop after the event that brought the record to that
     version: the `seq` of its history entries, which is what users see.
-    The graph is the one the run started on, found by workflow name and checked
-    by fingerprint: a run is never replayed on a graph it did not run on.
+    The graph is the one the run started on, found by its fingerprint: a run is
+    never replayed on a graph it did not run on.
     """
     run: Run | None = None
     expected = 1
@@ -45,7 +53,7 @@ def replay(
             raise JournalUnreadable(record.run_id, f"seq {record.seq} where {expected} was due")
         expected += 1
         if run is None:
-            run = _begin(graphs, record)
+            run = _begin(catalog, record)
             continue
         engine.apply(run, record.event, record.at)
     if run is None:
@@ -53,18 +61,12 @@ def replay(
     return run
 
 
-def _begin(graphs: Mapping[str, Graph], record: JournalRecord) -> Run:
+def _begin(catalog: Catalog, record: JournalRecord) -> Run:
     event = record.event
     if not isinstance(event, RunStarted):
         raise JournalUnreadable(record.run_id, f"it begins with {type(event).__name__}")
-    graph = graphs.get(event.workflow)
-    if graph is None:
-        raise JournalUnreadable(record.run_id, f"workflow {event.workflow!r} is not loaded")
-    if graph.fingerprint != event.fingerprint:
-        raise JournalUnreadable(
-            record.run_id,
-            f"it ran on {event.workflow!r} with fingerprint {event.fingerprint}, "
-            f"and the loaded one is {graph.fingerprint}",
-        )
+    graph = catalog.find(event.workflow, event.version, event.fingerprint)
+    if isinstance(graph, str):
+        raise GraphNotLoaded(event, graph)
     run, _ = engine.start(graph, event, record.at)
     return run

@@ -54,6 +54,7 @@ class Run:
         "inputs",
         "provenance",
         "reason",
+        "recoveries",
         "refusals",
         "route_counts",
         "run_id",
@@ -82,6 +83,8 @@ class Run:
         self.seq = 0
         self.refusals = 0
         """Refused requests recorded in the history, which the shell bounds."""
+        self.recoveries = 0
+        """Recoveries since a step last finished, which `RunRecovered.budget` bounds."""
         self.route_counts: dict[tuple[str, int], int] = {}
         self.active: set[str] = set()
         """Steps queued, running or waiting to retry: while empty, nothing more can happen."""

@@ -26,6 +26,7 @@ from protocols import (
     ControlRequest,
     Error,
     ErrorCode,
+    KillPoints,
     Message,
     runtime_side_agent_codec,
     runtime_side_control_codec,
@@ -33,6 +34,7 @@ from protocols import (
 from runtime import _engine as engine
 from runtime._agent_plane import AgentPlane
 from runtime._authenticator import ZAP_DOMAIN, Authenticator, PrincipalBook
+from runtime._catalog import Catalog
 from runtime._config import RuntimeConfig, Security
 from runtime._control_plane import ControlPlane, WaitKey
 from runtime._errors import BatonError, StoreError
@@ -45,18 +47,23 @@ from runtime._events import (
     JournalEvent,
     RefuseToolCall,
     RequestRefused,
+    RunCancelled,
     RunEnded,
     RunRecovered,
+    RunResumed,
     RunStarted,
     StartTimer,
+    StepDispatched,
+    StepSucceeded,
     TimerFired,
 )
 from runtime._gate import Gate
 from runtime._graph import Graph
+from runtime._held import HeldRun
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
-from runtime._recovery import past_record, recovered_runs
+from runtime._recovery import Recovered, past_record, recovered_runs
 from runtime._refusals import HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
 from runtime._store import JournalRecord, Store
@@ -111,19 +118,30 @@ class Supervisor:
         config: RuntimeConfig,
         *,
         security: Security | None,
+        previous: Sequence[Graph] = (),
+        kill_points: KillPoints | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`security=None` runs without CURVE: for loopback development only."""
+        """`security=None` runs without CURVE: for loopback development only.
+
+        New runs start on `graphs`; `previous` are earlier versions, loaded so that
+        runs which started on them finish on them (`CatalogError` if they clash).
+        `kill_points` names places where the process kills itself, to rehearse crashes.
+        """
         self.config = config
+        self._kill_points = kill_points or KillPoints()
+        self.catalog = Catalog(graphs, previous)
         self.security = security
         self._book = None if security is None else PrincipalBook(security.principals)
         self._authenticator: Authenticator | None = None
         self.store = store
-        self.graphs = {g.name: g for g in graphs}
+        self.graphs = self.catalog.current
         self._clock = clock
         self._monotonic = monotonic
         self.runs: dict[str, Run] = {}
+        self.held: dict[str, HeldRun] = {}
+        """Runs whose journals cannot be folded: kept, shown as stuck, and cancellable."""
         self._active_runs = 0
         self._journal_seq: dict[str, int] = {}
         self._batch: list[JournalRecord] = []
@@ -135,7 +153,13 @@ class Supervisor:
         secure = security is not None
         self._agent_codec = runtime_side_agent_codec(config.max_frame)
         self._agents = AgentPlane(
-            self, graphs, self._agent_codec, heartbeat=config.heartbeat, secure=secure
+            self,
+            self.catalog.graphs(),
+            self._agent_codec,
+            heartbeat=config.heartbeat,
+            secure=secure,
+            restart_budget=config.restart_budget,
+            restart_window=config.restart_window,
         )
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._control = ControlPlane(
@@ -216,6 +240,7 @@ class Supervisor:
             control=self.bound_control,
             store=self.store.description,
             workflows=sorted(self.graphs),
+            previous_versions=len(self.catalog) - len(self.graphs),
             secure=self._book is not None,
             principals=0 if self._book is None else len(self._book),
         )
@@ -301,20 +326,40 @@ class Supervisor:
         return sock
 
     async def _recover(self) -> None:
-        """Take up every run the store holds: ended ones to answer for, the rest to finish."""
-        resumed = ended = 0
-        async for recovered in recovered_runs(self.store, self.graphs):
-            run = recovered.run
+        """Take up every run the store holds: ended ones to answer for, the rest to finish.
+
+        The `RunRecovered` events are made durable before any is folded, so that a
+        run whose recovery crashes the runtime counts against its recovery budget
+        each time, and is parked once over it instead of crash-looping the runtime.
+        """
+        ended = 0
+        resumed: list[Run] = []
+        async for found in recovered_runs(self.store, self.catalog):
+            if not isinstance(found, Recovered):
+                self.held[found.run_id] = found
+                self._journal_seq[found.run_id] = found.last_seq
+                continue
+            run = found.run
             self.runs[run.run_id] = run
-            self._journal_seq[run.run_id] = recovered.last_seq
+            self._journal_seq[run.run_id] = found.last_seq
             if run.status in TERMINAL_STATUSES:
                 ended += 1
                 continue
-            resumed += 1
             self._active_runs += 1
-            self.apply(RunRecovered(run_id=run.run_id))
-        if resumed or ended:
-            log.info("runtime.recovered", resumed=resumed, ended=ended)
+            if run.status == "running":
+                resumed.append(run)
+        now = self._clock()
+        events = [RunRecovered(run.run_id, budget=self.config.recovery_budget) for run in resumed]
+        for event in events:
+            self._journal(event, now)
+        batch, self._batch = self._batch, []
+        await self.store.append(batch)
+        for run, event in zip(resumed, events, strict=True):
+            self._execute(run, engine.apply(run, event, now))
+        held = sum(1 for h in self.held.values() if h.status == "stuck")
+        stuck = held + sum(1 for r in self.runs.values() if r.status == "stuck")
+        if resumed or ended or self.held:
+            log.info("runtime.recovered", resumed=len(resumed), ended=ended, stuck=stuck)
 
     def _say_goodbye(self, agents: zmq.Socket[bytes]) -> None:
         payload, identities = self._agents.goodbyes()
@@ -408,15 +453,25 @@ class Supervisor:
 
     def _append_now(self) -> bool:
         """Append the batch if the store can at once; False to await it (or if it failed)."""
+        rehearsing = self._kill_points.armed
+        if rehearsing:
+            self._pass_kill_points(self._batch, StepSucceeded, "result-received")
         try:
             appended = self.store.append_nowait(self._batch)
         except StoreError as exc:
             self._store_failed(exc)
             return False
         if appended:
+            if rehearsing:
+                self._pass_kill_points(self._batch, StepDispatched, "dispatch-persisted")
             self._batch = []
             self._counters.batches += 1
         return appended
+
+    def _pass_kill_points(self, batch: list[JournalRecord], kind: type, point: str) -> None:
+        for record in batch:
+            if isinstance(record.event, kind):
+                self._kill_points.passing(point)
 
     def _store_failed(self, exc: StoreError) -> None:
         """The journal refused a batch: nothing it caused may leave, and the runtime stops.
@@ -432,12 +487,17 @@ class Supervisor:
         self.stop()
 
     async def _commit(self, batch: list[JournalRecord], outbox: list[Outgoing]) -> None:
+        rehearsing = self._kill_points.armed
+        if rehearsing:
+            self._pass_kill_points(batch, StepSucceeded, "result-received")
         try:
             await self.store.append(batch)
         except StoreError as exc:
             self._committing = False
             self._store_failed(exc)
             return
+        if rehearsing:
+            self._pass_kill_points(batch, StepDispatched, "dispatch-persisted")
         self._counters.batches += 1
         self._send(outbox)
         self._committing = False
@@ -491,6 +551,21 @@ class Supervisor:
         self._execute(run, commands)
         return run_id
 
+    def cancel_run(self, run_id: str, principal: str, reason: str) -> None:
+        """Journal the end of a run that has not ended, held runs included."""
+        event = RunCancelled(run_id=run_id, principal=principal, reason=reason)
+        held = self.held.get(run_id)
+        if held is None:
+            self.apply(event)
+            return
+        self._journal(event, self._clock())
+        held.cancel(self._batch[-1])
+        log.info("run.ended", run_id=run_id, workflow=held.workflow, status=held.status)
+
+    def resume_run(self, run_id: str, principal: str) -> None:
+        """Journal that a stuck run carries on, and carry it on."""
+        self.apply(RunResumed(run_id=run_id, principal=principal))
+
     def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
         """Answer with the record of `run_id` as it was at `version`, rebuilt from its journal
         off the loop (the journal may have to be read from disk)."""
@@ -500,7 +575,7 @@ class Supervisor:
 
     async def _past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
         message = await past_record(
-            self.store, self.graphs, lambda: self._batch, request, run_id, version
+            self.store, self.catalog, lambda: self._batch, request, run_id, version
         )
         # A read: nothing in it waits for a commit, so it goes out at once, not via the outbox.
         try:

@@ -23,6 +23,8 @@ from protocols import (
     TERMINAL_STATUSES,
     ClientKeys,
     Data,
+    KillPoints,
+    KillPointsInvalid,
     RunStatus,
     protocol_schema,
 )
@@ -114,15 +116,11 @@ def _logging(level: str, fmt: str) -> None:
 
 
 def _graphs(references: list[str]) -> list[Graph]:
-    graphs: list[Graph] = []
-    for reference in references:
-        for workflow in load_workflows(reference):
-            graphs.append(compile_workflow(workflow))
-    names = [g.name for g in graphs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise _fail(f"workflow {duplicates[0]!r} is loaded twice")
-    return graphs
+    return [
+        compile_workflow(workflow)
+        for reference in references
+        for workflow in load_workflows(reference)
+    ]
 
 
 def _print_json(value: Any) -> None:
@@ -155,6 +153,30 @@ def runtime(
     rate_limit: Annotated[
         float, typer.Option(min=1.0, help="Frames per second each principal may send per plane.")
     ] = 10_000.0,
+    previous: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="MODULE:ATTR of an earlier version of a workflow, kept so that runs which "
+            "started on it finish on it (new runs start on --workflow); repeatable."
+        ),
+    ] = None,
+    recovery_budget: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Restarts in a row a run may see with no step finishing before it is "
+            "parked as stuck (0: no limit).",
+        ),
+    ] = 5,
+    restart_budget: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Instances of one role that may die within --restart-window; beyond it the "
+            "role is crash-looping and its steps go to their failure policy (0: no limit).",
+        ),
+    ] = 5,
+    restart_window: Annotated[float, typer.Option(min=0.1, help="Seconds.")] = 60.0,
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the bound endpoints here as JSON once listening."),
@@ -174,6 +196,7 @@ def runtime(
     directory = keys_dir(keys)
     try:
         graphs = _graphs(workflow)
+        earlier = _graphs(previous or [])
         config = RuntimeConfig(
             agents=agents or agents_endpoint(),
             control=control or control_endpoint(),
@@ -181,22 +204,37 @@ def runtime(
             max_frame=max_frame,
             rate_limit=rate_limit,
             rate_burst=rate_limit,
+            recovery_budget=recovery_budget,
+            restart_budget=restart_budget,
+            restart_window=restart_window,
         )
         if insecure:
             _require_loopback(config.agents, "--agents")
             _require_loopback(config.control, "--control")
         security = None if insecure else _server_security(directory)
         opened = open_store(store)
-    except WorkflowInvalid as exc:
-        raise _fail(str(exc)) from None
+        supervisor = Supervisor(
+            graphs,
+            opened,
+            config,
+            security=security,
+            previous=earlier,
+            kill_points=_kill_points(),
+        )
     except BatonError as exc:
         raise _fail(str(exc)) from None
-    supervisor = Supervisor(graphs, opened, config, security=security)
     tune_collector()
     status = anyio.run(
         _serve_runtime, supervisor, ready_file, directory, backend_options=event_loop_options()
     )
     raise typer.Exit(status)
+
+
+def _kill_points() -> KillPoints:
+    try:
+        return KillPoints.from_environment()
+    except KillPointsInvalid as exc:
+        raise _fail(str(exc)) from None
 
 
 def _server_security(directory: Path) -> Security:
@@ -373,6 +411,7 @@ def agent(
             name=name,
             keys=credentials,
             ledger=ledger,
+            kill_points=_kill_points(),
             backend_options=event_loop_options(),
         )
     )
@@ -415,7 +454,7 @@ def _client_call(
 
 
 def _exit_for(status: RunStatus) -> int:
-    return EXIT_RUN_FAILED if status in ("failed", "halted") else EXIT_OK
+    return EXIT_RUN_FAILED if status in ("failed", "halted", "cancelled") else EXIT_OK
 
 
 @app.command()
@@ -514,7 +553,8 @@ def history(
 @app.command()
 def runs(
     status: Annotated[
-        str | None, typer.Option(help="running, waiting, completed, failed or halted.")
+        str | None,
+        typer.Option(help="running, waiting, stuck, completed, failed, halted or cancelled."),
     ] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
@@ -525,7 +565,7 @@ def runs(
     insecure: InsecureOption = False,
 ) -> None:
     """List runs, newest first."""
-    statuses = ("running", "waiting", "completed", "failed", "halted")
+    statuses = ("running", "waiting", "stuck", "completed", "failed", "halted", "cancelled")
     if status is not None and status not in statuses:
         raise _fail(f"--status must be one of {', '.join(statuses)}, not {status!r}")
     chosen: RunStatus | None = msgspec.convert(status, RunStatus | None)
@@ -538,6 +578,49 @@ def runs(
         _print_json(found)
     else:
         render_runs(out, found)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    reason: Annotated[str, typer.Option(help="Why, for the run's record.")] = "",
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Stop a run that has not ended (stuck ones included); its steps in flight are withdrawn."""
+
+    async def call(client: ControlClient) -> Any:
+        return await client.cancel_run(run_id, reason)
+
+    record = _client_call(control, call, keys, principal, insecure)
+    if as_json:
+        _print_json(record)
+    else:
+        render_record(out, record, history=5)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Let a stuck run carry on from where its journal left it."""
+
+    async def call(client: ControlClient) -> Any:
+        return await client.resume_run(run_id)
+
+    record = _client_call(control, call, keys, principal, insecure)
+    if as_json:
+        _print_json(record)
+    else:
+        render_record(out, record, history=5)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from protocols import (
     client_side_control_codec,
 )
 from runtime import ControlClient, ControlRefused, compile_workflow
+from runtime._catalog import Catalog
 from runtime._events import JournalEvent
 from runtime._launch import ProcessGroup, RuntimeProcess
 from runtime._record import record_view
@@ -347,7 +348,7 @@ class TestSqliteJournal:
             JournalRecord(run_id, seq, at, msgspec.msgpack.decode(body, type=JournalEvent))
             for seq, at, body in db_rows(database, run_id)
         ]
-        graphs = {g.name: g for g in map(compile_workflow, ALL)}
+        graphs = Catalog(map(compile_workflow, ALL))
         assert record_view(replay(graphs, journal)) == record
         assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
         assert events == [

@@ -25,6 +25,7 @@ from protocols import (
     AttemptView,
     Bye,
     Cancel,
+    CancelRun,
     Codec,
     ControlError,
     ControlReply,
@@ -40,6 +41,7 @@ from protocols import (
     ProtocolError,
     Provenance,
     Register,
+    ResumeRun,
     RunAccepted,
     RunRecord,
     RunReply,
@@ -106,6 +108,8 @@ def values_nested(depth: int) -> st.SearchStrategy[Any]:
 
 values = values_nested(VALUE_DEPTH)
 data = st.dictionaries(names, values, max_size=3)
+arguments = st.dictionaries(names, values_nested(VALUE_DEPTH - 1), max_size=3)
+"""Tool arguments nest one level less than data, so that a history entry can quote them."""
 name_lists = st.lists(names, max_size=3)
 text_lists = st.lists(texts, max_size=3)
 flag_maps = st.dictionaries(names, text_lists, max_size=3)
@@ -183,7 +187,7 @@ AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         step=names,
         attempt=attempts,
         tool=names,
-        args=data,
+        args=arguments,
         idempotency_key=texts,
     ),
     ToolReply: every_field(
@@ -289,6 +293,8 @@ CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         workflow=st.none() | names,
         limit=st.integers(1, 100_000),
     ),
+    CancelRun: every_field(CancelRun, id=counts, protocol=counts, run_id=names, reason=texts),
+    ResumeRun: every_field(ResumeRun, id=counts, protocol=counts, run_id=names),
     RunAccepted: every_field(RunAccepted, id=counts, run_id=names),
     RunReply: every_field(
         RunReply, id=counts, record=RECORD_VIEWS[RunRecord], timed_out=st.booleans()

@@ -17,6 +17,7 @@ from hypothesis.stateful import (
 )
 
 from protocols import ErrorCode, FailureKind, Provenance
+from runtime._catalog import Catalog
 from runtime._conditions import key
 from runtime._engine import apply, start
 from runtime._events import (
@@ -528,7 +529,7 @@ class EngineMachine(RuleBasedStateMachine):
             JournalRecord(RUN, seq, now, event)
             for seq, (event, now) in enumerate(self.journal, start=1)
         ]
-        rebuilt = replay({self.graph.name: self.graph}, records)
+        rebuilt = replay(Catalog([self.graph]), records)
         assert snapshot(rebuilt) == snapshot(self.run)
         assert record_view(rebuilt) == record_view(self.run)
 

@@ -51,6 +51,7 @@ from protocols import (
     ActorMessage,
     Assign,
     Bye,
+    CancelRun,
     Codec,
     ControlError,
     ControlReply,
@@ -63,6 +64,7 @@ from protocols import (
     Message,
     ProtocolError,
     Register,
+    ResumeRun,
     RunAccepted,
     RunRecord,
     RunReply,
@@ -96,12 +98,15 @@ from runtime._events import (
     JournalEvent,
     RefuseToolCall,
     RequestRefused,
+    RunCancelled,
     RunEnded,
+    RunResumed,
     RunStarted,
     StartTimer,
     TimerFired,
 )
 from runtime._graph import Graph
+from runtime._held import HeldRun
 from runtime._policies import Halt, ProceedWithFlag
 from runtime._principals import Principal
 from runtime._record import summary
@@ -143,6 +148,7 @@ class World:
     def __init__(self, *, secure: bool, max_frame: int, graph: Graph = GRAPH) -> None:
         self.secure = secure
         self.runs: dict[str, Run] = {}
+        self.held: dict[str, HeldRun] = {}
         self.active = 0
         self.clock = 0.0
         self.timers: Timers[TimerKey] = Timers()
@@ -245,6 +251,12 @@ class World:
 
     def send_control(self, identity: bytes, message: Message) -> None:
         self.control_out.append((identity, self._control_codec.encode(message)))
+
+    def cancel_run(self, run_id: str, principal: str, reason: str) -> None:
+        self.apply(RunCancelled(run_id=run_id, principal=principal, reason=reason))
+
+    def resume_run(self, run_id: str, principal: str) -> None:
+        self.apply(RunResumed(run_id=run_id, principal=principal))
 
     def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
         # The supervisor answers from the journal, off the loop; the plane only hands over.
@@ -677,7 +689,7 @@ class Frames:
         """A request a client might make; most of them well-formed and about real runs."""
         rng = self.rng
         protocol = PROTOCOL_VERSION if rng.random() < 0.97 else self.count()
-        match rng.randrange(10):
+        match rng.randrange(12):
             case 0 | 1 | 2 | 3:
                 inputs: dict[str, Any] = {
                     "request": {"text": rng.choice(("charged twice", "hello")), "customer_id": "c"}
@@ -705,6 +717,15 @@ class Frames:
                     timeout_ms=rng.choice((0, 1, 500, 5_000, 20_000, 86_400_000)),
                     summary=rng.random() < 0.5,
                 )
+            case 10:
+                return CancelRun(
+                    id=self.request_id(),
+                    protocol=protocol,
+                    run_id=self.run_id(),
+                    reason=self.text(),
+                )
+            case 11:
+                return ResumeRun(id=self.request_id(), protocol=protocol, run_id=self.run_id())
             case _:
                 return ListRuns(
                     id=self.request_id(),
@@ -1148,9 +1169,9 @@ class Fuzz:
         if request.protocol != PROTOCOL_VERSION:
             return ControlExpectation(rid, None, "incompatible_protocol")
         if self.secure:
+            acts = isinstance(request, StartRun | CancelRun | ResumeRun)
             allowed = who is not None and (
-                "operator" in who.roles
-                or (not isinstance(request, StartRun) and "viewer" in who.roles)
+                "operator" in who.roles or (not acts and "viewer" in who.roles)
             )
             if not allowed:
                 return ControlExpectation(rid, "unauthorized", "unauthorized")
@@ -1187,6 +1208,20 @@ class Fuzz:
                 return ControlExpectation(rid, wait=("wait", identity, rid, run.run_id))
             case ListRuns():
                 return ControlExpectation(rid, reply=RunsReply, message=request)
+            case CancelRun():
+                run = world.runs.get(request.run_id)
+                if run is None:
+                    return ControlExpectation(rid, None, "unknown_run")
+                if run.status in TERMINAL_STATUSES:
+                    return ControlExpectation(rid, None, "wrong_state")
+                return ControlExpectation(rid, reply=RunReply, message=request)
+            case ResumeRun():
+                run = world.runs.get(request.run_id)
+                if run is None:
+                    return ControlExpectation(rid, None, "unknown_run")
+                if run.status != "stuck":
+                    return ControlExpectation(rid, None, "wrong_state")
+                return ControlExpectation(rid, reply=RunReply, message=request)
         raise AssertionError(f"unknown request {request!r}")
 
     def control_frame(
@@ -1197,6 +1232,11 @@ class Fuzz:
         expected = self.expect_control(identity, who, payload, parts)
         rejects = len(world.rejects)
         runs_before = set(world.runs)
+        # Cancelling a run first answers the waits open on it, this client's included.
+        ended_waits = 0
+        if isinstance(expected.message, CancelRun) and expected.error is None:
+            waiters = world.control._waiters.get(expected.message.run_id, [])
+            ended_waits = sum(1 for w in waiters if w[0] == identity)
         view: bytes | memoryview = (
             memoryview(payload) if self.frames.rng.random() < 0.3 else payload
         )
@@ -1206,7 +1246,7 @@ class Fuzz:
             raise self.fail(f"control plane raised {exc!r}") from exc
         refused = world.rejects[rejects:]
         self.check_refused(refused, identity, who, expected.reject, self.stats.control_rejects)
-        replies = [m for peer, m in self.check_sent()[1] if peer == identity]
+        replies = [m for peer, m in self.check_sent()[1] if peer == identity][ended_waits:]
         if not replies and refused and not refused[0][4]:
             return  # paced: the same refusal was answered within the second
         if expected.past is not None:
@@ -1256,9 +1296,13 @@ class Fuzz:
                 if reply.run_id not in runs or reply.run_id in runs_before:
                     raise self.fail(f"accepted unknown or old run {reply.run_id!r}")
             case RunReply():
-                assert isinstance(request, GetRun | WaitRun)
+                assert isinstance(request, GetRun | WaitRun | CancelRun | ResumeRun)
                 if reply.record.run_id != request.run_id:
                     raise self.fail(f"asked for {request.run_id!r}, got {reply.record.run_id!r}")
+                if isinstance(request, CancelRun) and reply.record.status != "cancelled":
+                    raise self.fail(
+                        f"cancelled {request.run_id!r}, yet it is {reply.record.status}"
+                    )
             case RunsReply() if isinstance(request, WaitRun):
                 if [s.run_id for s in reply.runs] != [request.run_id]:
                     raise self.fail(f"asked for {request.run_id!r}, got {reply.runs}")
@@ -1550,6 +1594,12 @@ CONTROL_MESSAGES: dict[type[Any], st.SearchStrategy[Any]] = {
         limit=st.integers(1, 100_000),
     ),
 }
+CONTROL_MESSAGES[CancelRun] = st.builds(
+    CancelRun, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=names, reason=texts
+)
+CONTROL_MESSAGES[ResumeRun] = st.builds(
+    ResumeRun, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=names
+)
 raw_maps: st.SearchStrategy[Any] = st.fixed_dictionaries(
     {"type": st.sampled_from((*ACTOR_TAGS, *CONTROL_TAGS, *OTHER_TAGS)) | scalars},
     optional={f: values | names | st.binary(max_size=4) for f in FIELDS},

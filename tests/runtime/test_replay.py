@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runtime._catalog import Catalog, CatalogError
 from runtime._engine import apply, start
 from runtime._events import (
     Dispatch,
@@ -18,7 +19,7 @@ from runtime._events import (
 from runtime._graph import Graph, compile_workflow
 from runtime._policies import Retry
 from runtime._record import record_view
-from runtime._replay import JournalUnreadable, replay
+from runtime._replay import GraphNotLoaded, JournalUnreadable, replay
 from runtime._run import Run
 from runtime._store import JournalRecord
 from runtime._workflow import Role, Step, Workflow, chain
@@ -36,7 +37,7 @@ GRAPH = compile_workflow(
         edges=chain("a", "b"),
     )
 )
-GRAPHS = {GRAPH.name: GRAPH}
+GRAPHS = Catalog([GRAPH])
 
 
 def lived() -> tuple[Run, list[JournalRecord]]:
@@ -105,10 +106,33 @@ class TestReplay:
                 steps=[Step("a", role="worker", reads=["n"], writes=["x"])],
             )
         )
-        with pytest.raises(JournalUnreadable, match="with fingerprint"):
-            replay({"pair": other}, records)
-        with pytest.raises(JournalUnreadable, match="workflow 'pair' is not loaded"):
-            replay({}, records)
+        with pytest.raises(GraphNotLoaded, match="this runtime has only version '1'") as changed:
+            replay(Catalog([other]), records)
+        assert changed.value.started.fingerprint == GRAPH.fingerprint
+        with pytest.raises(GraphNotLoaded, match="no version of 'pair' is loaded"):
+            replay(Catalog([]), records)
+
+    def test_an_earlier_version_loaded_beside_the_current_one_replays_its_runs(self) -> None:
+        """New runs start on the current version; a run of the earlier one folds on it."""
+        _, records = lived()
+        other: Graph = compile_workflow(
+            Workflow(
+                "pair",
+                version="2",
+                roles=[Role("worker")],
+                inputs=["n"],
+                steps=[Step("a", role="worker", reads=["n"], writes=["x"])],
+            )
+        )
+        catalog = Catalog([other], previous=[GRAPH])
+        assert catalog.current == {"pair": other}
+        assert replay(catalog, records).graph is GRAPH
+
+    def test_the_same_version_loaded_twice_is_refused(self) -> None:
+        with pytest.raises(CatalogError, match="loaded twice"):
+            Catalog([GRAPH], previous=[GRAPH])
+        with pytest.raises(CatalogError, match="workflow 'pair' is loaded twice"):
+            Catalog([GRAPH, compile_workflow(GRAPH.workflow)])
 
 
 class TestRecovered:
