@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -79,11 +79,15 @@ class ProcessGroup:
         self.close()
 
     def _spawn(
-        self, label: str, args: Sequence[str], module: str = "runtime"
+        self,
+        label: str,
+        args: Sequence[str],
+        module: str = "runtime",
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{label}.log").open("ab")
         self._logs.append(log)
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env.setdefault("PYTHONUNBUFFERED", "1")
         # Tool hosts keep their ledgers with the group's other files, not in the checkout.
         env["BATON_LEDGERS"] = str(self.workdir / "ledgers")
@@ -134,8 +138,10 @@ class ProcessGroup:
         ready_timeout: float = 20.0,
         agents: str = "tcp://127.0.0.1:0",
         control: str = "tcp://127.0.0.1:0",
+        env: Mapping[str, str] | None = None,
     ) -> RuntimeProcess:
-        """Start `baton runtime` (on free loopback ports unless told) and wait until it listens."""
+        """Start `baton runtime` (on free loopback ports unless told) and wait until it listens;
+        `env` adds to its environment."""
         ready = self.workdir / f"{label}.ready.json"
         ready.unlink(missing_ok=True)
         args = ["runtime", "--agents", agents, "--control", control]
@@ -143,7 +149,7 @@ class ProcessGroup:
             args += ["--workflow", workflow]
         args += ["--store", store, "--heartbeat", str(heartbeat), "--ready-file", str(ready)]
         args += ["--log-format", "json", *self._security_args(), *extra]
-        process = self._spawn(label, args)
+        process = self._spawn(label, args, env=env)
         deadline = time.monotonic() + ready_timeout
         while not ready.exists():
             if process.poll() is not None:
@@ -165,8 +171,9 @@ class ProcessGroup:
         name: str | None = None,
         principal: str | None = None,
         extra: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start `baton agent SPEC` connected to `connect`.
+        """Start `baton agent SPEC` connected to `connect`; `env` adds to its environment.
 
         With keys, it runs as `principal` (by default the actor's role or host
         name); the runtime then names its session after the principal.
@@ -175,7 +182,7 @@ class ProcessGroup:
         if name is not None:
             args += ["--name", name]
         args += ["--log-format", "json", *self._security_args(principal), *extra]
-        return self._spawn(label or principal or name or spec.rsplit(":", 1)[-1], args)
+        return self._spawn(label or principal or name or spec.rsplit(":", 1)[-1], args, env=env)
 
     def start_module(self, label: str, module: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         """Start `python -m MODULE ARGS` as a child, reaped like the others (a test's peer)."""

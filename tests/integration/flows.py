@@ -87,8 +87,6 @@ gated = Workflow(
     edges=[("hold", "finish")],
 )
 
-ALL = [flaky, survivor, guarded, pay, gated]
-
 
 class Flaky(Agent):
     """Fails every first attempt, succeeds after."""
@@ -218,3 +216,57 @@ class AuditedBackoffice(Backoffice):
             with Path(ledger).open("a") as out:
                 out.write(f"{customer_id}|{body}\n")
         return message_id
+
+
+charge = Workflow(
+    "charge",
+    roles=[Role("charger", tools=["charge"])],
+    inputs=["amount"],
+    steps=[
+        Step(
+            "settle",
+            role="charger",
+            reads=["amount"],
+            writes={"receipt": str},
+            tools=["charge"],
+            timeout=30,
+            on_failure=Retry(attempts=2, backoff=0.01),
+        )
+    ],
+)
+
+gated_v2 = Workflow(
+    "gated",
+    version="2",
+    roles=[Role("gated"), Role("finisher")],
+    inputs=["n"],
+    steps=[
+        Step("hold", role="gated", reads=["n"], writes={"w": int}, timeout=90),
+        Step("finish", role="finisher", reads=["w"], writes={"done": bool}),
+    ],
+    edges=[("hold", "finish")],
+)
+"""The next version of `gated`: a runtime loading it alone cannot finish runs of the first."""
+
+ALL = [flaky, survivor, guarded, pay, gated, charge]
+ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge]
+
+
+class Charger(Agent):
+    """Charges once per attempt and hands back the receipt."""
+
+    role = "charger"
+    tools = ("charge",)
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        receipt = await ctx.tools.call("charge", amount=task.inputs["amount"])
+        return Result(outputs={"receipt": receipt}, rationale="charged")
+
+
+class Crasher(Agent):
+    """Dies the moment it is given a step, as an agent with a fatal bug does."""
+
+    role = "flaky"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        os._exit(3)
