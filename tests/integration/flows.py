@@ -248,8 +248,15 @@ gated_v2 = Workflow(
 )
 """The next version of `gated`: a runtime loading it alone cannot finish runs of the first."""
 
-ALL = [flaky, survivor, guarded, pay, gated, charge]
-ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge]
+doomed = Workflow(
+    "doomed",
+    roles=[Role("doomed")],
+    steps=[Step("try", role="doomed", writes=["x"], on_failure=Retry(attempts=6, backoff=0.01))],
+)
+"""Its one agent dies on every attempt: the role's restart budget ends the loop."""
+
+ALL = [flaky, survivor, guarded, pay, gated, charge, doomed]
+ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge, doomed]
 
 
 class Charger(Agent):
@@ -266,7 +273,7 @@ class Charger(Agent):
 class Crasher(Agent):
     """Dies the moment it is given a step, as an agent with a fatal bug does."""
 
-    role = "flaky"
+    role = "doomed"
 
     async def handle(self, task: Task, ctx: Context) -> Result:
         os._exit(3)
