@@ -99,6 +99,10 @@ class SupervisorStatistics:
     agents: Mapping[str, int]
     queued_steps: int
     batches: int
+    stuck_runs: int
+    """Runs waiting for an operator to resume or cancel them."""
+    crash_loops: int
+    """Times a role lost more instances than its restart budget allows."""
 
 
 @dataclass(slots=True)
@@ -220,6 +224,9 @@ class Supervisor:
             agents=self._agents.agents_by_role(),
             queued_steps=self._agents.queued_steps(),
             batches=c.batches,
+            stuck_runs=sum(1 for r in self.runs.values() if r.status == "stuck")
+            + sum(1 for h in self.held.values() if h.status == "stuck"),
+            crash_loops=plane.crash_loops,
         )
 
     async def serve(
@@ -757,4 +764,6 @@ def _flat(stats: SupervisorStatistics) -> dict[str, Any]:
         "runs_ended": dict(stats.runs_ended),
         "steps_dispatched": stats.steps_dispatched,
         "rejected_frames": dict(stats.rejected_frames),
+        "stuck_runs": stats.stuck_runs,
+        "crash_loops": stats.crash_loops,
     }
