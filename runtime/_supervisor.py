@@ -257,10 +257,10 @@ class Supervisor:
                 message="both planes run without CURVE: any local process can connect "
                 "and act as any agent or operator; use this for development only",
             )
-        await self._recover()
-        task_status.started()
-        self._readiness = readiness
         try:
+            await self._recover()
+            task_status.started()
+            self._readiness = readiness
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 try:

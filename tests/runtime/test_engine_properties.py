@@ -27,8 +27,10 @@ from runtime._events import (
     Dispatch,
     ForwardToolCall,
     JournalEvent,
+    RunCancelled,
     RunEnded,
     RunRecovered,
+    RunResumed,
     RunStarted,
     StartTimer,
     StepDispatched,
@@ -271,7 +273,8 @@ class EngineMachine(RuleBasedStateMachine):
     def feed(self, event: JournalEvent) -> None:
         self.now += 1.0
         before = dict(self.run.provenance)
-        ended = self.run.status != "running"
+        operator = isinstance(event, RunResumed | RunCancelled)
+        ended = self.run.status != "running" and not operator
         seen = len(self.run.history)
         commands = apply(self.run, event, self.now)
         self.done_now = {
@@ -353,14 +356,35 @@ class EngineMachine(RuleBasedStateMachine):
         return agent if data.draw(st.integers(0, 4)) else data.draw(st.sampled_from(AGENTS))
 
     @precondition(lambda self: self.run.status == "running" and self.run.active)
-    @rule()
-    def restart(self) -> None:
-        """The runtime restarts and takes the run up again from its journal."""
+    @rule(budget=st.sampled_from([0, 0, 2]))
+    def restart(self, budget: int) -> None:
+        """The runtime restarts and takes the run up again from its journal; with a budget,
+        a run taken up too often without progress is parked as stuck."""
         self.recovering = True
         try:
-            self.feed(RunRecovered(RUN))
+            self.feed(RunRecovered(RUN, budget=budget))
         finally:
             self.recovering = False
+
+    @precondition(lambda self: self.run.status == "stuck")
+    @rule()
+    def resume(self) -> None:
+        """An operator lets the stuck run carry on."""
+        self.recovering = True
+        try:
+            self.feed(RunResumed(RUN, principal="olga"))
+        finally:
+            self.recovering = False
+        assert self.run.status in {"running", "completed"}
+
+    @precondition(lambda self: self.run.status in {"running", "stuck"})
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        """Now and then an operator cancels the run, whatever it is doing."""
+        if data.draw(st.integers(0, 9)):
+            return
+        self.feed(RunCancelled(RUN, principal="olga", reason="no longer wanted"))
+        assert self.run.status == "cancelled"
 
     @rule(data=st.data(), moves=st.integers(1, 6))
     def progress(self, data: st.DataObject, moves: int) -> None:
@@ -469,6 +493,9 @@ class EngineMachine(RuleBasedStateMachine):
     @invariant()
     def ends_or_waits(self) -> None:
         """A running run has something to wait for; an ended one has nothing in flight."""
+        if self.run.status == "stuck":
+            assert self.ended == []
+            return
         if self.run.status != "running":
             assert not self.run.active
             assert [e.status for e in self.ended] == [self.run.status]
