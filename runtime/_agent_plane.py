@@ -118,9 +118,6 @@ class AgentPlane:
     def queued_steps(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
-    def crash_looping_roles(self) -> list[str]:
-        return self._restarts.roles(self._host.monotonic())
-
     def dispatch(self, command: Dispatch) -> None:
         """Queue a step for its role and place it if an agent has room; with the role
         crash-looping, the attempt fails at once and goes to its failure policy."""

@@ -175,7 +175,8 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
         f"{elapsed:.1f} s; runtime killed {chaos.restarts}x, actors {chaos.actor_kills}x; "
         f"runs in flight at the kills {chaos.in_flight_at_kills}; "
         f"outcomes {dict(statuses)}; emails {len(lines)}, sent twice {len(sent_twice)}; "
-        f"recovery p50 {statistics.median(recoveries):.2f} s, max {recoveries[-1]:.2f} s"
+        f"recovery p50 {statistics.median(recoveries):.2f} s, max {recoveries[-1]:.2f} s "
+        f"(each: {', '.join(f'{r:.2f}' for r in recoveries)})"
     )
     assert len(chaos.accepted) == RUNS
     assert chaos.restarts == RUNTIME_KILLS
