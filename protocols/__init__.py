@@ -36,8 +36,11 @@ from protocols._control_plane import CancelRun as CancelRun
 from protocols._control_plane import ControlError as ControlError
 from protocols._control_plane import ControlReply as ControlReply
 from protocols._control_plane import ControlRequest as ControlRequest
+from protocols._control_plane import Decide as Decide
 from protocols._control_plane import GetRun as GetRun
+from protocols._control_plane import ListPending as ListPending
 from protocols._control_plane import ListRuns as ListRuns
+from protocols._control_plane import PendingReply as PendingReply
 from protocols._control_plane import ResumeRun as ResumeRun
 from protocols._control_plane import RunAccepted as RunAccepted
 from protocols._control_plane import RunReply as RunReply
@@ -54,8 +57,10 @@ from protocols._kill_points import KillPointsInvalid as KillPointsInvalid
 from protocols._record import TERMINAL_STATUSES as TERMINAL_STATUSES
 from protocols._record import AttemptOutcome as AttemptOutcome
 from protocols._record import AttemptView as AttemptView
+from protocols._record import DecisionKind as DecisionKind
 from protocols._record import FailureKind as FailureKind
 from protocols._record import HistoryEntry as HistoryEntry
+from protocols._record import PendingDecision as PendingDecision
 from protocols._record import Provenance as Provenance
 from protocols._record import RunRecord as RunRecord
 from protocols._record import RunStatus as RunStatus
@@ -98,6 +103,8 @@ __all__ = [
     "ControlReply",
     "ControlRequest",
     "Data",
+    "Decide",
+    "DecisionKind",
     "Error",
     "ErrorCode",
     "FailureKind",
@@ -107,9 +114,12 @@ __all__ = [
     "HistoryEntry",
     "KillPoints",
     "KillPointsInvalid",
+    "ListPending",
     "ListRuns",
     "Message",
     "Name",
+    "PendingDecision",
+    "PendingReply",
     "ProtocolError",
     "Provenance",
     "Register",

@@ -11,7 +11,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from protocols._base import Count, ErrorCode, Message
-from protocols._record import RunRecord, RunStatus, RunSummary
+from protocols._record import DecisionKind, PendingDecision, RunRecord, RunStatus, RunSummary
 from protocols._values import Data, Name, Text
 
 WaitMs = Annotated[int, Meta(ge=0, le=86_400_000)]
@@ -78,6 +78,39 @@ class ResumeRun(Message, tag="resume_run", frozen=True):
     run_id: Name
 
 
+class ListPending(Message, tag="list_pending", frozen=True):
+    """The decisions runs wait for, oldest first: those `run_id` waits for, if given."""
+
+    id: Count
+    protocol: Count
+    run_id: Name | None = None
+
+
+class Decide(Message, tag="decide", frozen=True):
+    """Decide an open checkpoint or escalation, quoting the `digest` of what was shown.
+
+    `values` are edits to the values under review (approve), or the outputs to
+    proceed with (skip). `comment` goes into the run's history with the decision.
+    """
+
+    id: Count
+    protocol: Count
+    run_id: Name
+    step: Name
+    attempt: Count
+    decision: DecisionKind
+    digest: Text
+    comment: Text = ""
+    values: Data = {}
+
+
+class PendingReply(Message, tag="pending", frozen=True):
+    """Open decisions."""
+
+    id: Count
+    pending: Annotated[list[PendingDecision], Meta(max_length=100_000)]
+
+
 class RunAccepted(Message, tag="run_accepted", frozen=True):
     """The run exists and is journaled."""
 
@@ -108,5 +141,7 @@ class ControlError(Message, tag="error", frozen=True):
     message: Text = ""
 
 
-ControlRequest = StartRun | GetRun | WaitRun | ListRuns | CancelRun | ResumeRun
-ControlReply = RunAccepted | RunReply | RunsReply | ControlError
+ControlRequest = (
+    StartRun | GetRun | WaitRun | ListRuns | CancelRun | ResumeRun | ListPending | Decide
+)
+ControlReply = RunAccepted | RunReply | RunsReply | PendingReply | ControlError

@@ -20,6 +20,7 @@ StepStatus = Literal[
     "queued",  # ready, waiting for an agent of its role with free capacity
     "running",  # dispatched to an agent
     "retry_wait",  # failed, waiting out its backoff before the next attempt
+    "awaiting_decision",  # held at a checkpoint or an escalation until a person decides
     "completed",
     "flagged",  # failed, then proceeded with default outputs and a flag
     "replaced",  # failed, and a fallback step ran in its place
@@ -54,6 +55,37 @@ class Provenance(_View, frozen=True):
     caveats: Texts = []
     flags: Texts = []
     seq: Count = 0
+    approved_by: Text = ""
+    """The principal who approved this value at a checkpoint, if one did."""
+    edited_by: Text = ""
+    """The principal who wrote this value at a checkpoint or escalation, if one did."""
+
+
+DecisionKind = Literal["approve", "reject", "retry", "skip", "abort"]
+"""`approve`/`reject` decide a checkpoint; `retry`/`skip`/`abort` decide an escalation."""
+
+
+class PendingDecision(_View, frozen=True):
+    """A decision a run waits for: what is to be decided, by whom, and why."""
+
+    run_id: Name
+    workflow: Name
+    step: Name
+    attempt: Count
+    kind: Literal["checkpoint", "escalation"]
+    when: Literal["before", "after", "failed"]
+    approvers: Annotated[list[Name], Meta(max_length=64)]
+    reason: Text = ""
+    reviewed: Data = {}
+    """The values under review: what the step will read (before), what it wrote (after), or
+    what it failed with (escalation)."""
+    choices: Annotated[list[DecisionKind], Meta(max_length=5)] = []
+    started_by: Text = ""
+    separate_duties: bool = True
+    opened_at: float = 0.0
+    deadline: float | None = None
+    digest: Text = ""
+    """Names exactly this version of the decision; a decision must quote it."""
 
 
 class AttemptView(_View, frozen=True):
@@ -122,3 +154,4 @@ class RunRecord(_View, frozen=True):
     reason: Text = ""
     waiting_for: Text = ""
     seq: Count = 0
+    pending: Annotated[list[PendingDecision], Meta(max_length=MAX_ITEMS)] = []

@@ -11,7 +11,10 @@ loaders.
 """
 
 from runtime import _engine as engine
+from runtime._catalog import Catalog as Catalog
 from runtime._certificates import KeysInvalid as KeysInvalid
+from runtime._checkpoints import Checkpoint as Checkpoint
+from runtime._checkpoints import Consequence as Consequence
 from runtime._client import ControlClient as ControlClient
 from runtime._client import ControlRefused as ControlRefused
 from runtime._client import RuntimeUnavailable as RuntimeUnavailable
@@ -32,10 +35,13 @@ from runtime._keys import load_client_keys as load_client_keys
 from runtime._keys import load_principals as load_principals
 from runtime._keys import load_server_keys as load_server_keys
 from runtime._loader import load_workflows as load_workflows
+from runtime._policies import Escalate as Escalate
+from runtime._policies import EscalateTo as EscalateTo
 from runtime._policies import FailurePolicy as FailurePolicy
 from runtime._policies import Goto as Goto
 from runtime._policies import Halt as Halt
 from runtime._policies import ProceedWithFlag as ProceedWithFlag
+from runtime._policies import Reject as Reject
 from runtime._policies import Retry as Retry
 from runtime._principals import Principal as Principal
 from runtime._principals import Principals as Principals
@@ -55,11 +61,16 @@ from runtime._workflow import chain as chain
 
 __all__ = [
     "BatonError",
+    "Catalog",
+    "Checkpoint",
     "Condition",
     "ConfigError",
+    "Consequence",
     "ControlClient",
     "ControlRefused",
     "Decision",
+    "Escalate",
+    "EscalateTo",
     "FailurePolicy",
     "Goto",
     "Graph",
@@ -70,6 +81,7 @@ __all__ = [
     "Principals",
     "Problem",
     "ProceedWithFlag",
+    "Reject",
     "Retry",
     "Role",
     "Route",

@@ -17,9 +17,14 @@ from protocols import (
     ControlError,
     ControlReply,
     ControlRequest,
+    Decide,
+    DecisionKind,
     ErrorCode,
     GetRun,
+    ListPending,
     ListRuns,
+    PendingDecision,
+    PendingReply,
     ProtocolError,
     ResumeRun,
     RunAccepted,
@@ -206,6 +211,42 @@ class ControlClient:
         """Let a stuck run carry on; its record once the resumption is journaled."""
         reply = await self._ask(
             ResumeRun(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id)
+        )
+        assert isinstance(reply, RunReply)
+        return reply.record
+
+    async def pending(self, run_id: str | None = None) -> list[PendingDecision]:
+        """The decisions runs wait for that this principal may see, oldest first."""
+        reply = await self._ask(
+            ListPending(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id)
+        )
+        assert isinstance(reply, PendingReply)
+        return reply.pending
+
+    async def decide(
+        self,
+        shown: PendingDecision,
+        decision: DecisionKind,
+        *,
+        comment: str = "",
+        values: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Decide the open decision `shown` (as `pending` gave it); the record afterwards.
+
+        Refused as `stale` if the decision is no longer the one shown.
+        """
+        reply = await self._ask(
+            Decide(
+                id=self._next_id(),
+                protocol=PROTOCOL_VERSION,
+                run_id=shown.run_id,
+                step=shown.step,
+                attempt=shown.attempt,
+                decision=decision,
+                digest=shown.digest,
+                comment=comment,
+                values=values or {},
+            )
         )
         assert isinstance(reply, RunReply)
         return reply.record

@@ -51,13 +51,14 @@ class Compare(Condition):
     value: object
 
     def keys(self) -> frozenset[str]:
-        return frozenset({self.key})
+        return frozenset({_record_key(self.key)})
 
     def holds(self, data: Mapping[str, object]) -> bool:
-        if self.key not in data:
+        found, value = _lookup(data, self.key)
+        if not found:
             return False
         # Typed as object: comparing two values of the deep `Value` union makes mypy crawl.
-        left: Any = data[self.key]
+        left: Any = value
         right: Any = self.value
         try:
             match self.op:
@@ -91,10 +92,10 @@ class Present(Condition):
     key: str
 
     def keys(self) -> frozenset[str]:
-        return frozenset({self.key})
+        return frozenset({_record_key(self.key)})
 
     def holds(self, data: Mapping[str, object]) -> bool:
-        value: object = data.get(self.key)
+        _, value = _lookup(data, self.key)
         return value is not None and value is not False
 
     def describe(self) -> str:
@@ -163,8 +164,27 @@ class Always(Condition):
         return "always"
 
 
+def _record_key(path: str) -> str:
+    """The record key a path starts at: `decision` for `decision.amount`."""
+    return path.split(".", 1)[0]
+
+
+def _lookup(data: Mapping[str, object], path: str) -> tuple[bool, object]:
+    """The value at `path`: a record key, or a dotted path into maps (`decision.amount`)."""
+    if path in data:
+        return True, data[path]
+    head, _, rest = path.partition(".")
+    value: object = data
+    for part in (head, *rest.split(".")) if rest else (head,):
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
 class KeyRef:
-    """`key("amount") > 500` builds a `Compare`; `key("approved").present()` a `Present`."""
+    """`key("amount") > 500` builds a `Compare`; `key("approved").present()` a `Present`.
+    A dotted name reaches into a map: `key("decision.amount") > 1000`."""
 
     __slots__ = ("name",)
 

@@ -16,10 +16,13 @@ from protocols import (
     Codec,
     ControlError,
     ControlRequest,
+    Decide,
     ErrorCode,
     GetRun,
+    ListPending,
     ListRuns,
     Message,
+    PendingReply,
     ProtocolError,
     ResumeRun,
     RunAccepted,
@@ -28,10 +31,12 @@ from protocols import (
     StartRun,
     WaitRun,
 )
+from runtime._decisions import Refusal, check_decision, may_list, may_see
+from runtime._events import DecisionMade
 from runtime._graph import Graph
 from runtime._held import HeldRun
 from runtime._principals import Principal
-from runtime._record import record_view, summary
+from runtime._record import pending_decisions, record_view, summary
 from runtime._refusals import RefusalHost
 from runtime._run import Run
 
@@ -59,6 +64,9 @@ class RunHost(RefusalHost, Protocol):
 
     def resume_run(self, run_id: str, principal: str) -> None:
         """Journal that a stuck run carries on, and carry it on."""
+
+    def apply(self, event: DecisionMade) -> None:
+        """Journal a checked decision and fold it into its run."""
 
     def send_control(self, identity: bytes, message: Message) -> None: ...
 
@@ -134,12 +142,19 @@ class ControlPlane:
                 self._cancel_run(identity, request, who)
             case ResumeRun():
                 self._resume_run(identity, request, who)
+            case ListPending():
+                self._list_pending(identity, principal, request)
+            case Decide():
+                self._decide(identity, principal, request)
 
     def _authorised(
         self, identity: bytes, principal: Principal | None, request: ControlRequest
     ) -> bool:
         """Whether `principal` may make `request`; if not, refused, counted and audited."""
-        if not self._secure:
+        if not self._secure or isinstance(request, Decide):
+            # A decision's authority is its checkpoint's approver groups: checked with it.
+            return True
+        if isinstance(request, ListPending) and principal is not None and may_list(principal):
             return True
         acts = isinstance(request, StartRun | CancelRun | ResumeRun)
         if principal is not None:
@@ -153,8 +168,9 @@ class ControlPlane:
         text = f"principal {who!r} may not {action.replace('_', ' ')}: it needs role {needs}"
         self._host.reject("unauthorized", identity, text, who)
         self._error(identity, request.id, "unauthorized", text)
-        if not isinstance(request, StartRun | ListRuns):
-            self._host.audit(request.run_id, who, action, "unauthorized", text)
+        run_id = getattr(request, "run_id", None)
+        if isinstance(run_id, str) and not isinstance(request, StartRun):
+            self._host.audit(run_id, who, action, "unauthorized", text)
         return False
 
     def run_ended(self, run: Run | HeldRun) -> None:
@@ -298,6 +314,46 @@ class ControlPlane:
         self._host.resume_run(run.run_id, who)
         self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
 
+    def _list_pending(
+        self, identity: bytes, principal: Principal | None, request: ListPending
+    ) -> None:
+        runs = self._host.runs
+        if request.run_id is None:
+            chosen = [run for run in runs.values() if run.decisions]
+        else:
+            found = runs.get(request.run_id)
+            chosen = [] if found is None else [found]
+        pending = [
+            item
+            for run in chosen
+            for item in pending_decisions(run)
+            if may_see(principal, run.decisions[item.step])
+        ]
+        pending.sort(key=lambda p: p.opened_at)
+        self._host.send_control(identity, PendingReply(id=request.id, pending=pending))
+
+    def _decide(self, identity: bytes, principal: Principal | None, request: Decide) -> None:
+        who = "" if principal is None else principal.name
+        run = self._host.runs.get(request.run_id)
+        if run is None:
+            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            return
+        outcome = (
+            Refusal("unauthorized", "a decision needs an authenticated approver")
+            if self._secure and principal is None
+            else check_decision(run, principal, request)
+        )
+        if isinstance(outcome, Refusal):
+            self._host.reject(outcome.code, identity, outcome.message, who)
+            self._error(identity, request.id, outcome.code, outcome.message)
+            self._host.audit(
+                run.run_id, who, f"decide_{request.decision}", outcome.code, outcome.message,
+                step=request.step, attempt=request.attempt,
+            )  # fmt: skip
+            return
+        self._host.apply(outcome)
+        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+
 
 _ACTIONS: dict[type[ControlRequest], str] = {
     StartRun: "start_run",
@@ -306,6 +362,8 @@ _ACTIONS: dict[type[ControlRequest], str] = {
     ListRuns: "list_runs",
     CancelRun: "cancel_run",
     ResumeRun: "resume_run",
+    ListPending: "list_pending",
+    Decide: "decide",
 }
 """How each request is named in refusals and audit entries."""
 

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 
 from protocols import FailureKind
 from runtime._graph import Graph
-from runtime._policies import FAILURE_KINDS, FailurePolicy, Goto, Halt, ProceedWithFlag, Retry
+from runtime._policies import (
+    FAILURE_KINDS,
+    Escalate,
+    FailurePolicy,
+    Goto,
+    Halt,
+    ProceedWithFlag,
+    Retry,
+)
 from runtime._workflow import Decision, Step
 
 _ESCAPES = (
@@ -79,6 +87,8 @@ def _short(policy: FailurePolicy) -> str:
             return "flag"
         case Goto():
             return f"goto {policy.step}"
+        case Escalate():
+            return f"ask {'/'.join(policy.approvers)}"
 
 
 def _route_edges(

@@ -11,16 +11,18 @@ For speed the run is updated in place; copy it first to keep the old state.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
 
 from protocols import TERMINAL_STATUSES, FailureKind, HistoryEntry, Provenance, clip
+from runtime._checkpoints import Checkpoint
 from runtime._events import (
     CancelTask,
     CancelTimer,
     Command,
+    DecisionMade,
     Dispatch,
     ForwardToolCall,
     JournalEvent,
@@ -40,8 +42,8 @@ from runtime._events import (
     ToolCallRequested,
 )
 from runtime._graph import Graph
-from runtime._policies import Goto, Halt, ProceedWithFlag, Retry
-from runtime._run import Attempt, Run, StepState
+from runtime._policies import Escalate, EscalateTo, Goto, Halt, ProceedWithFlag, Reject, Retry
+from runtime._run import Attempt, OpenDecision, Run, StepState
 from runtime._workflow import Decision, Step
 
 
@@ -130,6 +132,8 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             _record(run, now, "duplicate_start", message="a run id can start only once")
         case RunRecovered():
             _on_recovered(run, event, now, out)
+        case DecisionMade():
+            _on_decision(run, event, now, out)
     _settle(run, now, out)
     return out
 
@@ -176,9 +180,40 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
     attempt.outcome = "succeeded"
     attempt.ended_at = now
     run.recoveries = 0
+    checkpoint = run.graph.checkpoints.get(name)
+    if (
+        checkpoint is not None
+        and checkpoint.when == "after"
+        and checkpoint.condition.holds({**run.data, **event.outputs})
+    ):
+        _record(
+            run, now, "step_succeeded", step=name, attempt=event.attempt, agent=event.agent,
+            principal=event.principal, message=event.rationale,
+            detail={"keys": sorted(event.outputs), "confidence": event.confidence, "held": True},
+        )  # fmt: skip
+        _open_checkpoint(run, name, state, checkpoint, event.attempt, now, out, held=event)
+        return
+    _write_outputs(run, name, event, event.outputs, now)
+    state.status = "completed"
+    _finish_node(run, name, state, now, out)
+
+
+def _write_outputs(
+    run: Run,
+    name: str,
+    event: StepSucceeded,
+    outputs: Mapping[str, Any],
+    now: float,
+    *,
+    approved_by: str = "",
+    edited_by: str = "",
+    edited: frozenset[str] = frozenset(),
+) -> None:
+    """Write a step's outputs with their provenance, and record the success."""
+    step = run.graph.step(name)
     inherited = _inherited_flags(run, step.reads)
     run.seq += 1
-    for key, value in event.outputs.items():
+    for key, value in outputs.items():
         run.data[key] = value
         run.provenance[key] = Provenance(
             step=name,
@@ -189,7 +224,16 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
             caveats=list(event.caveats),
             flags=inherited,
             seq=run.seq,
+            approved_by=approved_by,
+            edited_by=edited_by if key in edited else "",
         )
+    if approved_by:
+        _record(
+            run, now, "outputs_applied", step=name, attempt=event.attempt, principal=approved_by,
+            message=f"approved by {approved_by}",
+            detail={"keys": sorted(outputs), "edited": sorted(edited)}, seq_taken=True,
+        )  # fmt: skip
+        return
     _record(
         run,
         now,
@@ -199,11 +243,9 @@ def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]
         agent=event.agent,
         principal=event.principal,
         message=event.rationale,
-        detail={"keys": sorted(event.outputs), "confidence": event.confidence},
+        detail={"keys": sorted(outputs), "confidence": event.confidence},
         seq_taken=True,
     )
-    state.status = "completed"
-    _finish_node(run, name, state, now, out)
 
 
 def _on_timer(run: Run, event: TimerFired, now: float, out: list[Command]) -> None:
@@ -219,6 +261,9 @@ def _on_timer(run: Run, event: TimerFired, now: float, out: list[Command]) -> No
         )  # fmt: skip
         out.append(CancelTask(run.run_id, event.step, event.attempt, "timed out"))
         _fail(run, event.step, state, "timeout", message, now, out)
+        return
+    if event.purpose == "decision":
+        _decision_timed_out(run, event.step, event.attempt, now, out)
         return
     state = _current(run, event.step, event.attempt, "retry_wait")
     if state is not None:
@@ -315,9 +360,12 @@ def _fail(
             )  # fmt: skip
             out.append(StartTimer(run.run_id, "retry", name, state.attempt, delay))
             return
-        resolved: Halt | ProceedWithFlag | Goto = policy.then
+        resolved: Halt | ProceedWithFlag | Goto | Escalate = policy.then
     else:
         resolved = policy
+    if isinstance(resolved, Escalate):
+        _open_escalation(run, name, state, resolved, kind, message, now, out)
+        return
     run.active.discard(name)
     match resolved:
         case Halt():
@@ -327,12 +375,20 @@ def _fail(
         case ProceedWithFlag():
             _proceed_with_flag(run, name, state, resolved, kind, message, now, out)
         case Goto():
-            state.status = "replaced"
-            _record(run, now, "fallback", step=name, message=f"{resolved.step} stands in")
-            fallback = run.steps[resolved.step]
-            fallback.stands_for = state.stands_for or name
-            state.stands_for = None
-            _activate(run, resolved.step, now, out)
+            _fall_back(run, name, state, resolved.step, now, out)
+
+
+def _fall_back(
+    run: Run, name: str, state: StepState, target: str, now: float, out: list[Command]
+) -> None:
+    """`target` runs in place of step `name`, standing in for its outputs."""
+    run.active.discard(name)
+    state.status = "replaced"
+    _record(run, now, "fallback", step=name, message=f"{target} stands in")
+    fallback = run.steps[target]
+    fallback.stands_for = state.stands_for or name
+    state.stands_for = None
+    _activate(run, target, now, out)
 
 
 def _proceed_with_flag(
@@ -376,6 +432,7 @@ def _halt(
     *,
     principal: str = "",
 ) -> None:
+    run.decisions.clear()
     for other in sorted(run.active):
         state = run.steps[other]
         if state.status in {"running", "queued"}:
@@ -436,12 +493,24 @@ def _activate(run: Run, name: str, now: float, out: list[Command]) -> None:
         out.append(CancelTask(run.run_id, name, state.attempt, "step reached again"))
         state.attempts[-1].outcome = "cancelled"
         state.attempts[-1].ended_at = now
+    waiting = run.decisions.pop(name, None)
+    if waiting is not None:
+        out.append(CancelTimer(run.run_id, "decision", name, waiting.attempt))
+        _record(run, now, "decision_withdrawn", step=name, message="the step was reached again")
     state.visits += 1
     if isinstance(node, Decision):
         _decide(run, node, state, now, out)
         return
     state.tries = 0
     run.active.add(name)
+    checkpoint = run.graph.checkpoints.get(name)
+    if (
+        checkpoint is not None
+        and checkpoint.when == "before"
+        and checkpoint.condition.holds(run.data)
+    ):
+        _open_checkpoint(run, name, state, checkpoint, state.attempt + 1, now, out)
+        return
     _new_attempt(run, name, state, now, out)
 
 
@@ -509,6 +578,11 @@ def _carry_on(run: Run, now: float, out: list[Command]) -> None:
                     run.run_id, "retry", name, state.attempt, _retry_left(run, name, state, now)
                 )
             )
+        elif state.status == "awaiting_decision":
+            waiting = run.decisions[name]
+            if waiting.deadline is not None:
+                left = max(0.0, waiting.deadline - now)
+                out.append(StartTimer(run.run_id, "decision", name, waiting.attempt, left))
 
 
 def _retry_left(run: Run, name: str, state: StepState, now: float) -> float:
@@ -519,6 +593,235 @@ def _retry_left(run: Run, name: str, state: StepState, now: float) -> float:
         return 0.0
     delay = policy.delay(state.tries, _spread(run.run_id, name, state.attempt))
     return max(0.0, attempt.ended_at + delay - now)
+
+
+def _open_checkpoint(
+    run: Run,
+    name: str,
+    state: StepState,
+    checkpoint: Checkpoint,
+    attempt: int,
+    now: float,
+    out: list[Command],
+    *,
+    held: StepSucceeded | None = None,
+) -> None:
+    step = run.graph.step(name)
+    if held is None:
+        reviewed = {k: run.data[k] for k in step.reads if k in run.data}
+    else:
+        reviewed = dict(held.outputs)
+    waiting = OpenDecision(
+        kind="checkpoint",
+        when=checkpoint.when,
+        attempt=attempt,
+        approvers=checkpoint.approvers,
+        reason=checkpoint.reason or f"{step.consequence} step {name!r}",
+        reviewed=reviewed,
+        separate_duties=checkpoint.separate_duties,
+        on_timeout=checkpoint.on_timeout,
+        opened_at=now,
+        deadline=None if checkpoint.timeout is None else now + checkpoint.timeout,
+        held=held,
+    )
+    _open(run, name, state, waiting, checkpoint.timeout, now, out)
+
+
+def _open_escalation(
+    run: Run,
+    name: str,
+    state: StepState,
+    policy: Escalate,
+    kind: FailureKind,
+    message: str,
+    now: float,
+    out: list[Command],
+) -> None:
+    waiting = OpenDecision(
+        kind="escalation",
+        when="failed",
+        attempt=state.attempt,
+        approvers=policy.approvers,
+        reason=policy.reason or f"step {name!r} failed ({kind})",
+        reviewed={"failure": kind, "message": clip(message)},
+        separate_duties=False,
+        on_timeout=policy.on_timeout,
+        opened_at=now,
+        deadline=None if policy.timeout is None else now + policy.timeout,
+    )
+    _open(run, name, state, waiting, policy.timeout, now, out)
+
+
+def _open(
+    run: Run,
+    name: str,
+    state: StepState,
+    waiting: OpenDecision,
+    timeout: float | None,
+    now: float,
+    out: list[Command],
+) -> None:
+    """The step waits for a person's decision: recorded, named by a digest, maybe timed."""
+    state.status = "awaiting_decision"
+    run.decisions[name] = waiting
+    event = "checkpoint_opened" if waiting.kind == "checkpoint" else "escalated"
+    _record(
+        run, now, event, step=name, attempt=waiting.attempt,
+        message=f"{waiting.reason}: {' or '.join(waiting.choices)} "
+        f"by {', '.join(waiting.approvers)}",
+        detail={"when": waiting.when, "approvers": list(waiting.approvers),
+                "keys": sorted(waiting.reviewed)},
+    )  # fmt: skip
+    _seal(run, name, waiting)
+    if timeout is not None:
+        out.append(StartTimer(run.run_id, "decision", name, waiting.attempt, timeout))
+
+
+def _seal(run: Run, name: str, waiting: OpenDecision) -> None:
+    """Name this version of the open decision: what is decided, by whom, on what values."""
+    waiting.version = run.seq
+    body = msgspec.msgpack.encode(
+        [run.run_id, name, waiting.attempt, waiting.version, waiting.approvers, waiting.reviewed]
+    )
+    waiting.digest = hashlib.blake2b(body, digest_size=10).hexdigest()
+
+
+def _on_decision(run: Run, event: DecisionMade, now: float, out: list[Command]) -> None:
+    name = event.step
+    waiting = run.decisions.get(name)
+    state = run.steps.get(name)
+    if (
+        waiting is None
+        or state is None
+        or waiting.attempt != event.attempt
+        or waiting.digest != event.digest
+        or event.decision not in waiting.choices
+    ):
+        _record(
+            run, now, "decision_ignored", step=name, attempt=event.attempt,
+            principal=event.principal, message="no such decision is open in this version",
+        )  # fmt: skip
+        return
+    del run.decisions[name]
+    if waiting.deadline is not None:
+        out.append(CancelTimer(run.run_id, "decision", name, waiting.attempt))
+    edited = frozenset(event.values)
+    _record(
+        run, now, "decision_made", step=name, attempt=event.attempt, principal=event.principal,
+        message=f"{event.decision}" + (f": {event.comment}" if event.comment else ""),
+        detail={"decision": event.decision, "digest": event.digest, "version": waiting.version,
+                "edited": sorted(edited)},
+    )  # fmt: skip
+    step = run.graph.step(name)
+    match event.decision:
+        case "approve" if waiting.held is not None:
+            outputs = {**waiting.held.outputs, **event.values}
+            _write_outputs(
+                run, name, waiting.held, outputs, now, approved_by=event.principal,
+                edited_by=event.principal, edited=edited,
+            )  # fmt: skip
+            state.status = "completed"
+            _finish_node(run, name, state, now, out)
+        case "approve":
+            _write_given(run, name, state.attempt + 1, event, edited, now)
+            _new_attempt(run, name, state, now, out)
+        case "retry":
+            state.tries = 0
+            _new_attempt(run, name, state, now, out)
+        case "skip":
+            _write_given(run, name, state.attempt, event, frozenset(step.writes), now)
+            state.status = "completed"
+            _finish_node(run, name, state, now, out)
+        case "reject":
+            checkpoint = run.graph.checkpoints[name]
+            why = f"step {name!r} rejected by {event.principal}" + (
+                f": {event.comment}" if event.comment else ""
+            )
+            _rejected(run, name, state, checkpoint, why, now, out)
+        case "abort":
+            run.active.discard(name)
+            state.status = "failed"
+            why = f"step {name!r} aborted by {event.principal}" + (
+                f": {event.comment}" if event.comment else ""
+            )
+            _halt(run, "halted", why, now, out)
+
+
+def _write_given(
+    run: Run, name: str, attempt: int, event: DecisionMade, keys: frozenset[str], now: float
+) -> None:
+    """Values a person gave at a decision: written with their name as provenance."""
+    if not event.values:
+        return
+    run.seq += 1
+    for key in sorted(keys & event.values.keys()):
+        run.data[key] = event.values[key]
+        run.provenance[key] = Provenance(
+            step=name,
+            attempt=attempt,
+            rationale=clip(event.comment or f"given by {event.principal}"),
+            flags=[],
+            seq=run.seq,
+            edited_by=event.principal,
+        )
+    _record(
+        run, now, "values_given", step=name, attempt=attempt, principal=event.principal,
+        message=f"{', '.join(sorted(keys & event.values.keys()))} given by {event.principal}",
+        seq_taken=True,
+    )  # fmt: skip
+
+
+def _rejected(
+    run: Run,
+    name: str,
+    state: StepState,
+    checkpoint: Checkpoint,
+    why: str,
+    now: float,
+    out: list[Command],
+) -> None:
+    if isinstance(checkpoint.on_reject, Goto):
+        _fall_back(run, name, state, checkpoint.on_reject.step, now, out)
+        return
+    run.active.discard(name)
+    state.status = "failed"
+    _halt(run, "halted", checkpoint.on_reject.reason or why, now, out)
+
+
+def _decision_timed_out(run: Run, name: str, attempt: int, now: float, out: list[Command]) -> None:
+    waiting = run.decisions.get(name)
+    if waiting is None or waiting.attempt != attempt:
+        return
+    state = run.steps[name]
+    policy = waiting.on_timeout
+    late = f"nobody decided on step {name!r} in time"
+    if isinstance(policy, EscalateTo):
+        waiting.approvers = policy.approvers
+        waiting.on_timeout = Halt()
+        waiting.deadline = None if policy.timeout is None else now + policy.timeout
+        _record(
+            run, now, "decision_escalated", step=name, attempt=attempt,
+            message=f"{late}; now for {', '.join(policy.approvers)}",
+            detail={"approvers": list(policy.approvers)},
+        )  # fmt: skip
+        _seal(run, name, waiting)
+        if policy.timeout is not None:
+            out.append(StartTimer(run.run_id, "decision", name, attempt, policy.timeout))
+        return
+    del run.decisions[name]
+    _record(run, now, "decision_timed_out", step=name, attempt=attempt, message=late)
+    if isinstance(policy, Reject) and waiting.kind == "checkpoint":
+        _rejected(run, name, state, run.graph.checkpoints[name], late, now, out)
+        return
+    run.active.discard(name)
+    state.status = "failed"
+    _halt(
+        run,
+        "halted",
+        policy.reason if isinstance(policy, Halt) and policy.reason else late,
+        now,
+        out,
+    )
 
 
 def _decide(run: Run, node: Decision, state: StepState, now: float, out: list[Command]) -> None:

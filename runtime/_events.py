@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocols import Arguments, Data, ErrorCode, FailureKind, Name, Text
+from protocols import Arguments, Data, DecisionKind, ErrorCode, FailureKind, Name, Text
 from protocols._base import Confidence, Count
 
-TimerPurpose = Literal["timeout", "retry"]
+TimerPurpose = Literal["timeout", "retry", "decision"]
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="event"):
@@ -109,6 +109,22 @@ class RunCancelled(Event, frozen=True, tag="run_cancelled"):
     reason: Text = ""
 
 
+class DecisionMade(Event, frozen=True, tag="decision_made"):
+    """A person with authority decided an open checkpoint or escalation.
+
+    The shell journals it only once it checked the principal's authority and
+    that `digest` names the decision as it is open now.
+    """
+
+    step: Name
+    attempt: Count
+    decision: DecisionKind
+    principal: Text
+    digest: Text
+    comment: Text = ""
+    values: Data = {}
+
+
 class RequestRefused(Event, frozen=True, tag="refused"):
     """A principal asked something of this run that it may not: the audit trail."""
 
@@ -132,6 +148,7 @@ JournalEvent = (
     | RunRecovered
     | RunResumed
     | RunCancelled
+    | DecisionMade
 )
 """Every event a run's journal may hold."""
 

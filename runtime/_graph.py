@@ -16,9 +16,17 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from protocols import FailureKind
+from runtime._checkpoints import CONSEQUENCES, Checkpoint
 from runtime._conditions import Condition
 from runtime._errors import Problem, WorkflowInvalid
-from runtime._policies import FailurePolicy, Goto, ProceedWithFlag, Retry, policy_table
+from runtime._policies import (
+    EscalateTo,
+    FailurePolicy,
+    Goto,
+    ProceedWithFlag,
+    Retry,
+    policy_table,
+)
 from runtime._workflow import Decision, Node, Role, Step, Workflow
 
 MAX_PATH_COMBINATIONS = 65_536
@@ -45,6 +53,8 @@ class Graph:
     policies: Mapping[str, Mapping[FailureKind, FailurePolicy]]
     replaces: Mapping[str, str]
     """Fallback step -> the step it stands in for."""
+    checkpoints: Mapping[str, Checkpoint]
+    """Each step's checkpoint: its own, else the `review` rule's for its consequence."""
 
     @property
     def name(self) -> str:
@@ -70,6 +80,7 @@ def compile_workflow(workflow: Workflow) -> Graph:
         )
     successors = _check_edges(workflow, nodes, problems)
     gotos = _check_steps(workflow, nodes, roles, problems)
+    checkpoints = _check_checkpoints(workflow, nodes, gotos, problems)
     if problems:
         raise WorkflowInvalid(workflow.name, problems)
 
@@ -126,6 +137,7 @@ def compile_workflow(workflow: Workflow) -> Graph:
             if isinstance(node, Step)
         },
         replaces={target: origin for origin, target in gotos.items()},
+        checkpoints=checkpoints,
     )
 
 
@@ -307,6 +319,84 @@ def _check_steps(
                 )
     _check_goto_cycles(gotos, problems)
     return gotos
+
+
+def _check_checkpoints(
+    workflow: Workflow, nodes: Mapping[str, Node], gotos: dict[str, str], problems: list[Problem]
+) -> dict[str, Checkpoint]:
+    """Each step's effective checkpoint; an irreversible step without one is refused unless it
+    says why it goes unreviewed. A reject route to a step is checked as a fallback."""
+    found: dict[str, Checkpoint] = {}
+    for consequence in workflow.review:
+        if consequence not in CONSEQUENCES:
+            problems.append(
+                Problem("bad_consequence", f"review names unknown consequence {consequence!r}")
+            )
+    edge_ends = {name for edge in workflow.edges for name in edge}
+    route_ends = {
+        target for node in nodes.values() if isinstance(node, Decision) for target in node.targets()
+    }
+    for node in nodes.values():
+        if not isinstance(node, Step):
+            continue
+        name = node.name
+        if node.consequence not in CONSEQUENCES:
+            problems.append(
+                Problem(
+                    "bad_consequence",
+                    f"step {name!r}: consequence must be one of {', '.join(CONSEQUENCES)}",
+                    name,
+                )
+            )
+        checkpoint = node.checkpoint or workflow.review.get(node.consequence)
+        if checkpoint is None:
+            if node.consequence == "irreversible" and not node.unreviewed:
+                problems.append(
+                    Problem(
+                        "unreviewed_irreversible",
+                        f"step {name!r} is irreversible and no checkpoint reviews it: give it "
+                        "one, add a review rule for irreversible steps, or say why it needs "
+                        "none with unreviewed=...",
+                        name,
+                    )
+                )
+            continue
+        found[name] = checkpoint
+        groups = [checkpoint.approvers]
+        if isinstance(checkpoint.on_timeout, EscalateTo):
+            groups.append(checkpoint.on_timeout.approvers)
+        for approvers in groups:
+            if not approvers or any(not g or ":" in g or len(g) > 64 for g in approvers):
+                problems.append(
+                    Problem(
+                        "bad_approvers",
+                        f"step {name!r}: a checkpoint needs approver groups, each a name "
+                        "without ':'",
+                        name,
+                    )
+                )
+        limits = [checkpoint.timeout]
+        if isinstance(checkpoint.on_timeout, EscalateTo):
+            limits.append(checkpoint.on_timeout.timeout)
+        if any(t is not None and t <= 0 for t in limits):
+            problems.append(
+                Problem("bad_timeout", f"step {name!r}: a checkpoint's timeout must be positive")
+            )
+        if checkpoint.when not in ("before", "after"):
+            problems.append(
+                Problem("bad_checkpoint", f"step {name!r}: when must be 'before' or 'after'", name)
+            )
+        if isinstance(checkpoint.on_reject, Goto):
+            _check_goto(
+                name,
+                step=node,
+                target=checkpoint.on_reject.step,
+                nodes=nodes,
+                gotos=gotos,
+                linked=edge_ends | route_ends,
+                problems=problems,
+            )
+    return found
 
 
 def _check_goto(

@@ -7,7 +7,7 @@ attempts are spent, so "retry three times, then proceed with a flag" is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, get_args
 
@@ -52,6 +52,57 @@ class Goto:
 
 
 @dataclass(frozen=True, slots=True)
+class Reject:
+    """Take the checkpoint's reject route, as if an approver had rejected."""
+
+    def describe(self) -> str:
+        return "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class EscalateTo:
+    """Hand an open decision to other approver groups, with a new time limit (None: none)."""
+
+    approvers: tuple[str, ...]
+    timeout: float | None = None
+
+    def __init__(self, approvers: Sequence[str], timeout: float | None = None) -> None:
+        object.__setattr__(self, "approvers", tuple(approvers))
+        object.__setattr__(self, "timeout", timeout)
+
+    def describe(self) -> str:
+        return f"escalate to {', '.join(self.approvers)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """Ask a person: a member of one of `approvers` (role `approver:GROUP`) decides whether
+    the failed step is tried again (`retry`), passed with outputs they give (`skip`), or
+    the run stops (`abort`). Unanswered after `timeout` seconds, `on_timeout` applies."""
+
+    approvers: tuple[str, ...]
+    timeout: float | None = None
+    on_timeout: Halt | EscalateTo = field(default_factory=Halt)
+    reason: str = ""
+
+    def __init__(
+        self,
+        approvers: Sequence[str],
+        *,
+        timeout: float | None = None,
+        on_timeout: Halt | EscalateTo | None = None,
+        reason: str = "",
+    ) -> None:
+        object.__setattr__(self, "approvers", tuple(approvers))
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "on_timeout", on_timeout if on_timeout is not None else Halt())
+        object.__setattr__(self, "reason", reason)
+
+    def describe(self) -> str:
+        return f"escalate to {', '.join(self.approvers)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Retry:
     """Try again up to `attempts` attempts in all, with exponential backoff and jitter.
 
@@ -65,7 +116,7 @@ class Retry:
     factor: float = 2.0
     max_backoff: float = 30.0
     jitter: float = 0.1
-    then: Halt | ProceedWithFlag | Goto = field(default_factory=Halt)
+    then: Halt | ProceedWithFlag | Goto | Escalate = field(default_factory=Halt)
 
     def describe(self) -> str:
         return f"retry x{self.attempts} then {self.then.describe()}"
@@ -76,7 +127,7 @@ class Retry:
         return base * (1.0 + self.jitter * (2.0 * spread - 1.0))
 
 
-FailurePolicy: TypeAlias = Retry | Halt | ProceedWithFlag | Goto
+FailurePolicy: TypeAlias = Retry | Halt | ProceedWithFlag | Goto | Escalate
 """Any policy a step may name for a failure kind."""
 
 PolicyTable = Mapping[FailureKind | Literal["*"], FailurePolicy]
@@ -92,7 +143,7 @@ def policy_table(
     """Every failure kind mapped to its policy."""
     if on_failure is None:
         return dict.fromkeys(FAILURE_KINDS, DEFAULT_POLICY)
-    if isinstance(on_failure, Retry | Halt | ProceedWithFlag | Goto):
+    if isinstance(on_failure, Retry | Halt | ProceedWithFlag | Goto | Escalate):
         return dict.fromkeys(FAILURE_KINDS, on_failure)
     fallback = on_failure.get("*", DEFAULT_POLICY)
     return {kind: on_failure.get(kind, fallback) for kind in FAILURE_KINDS}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols import AttemptView, RunRecord, RunStatus, RunSummary, StepView
+from protocols import AttemptView, PendingDecision, RunRecord, RunStatus, RunSummary, StepView
 from runtime._held import HeldRun
 from runtime._run import Run
 
@@ -24,6 +24,9 @@ def display_status(run: Run) -> tuple[RunStatus, str]:
             waits.append(f"an agent of role {run.graph.step(name).role!r} for step {name!r}")
         elif state.status == "retry_wait":
             waits.append(f"the retry timer of step {name!r}")
+        elif state.status == "awaiting_decision":
+            groups = ", ".join(f"approver:{g}" for g in run.decisions[name].approvers)
+            waits.append(f"a decision on step {name!r} by {groups}")
     return "waiting", "; ".join(waits)
 
 
@@ -71,7 +74,33 @@ def record_view(run: Run | HeldRun) -> RunRecord:
         reason=run.reason,
         waiting_for=waiting_for,
         seq=run.seq,
+        pending=pending_decisions(run),
     )
+
+
+def pending_decisions(run: Run) -> list[PendingDecision]:
+    """The decisions the run waits for, in the order they were opened."""
+    found = [
+        PendingDecision(
+            run_id=run.run_id,
+            workflow=run.workflow,
+            step=name,
+            attempt=waiting.attempt,
+            kind=waiting.kind,
+            when=waiting.when,
+            approvers=list(waiting.approvers),
+            reason=waiting.reason,
+            reviewed=waiting.reviewed,
+            choices=list(waiting.choices),
+            started_by=run.started_by,
+            separate_duties=waiting.separate_duties,
+            opened_at=waiting.opened_at,
+            deadline=waiting.deadline,
+            digest=waiting.digest,
+        )
+        for name, waiting in run.decisions.items()
+    ]
+    return sorted(found, key=lambda p: p.opened_at)
 
 
 def summary(run: Run | HeldRun) -> RunSummary:

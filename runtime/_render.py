@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from protocols import HistoryEntry, RunRecord, RunSummary
+from protocols import HistoryEntry, PendingDecision, RunRecord, RunSummary
 
 STATUS_STYLE = {
     "completed": "green",
@@ -51,6 +51,35 @@ def render_runs(console: Console, runs: Sequence[RunSummary]) -> None:
     console.print(table)
 
 
+def _approval(approved_by: str, edited_by: str) -> str:
+    marks = []
+    if approved_by:
+        marks.append(f"approved by {approved_by}")
+    if edited_by:
+        marks.append(f"edited by {edited_by}")
+    return "; ".join(marks)
+
+
+def pending_table(pending: Sequence[PendingDecision]) -> Table:
+    """Open decisions, one a row: what is decided, by whom, and on what values."""
+    table = Table(title=f"{len(pending)} decision(s) waiting", title_justify="left")
+    for column in ("run", "step", "kind", "approvers", "why", "under review", "choices", "since"):
+        table.add_column(column, overflow="fold")
+    for item in pending:
+        kind = item.kind if item.kind == "escalation" else f"checkpoint {item.when}"
+        table.add_row(
+            item.run_id,
+            f"{item.step}#{item.attempt}",
+            kind,
+            ", ".join(item.approvers),
+            item.reason,
+            _short(item.reviewed, 80),
+            " / ".join(item.choices),
+            _when(item.opened_at)[11:],
+        )
+    return table
+
+
 def history_table(events: Sequence[HistoryEntry]) -> Table:
     """A run's history, one event a row; `seq` is the record version after the event."""
     log = Table(title="history", title_justify="left")
@@ -85,12 +114,21 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
         header.append(f"\nwaiting for {record.waiting_for}", style="yellow")
 
     data = Table(title="data", title_justify="left", expand=False)
-    for column in ("key", "value", "written by", "agent", "conf.", "rationale", "flags / caveats"):
+    for column in (
+        "key",
+        "value",
+        "written by",
+        "agent",
+        "conf.",
+        "rationale",
+        "approved / edited by",
+        "flags / caveats",
+    ):
         data.add_column(column, overflow="fold")
     for key, value in record.data.items():
         prov = record.provenance.get(key)
         if prov is None:
-            data.add_row(key, _short(value), "input", "", "", "", "")
+            data.add_row(key, _short(value), "input", "", "", "", "", "")
             continue
         notes = [*(f"⚑ {f}" for f in prov.flags), *(f"• {c}" for c in prov.caveats)]
         data.add_row(
@@ -100,6 +138,7 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
             prov.agent,
             f"{prov.confidence:.2f}",
             _short(prov.rationale, 40) if prov.rationale else "",
+            _approval(prov.approved_by, prov.edited_by),
             Text("\n".join(notes), style="yellow") if notes else "",
         )
 
@@ -121,7 +160,10 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
 
     events = record.history if history is None else record.history[-history:]
     console.print(Panel(header, expand=False))
-    console.print(Group(data, steps, history_table(events)))
+    parts: list[Table] = [data, steps]
+    if record.pending:
+        parts.append(pending_table(record.pending))
+    console.print(Group(*parts, history_table(events)))
     if record.flags:
         console.print(
             Text(

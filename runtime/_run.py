@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from protocols import AttemptOutcome, FailureKind, HistoryEntry, Provenance, RunStatus, StepStatus
+from protocols import (
+    AttemptOutcome,
+    DecisionKind,
+    FailureKind,
+    HistoryEntry,
+    Provenance,
+    RunStatus,
+    StepStatus,
+)
+from runtime._events import StepSucceeded
 from runtime._graph import Graph
+from runtime._policies import EscalateTo, Halt, Reject
 
 
 class Attempt:
@@ -21,6 +31,64 @@ class Attempt:
         self.outcome: AttemptOutcome = "running"
         self.failure: FailureKind | None = None
         self.message = ""
+
+
+class OpenDecision:
+    """A decision a step waits for: a checkpoint before or after it, or an escalation of its
+    failure. `digest` names this version of it; a decision must quote it."""
+
+    __slots__ = (
+        "approvers",
+        "attempt",
+        "deadline",
+        "digest",
+        "held",
+        "kind",
+        "on_timeout",
+        "opened_at",
+        "reason",
+        "reviewed",
+        "separate_duties",
+        "version",
+        "when",
+    )
+
+    def __init__(
+        self,
+        *,
+        kind: Literal["checkpoint", "escalation"],
+        when: Literal["before", "after", "failed"],
+        attempt: int,
+        approvers: tuple[str, ...],
+        reason: str,
+        reviewed: dict[str, Any],
+        separate_duties: bool,
+        on_timeout: Halt | Reject | EscalateTo,
+        opened_at: float,
+        deadline: float | None,
+        held: StepSucceeded | None = None,
+    ) -> None:
+        self.kind: Literal["checkpoint", "escalation"] = kind
+        self.when: Literal["before", "after", "failed"] = when
+        self.attempt = attempt
+        self.approvers = approvers
+        self.reason = reason
+        self.reviewed = reviewed
+        self.separate_duties = separate_duties
+        self.on_timeout: Halt | Reject | EscalateTo = on_timeout
+        self.opened_at = opened_at
+        self.deadline = deadline
+        self.held = held
+        """After a step: its agent's result, applied once approved."""
+        self.version = 0
+        """The record's version when the decision was opened (or last escalated)."""
+        self.digest = ""
+
+    @property
+    def choices(self) -> tuple[DecisionKind, ...]:
+        if self.kind == "checkpoint":
+            return ("approve", "reject")
+        return ("retry", "skip", "abort")
 
 
 class StepState:
@@ -49,6 +117,7 @@ class Run:
         "active",
         "created_at",
         "data",
+        "decisions",
         "graph",
         "history",
         "inputs",
@@ -87,7 +156,10 @@ class Run:
         """Recoveries since a step last finished, which `RunRecovered.budget` bounds."""
         self.route_counts: dict[tuple[str, int], int] = {}
         self.active: set[str] = set()
-        """Steps queued, running or waiting to retry: while empty, nothing more can happen."""
+        """Steps queued, running, waiting to retry or for a decision: while empty, nothing
+        more can happen."""
+        self.decisions: dict[str, OpenDecision] = {}
+        """Open decisions, by the step that waits for them."""
 
     @property
     def workflow(self) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime._checkpoints import Checkpoint, Consequence
 from runtime._conditions import Always, Condition
 from runtime._policies import FailurePolicy, PolicyTable
 
@@ -39,6 +40,9 @@ class Step:
     `timeout` is in seconds per attempt. `on_failure` is one policy for every
     failure kind, or a map from kind (or `"*"`) to policy. A result whose
     confidence is under `min_confidence` fails with kind `low_confidence`.
+    `consequence` says what an error of the step would cost; an `irreversible`
+    step needs a checkpoint (its own, or from the workflow's `review` rule)
+    unless `unreviewed` says why it may go without.
     """
 
     name: str
@@ -50,6 +54,9 @@ class Step:
     on_failure: FailurePolicy | PolicyTable | None = None
     min_confidence: float = 0.0
     description: str = ""
+    consequence: Consequence = "reversible"
+    checkpoint: Checkpoint | None = None
+    unreviewed: str = ""
 
     def __init__(
         self,
@@ -63,6 +70,9 @@ class Step:
         on_failure: FailurePolicy | PolicyTable | None = None,
         min_confidence: float = 0.0,
         description: str = "",
+        consequence: Consequence = "reversible",
+        checkpoint: Checkpoint | None = None,
+        unreviewed: str = "",
     ) -> None:
         typed = dict(writes) if isinstance(writes, Mapping) else dict.fromkeys(writes, object)
         object.__setattr__(self, "name", name)
@@ -74,6 +84,9 @@ class Step:
         object.__setattr__(self, "on_failure", on_failure)
         object.__setattr__(self, "min_confidence", min_confidence)
         object.__setattr__(self, "description", description)
+        object.__setattr__(self, "consequence", consequence)
+        object.__setattr__(self, "checkpoint", checkpoint)
+        object.__setattr__(self, "unreviewed", unreviewed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +168,8 @@ class Workflow:
     between steps; a step with several outgoing edges fans out, and a step
     with several incoming edges joins: it runs once every incoming edge has
     either fired or been ruled out by a decision. A decision's outgoing edges
-    are its routes. `start` defaults to the first node.
+    are its routes. `start` defaults to the first node. `review` gives every
+    step of a consequence class that has no checkpoint of its own this one.
     """
 
     name: str
@@ -166,6 +180,7 @@ class Workflow:
     inputs: tuple[str, ...] = ()
     start: str = ""
     description: str = ""
+    review: Mapping[Consequence, Checkpoint] = field(default_factory=dict)
 
     def __init__(
         self,
@@ -178,6 +193,7 @@ class Workflow:
         inputs: Sequence[str] = (),
         start: str | None = None,
         description: str = "",
+        review: Mapping[Consequence, Checkpoint] | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "version", version)
@@ -189,6 +205,7 @@ class Workflow:
             self, "start", start if start is not None else (steps[0].name if steps else "")
         )
         object.__setattr__(self, "description", description)
+        object.__setattr__(self, "review", dict(review or {}))
 
 
 def chain(*names: str) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from protocols import (
     TERMINAL_STATUSES,
     ClientKeys,
     Data,
+    DecisionKind,
     KillPoints,
     KillPointsInvalid,
     RunStatus,
@@ -39,7 +40,7 @@ from runtime._keys_cli import keys_app
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
 from runtime._process import event_loop_options, tune_collector
-from runtime._render import history_table, render_record, render_runs
+from runtime._render import history_table, pending_table, render_record, render_runs
 from runtime._store import backup as store_backup
 from runtime._store import open_store
 from runtime._supervisor import AuthenticatorDied, Supervisor
@@ -621,6 +622,155 @@ def resume(
         _print_json(record)
     else:
         render_record(out, record, history=5)
+
+
+@app.command()
+def inbox(
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only the decisions this run waits for.")
+    ] = None,
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """List the decisions runs wait for that you may see: what, why, by whom, on what values.
+
+    Approvers see the decisions of their groups; operators and viewers see all.
+    """
+
+    async def call(client: ControlClient) -> Any:
+        return await client.pending(run_id)
+
+    found = _client_call(control, call, keys, principal, insecure)
+    if as_json:
+        _print_json(found)
+    elif found:
+        out.print(pending_table(found))
+    else:
+        out.print("no decision is waiting")
+
+
+EditOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--edit",
+        "-e",
+        help="KEY=JSON: a value to change before approving (or to give, for skip); repeatable.",
+    ),
+]
+CommentOption = Annotated[str, typer.Option(help="Why; recorded in the run's history.")]
+
+
+def _edits(edits: list[str] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for edit in edits or []:
+        key, sep, raw = edit.partition("=")
+        if not sep or not key:
+            raise _fail(f"--edit {edit!r}: expected KEY=JSON")
+        try:
+            values[key] = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise _fail(f"--edit {key}: the value is not JSON: {exc}") from None
+    try:
+        return dict(msgspec.convert(values, Data))
+    except msgspec.ValidationError as exc:
+        raise _fail(f"--edit: {exc}") from None
+
+
+def _decide(
+    run_id: str,
+    step: str,
+    decision: DecisionKind,
+    comment: str,
+    values: dict[str, Any],
+    options: tuple[str | None, Path | None, str | None, bool],
+    as_json: bool,
+) -> None:
+    """Fetch the open decision, show what is decided, and decide exactly that version."""
+
+    async def call(client: ControlClient) -> Any:
+        shown = [p for p in await client.pending(run_id) if p.step == step]
+        if not shown:
+            raise ControlRefused(
+                "wrong_state", f"run {run_id!r} waits for no decision on step {step!r} you may see"
+            )
+        return shown[0], await client.decide(shown[0], decision, comment=comment, values=values)
+
+    control, keys, principal, insecure = options
+    shown, record = _client_call(control, call, keys, principal, insecure)
+    if as_json:
+        _print_json(record)
+        return
+    out.print(pending_table([shown]))
+    out.print(f"{decision}: recorded for step {step} (digest {shown.digest})", highlight=False)
+    render_record(out, record, history=5)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    step: Annotated[str, typer.Argument(help="The step whose checkpoint to approve.")],
+    comment: CommentOption = "",
+    edit: EditOption = None,
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Approve a checkpoint, optionally editing the values under review (needs approver:GROUP)."""
+    _decide(
+        run_id,
+        step,
+        "approve",
+        comment,
+        _edits(edit),
+        (control, keys, principal, insecure),
+        as_json,
+    )
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    step: Annotated[str, typer.Argument(help="The step whose checkpoint to reject.")],
+    comment: CommentOption = "",
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Reject a checkpoint: the run takes the checkpoint's reject route (halt, or a step)."""
+    _decide(run_id, step, "reject", comment, {}, (control, keys, principal, insecure), as_json)
+
+
+@app.command()
+def escalation(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    step: Annotated[str, typer.Argument(help="The step whose failure was escalated.")],
+    choice: Annotated[
+        str, typer.Argument(help="retry, skip (with --edit for each output) or abort.")
+    ],
+    comment: CommentOption = "",
+    edit: EditOption = None,
+    as_json: JsonOption = False,
+    control: ControlOption = None,
+    keys: KeysOption = None,
+    principal: PrincipalOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Decide an escalated failure: try the step again, pass it with given outputs, or stop."""
+    if choice not in ("retry", "skip", "abort"):
+        raise _fail(f"the choice must be retry, skip or abort, not {choice!r}")
+    decision: DecisionKind = (
+        "retry" if choice == "retry" else "skip" if choice == "skip" else "abort"
+    )
+    _decide(
+        run_id, step, decision, comment, _edits(edit), (control, keys, principal, insecure), as_json
+    )
 
 
 @app.command()

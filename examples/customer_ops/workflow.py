@@ -10,6 +10,7 @@ classify -> route -+-> billing_lookup --+-> policy --+-> draft_reply -> check_re
 from __future__ import annotations
 
 from runtime import (
+    Checkpoint,
     Decision,
     ProceedWithFlag,
     Retry,
@@ -20,6 +21,9 @@ from runtime import (
     chain,
     key,
 )
+
+REFUND_LIMIT = 1_500
+"""Refunds above this (in cents) wait for a person of group `finance` to approve them."""
 
 workflow = Workflow(
     "customer_ops",
@@ -84,6 +88,15 @@ workflow = Workflow(
             reads=["category", "invoices", "history"],
             writes={"decision": dict},
             timeout=10,
+            consequence="costly",
+            checkpoint=Checkpoint(
+                ["finance"],
+                when="after",
+                condition=(key("decision.action") == "refund")
+                & (key("decision.amount") > REFUND_LIMIT),
+                reason=f"a refund over {REFUND_LIMIT} cents",
+                timeout=3_600,
+            ),
         ),
         Step(
             "general_answer",
@@ -118,6 +131,9 @@ workflow = Workflow(
             writes={"message_id": str},
             tools=["send_email"],
             timeout=10,
+            consequence="irreversible",
+            unreviewed="the email states a decision that was reviewed where it cost money, "
+            "and the checker compared the draft with it",
         ),
     ],
     edges=[

@@ -30,6 +30,8 @@ from protocols import (
     ControlError,
     ControlReply,
     ControlRequest,
+    Decide,
+    DecisionKind,
     Error,
     ErrorCode,
     FailureKind,
@@ -37,7 +39,10 @@ from protocols import (
     GetRun,
     Heartbeat,
     HistoryEntry,
+    ListPending,
     ListRuns,
+    PendingDecision,
+    PendingReply,
     ProtocolError,
     Provenance,
     Register,
@@ -214,6 +219,8 @@ RECORD_VIEWS: dict[type[Any], st.SearchStrategy[Any]] = {
         caveats=text_lists,
         flags=text_lists,
         seq=counts,
+        approved_by=texts,
+        edited_by=texts,
     ),
     AttemptView: every_field(
         AttemptView,
@@ -247,6 +254,24 @@ RECORD_VIEWS: dict[type[Any], st.SearchStrategy[Any]] = {
         reason=texts,
     ),
 }
+RECORD_VIEWS[PendingDecision] = every_field(
+    PendingDecision,
+    run_id=names,
+    workflow=names,
+    step=names,
+    attempt=counts,
+    kind=st.sampled_from(["checkpoint", "escalation"]),
+    when=st.sampled_from(["before", "after", "failed"]),
+    approvers=st.lists(names, max_size=3),
+    reason=texts,
+    reviewed=data,
+    choices=st.lists(literal(DecisionKind), max_size=3),
+    started_by=texts,
+    separate_duties=st.booleans(),
+    opened_at=instants,
+    deadline=st.none() | instants,
+    digest=texts,
+)
 RECORD_VIEWS[StepView] = every_field(
     StepView,
     status=literal(StepStatus),
@@ -272,6 +297,7 @@ RECORD_VIEWS[RunRecord] = every_field(
     reason=texts,
     waiting_for=texts,
     seq=counts,
+    pending=st.lists(RECORD_VIEWS[PendingDecision], max_size=2),
 )
 
 CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
@@ -295,6 +321,22 @@ CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     CancelRun: every_field(CancelRun, id=counts, protocol=counts, run_id=names, reason=texts),
     ResumeRun: every_field(ResumeRun, id=counts, protocol=counts, run_id=names),
+    ListPending: every_field(ListPending, id=counts, protocol=counts, run_id=st.none() | names),
+    Decide: every_field(
+        Decide,
+        id=counts,
+        protocol=counts,
+        run_id=names,
+        step=names,
+        attempt=counts,
+        decision=literal(DecisionKind),
+        digest=texts,
+        comment=texts,
+        values=data,
+    ),
+    PendingReply: every_field(
+        PendingReply, id=counts, pending=st.lists(RECORD_VIEWS[PendingDecision], max_size=2)
+    ),
     RunAccepted: every_field(RunAccepted, id=counts, run_id=names),
     RunReply: every_field(
         RunReply, id=counts, record=RECORD_VIEWS[RunRecord], timed_out=st.booleans()
@@ -455,6 +497,7 @@ class TestStrategies:
         assert set(RECORD_VIEWS) == {
             Provenance,
             AttemptView,
+            PendingDecision,
             StepView,
             HistoryEntry,
             RunSummary,

@@ -56,12 +56,16 @@ from protocols import (
     ControlError,
     ControlReply,
     ControlRequest,
+    Decide,
+    DecisionKind,
     Error,
     ErrorCode,
     GetRun,
     Heartbeat,
+    ListPending,
     ListRuns,
     Message,
+    PendingReply,
     ProtocolError,
     Register,
     ResumeRun,
@@ -689,7 +693,7 @@ class Frames:
         """A request a client might make; most of them well-formed and about real runs."""
         rng = self.rng
         protocol = PROTOCOL_VERSION if rng.random() < 0.97 else self.count()
-        match rng.randrange(12):
+        match rng.randrange(14):
             case 0 | 1 | 2 | 3:
                 inputs: dict[str, Any] = {
                     "request": {"text": rng.choice(("charged twice", "hello")), "customer_id": "c"}
@@ -726,6 +730,11 @@ class Frames:
                 )
             case 11:
                 return ResumeRun(id=self.request_id(), protocol=protocol, run_id=self.run_id())
+            case 12:
+                run_id = None if rng.random() < 0.5 else self.run_id()
+                return ListPending(id=self.request_id(), protocol=protocol, run_id=run_id)
+            case 13:
+                return self.decide(protocol)
             case _:
                 return ListRuns(
                     id=self.request_id(),
@@ -734,6 +743,36 @@ class Frames:
                     workflow=rng.choice((None, WORKFLOW, self.name())),
                     limit=rng.choice((1, 2, 100, 100_000)),
                 )
+
+    def decide(self, protocol: int) -> Decide:
+        """A decision: mostly on one that is open, quoting what it shows, sometimes not."""
+        rng = self.rng
+        open_ = [(run, name) for run in self.world.runs.values() for name in run.decisions]
+        kinds: tuple[DecisionKind, ...] = ("approve", "reject", "retry", "skip", "abort")
+        if open_ and rng.random() < 0.8:
+            run, name = rng.choice(open_)
+            waiting = run.decisions[name]
+            decision = rng.choice(waiting.choices) if rng.random() < 0.85 else rng.choice(kinds)
+            return Decide(
+                id=self.request_id(),
+                protocol=protocol,
+                run_id=run.run_id,
+                step=name,
+                attempt=waiting.attempt if rng.random() < 0.9 else self.count(),
+                decision=decision,
+                digest=waiting.digest if rng.random() < 0.85 else self.text(),
+                comment=self.text(),
+                values={} if rng.random() < 0.8 else self.data(),
+            )
+        return Decide(
+            id=self.request_id(),
+            protocol=protocol,
+            run_id=self.run_id(),
+            step=self.name(),
+            attempt=self.count(),
+            decision=rng.choice(kinds),
+            digest=self.text(),
+        )
 
     # -- hostile frames ----------------------------------------------------------------------------
 
@@ -940,6 +979,8 @@ class ControlExpectation:
     past: tuple[bytes, int, str, int] | None = None
     """The request for a past record handed to the host instead of a reply."""
     message: ControlRequest | None = None
+    or_error: ErrorCode | None = None
+    """An error the model allows in place of the reply (edits it does not judge)."""
 
 
 @dataclass(slots=True)
@@ -1168,11 +1209,13 @@ class Fuzz:
         rid = request.id
         if request.protocol != PROTOCOL_VERSION:
             return ControlExpectation(rid, None, "incompatible_protocol")
-        if self.secure:
+        if self.secure and not isinstance(request, Decide):
             acts = isinstance(request, StartRun | CancelRun | ResumeRun)
             allowed = who is not None and (
                 "operator" in who.roles or (not acts and "viewer" in who.roles)
             )
+            if isinstance(request, ListPending) and who is not None:
+                allowed = allowed or any(r.startswith("approver:") for r in who.roles)
             if not allowed:
                 return ControlExpectation(rid, "unauthorized", "unauthorized")
         world = self.world
@@ -1222,7 +1265,41 @@ class Fuzz:
                 if run.status != "stuck":
                     return ControlExpectation(rid, None, "wrong_state")
                 return ControlExpectation(rid, reply=RunReply, message=request)
+            case ListPending():
+                return ControlExpectation(rid, reply=PendingReply, message=request)
+            case Decide():
+                return self.expect_decision(rid, who, request)
         raise AssertionError(f"unknown request {request!r}")
+
+    def expect_decision(
+        self, rid: int, who: Principal | None, request: Decide
+    ) -> ControlExpectation:
+        """Authority from the key's approver groups, then the version shown, then the values."""
+        run = self.world.runs.get(request.run_id)
+        if run is None:
+            return ControlExpectation(rid, None, "unknown_run")
+        if self.secure and who is None:
+            return ControlExpectation(rid, "unauthorized", "unauthorized")
+        waiting = run.decisions.get(request.step)
+        if waiting is None:
+            return ControlExpectation(rid, "wrong_state", "wrong_state")
+        if self.secure:
+            groups = {r.removeprefix("approver:") for r in who.roles} if who else set()
+            if not groups & set(waiting.approvers):
+                return ControlExpectation(rid, "unauthorized", "unauthorized")
+            if waiting.separate_duties and who is not None and who.name == run.started_by:
+                return ControlExpectation(rid, "unauthorized", "unauthorized")
+        if (request.attempt, request.digest) != (waiting.attempt, waiting.digest):
+            return ControlExpectation(rid, "stale", "stale")
+        if request.decision not in waiting.choices:
+            return ControlExpectation(rid, "invalid_input", "invalid_input")
+        if request.values and request.decision not in ("approve", "skip"):
+            return ControlExpectation(rid, "invalid_input", "invalid_input")
+        if request.values or request.decision == "skip":
+            return ControlExpectation(
+                rid, reply=RunReply, message=request, or_error="invalid_input"
+            )
+        return ControlExpectation(rid, reply=RunReply, message=request)
 
     def control_frame(
         self, identity: bytes, who: Principal | None, payload: bytes, parts: int
@@ -1232,11 +1309,12 @@ class Fuzz:
         expected = self.expect_control(identity, who, payload, parts)
         rejects = len(world.rejects)
         runs_before = set(world.runs)
-        # Cancelling a run first answers the waits open on it, this client's included.
-        ended_waits = 0
-        if isinstance(expected.message, CancelRun) and expected.error is None:
-            waiters = world.control._waiters.get(expected.message.run_id, [])
-            ended_waits = sum(1 for w in waiters if w[0] == identity)
+        # A request that ends a run (cancel, a decision) first answers the waits open on it,
+        # this client's included: those replies come before its own.
+        run_id = getattr(expected.message, "run_id", None)
+        waiting_before = [
+            w for w in world.control._waiters.get(run_id or "", []) if w[0] == identity
+        ]
         view: bytes | memoryview = (
             memoryview(payload) if self.frames.rng.random() < 0.3 else payload
         )
@@ -1245,7 +1323,12 @@ class Fuzz:
         except Exception as exc:
             raise self.fail(f"control plane raised {exc!r}") from exc
         refused = world.rejects[rejects:]
-        self.check_refused(refused, identity, who, expected.reject, self.stats.control_rejects)
+        verdict = expected.reject
+        if expected.or_error is not None and [r[0] for r in refused] == [expected.or_error]:
+            verdict = expected.or_error
+        self.check_refused(refused, identity, who, verdict, self.stats.control_rejects)
+        still = world.control._waiters.get(run_id or "", [])
+        ended_waits = sum(1 for w in waiting_before if w not in still)
         replies = [m for peer, m in self.check_sent()[1] if peer == identity][ended_waits:]
         if not replies and refused and not refused[0][4]:
             return  # paced: the same refusal was answered within the second
@@ -1261,6 +1344,12 @@ class Fuzz:
         if len(replies) != 1 or replies[0].id != expected.request:
             raise self.fail(f"expected one reply to request {expected.request}, got {replies}")
         reply = replies[0]
+        if (
+            expected.or_error is not None
+            and isinstance(reply, ControlError)
+            and reply.code == expected.or_error
+        ):
+            return
         if expected.error is not None:
             if not isinstance(reply, ControlError) or reply.code != expected.error:
                 raise self.fail(f"expected error {expected.error}, got {reply!r}")
@@ -1296,13 +1385,19 @@ class Fuzz:
                 if reply.run_id not in runs or reply.run_id in runs_before:
                     raise self.fail(f"accepted unknown or old run {reply.run_id!r}")
             case RunReply():
-                assert isinstance(request, GetRun | WaitRun | CancelRun | ResumeRun)
+                assert isinstance(request, GetRun | WaitRun | CancelRun | ResumeRun | Decide)
                 if reply.record.run_id != request.run_id:
                     raise self.fail(f"asked for {request.run_id!r}, got {reply.record.run_id!r}")
                 if isinstance(request, CancelRun) and reply.record.status != "cancelled":
                     raise self.fail(
                         f"cancelled {request.run_id!r}, yet it is {reply.record.status}"
                     )
+            case PendingReply():
+                for item in reply.pending:
+                    run = runs.get(item.run_id)
+                    waiting = run.decisions.get(item.step) if run is not None else None
+                    if waiting is None or waiting.digest != item.digest:
+                        raise self.fail(f"listed a decision that is not open: {item!r}")
             case RunsReply() if isinstance(request, WaitRun):
                 if [s.run_id for s in reply.runs] != [request.run_id]:
                     raise self.fail(f"asked for {request.run_id!r}, got {reply.runs}")
@@ -1596,6 +1691,21 @@ CONTROL_MESSAGES: dict[type[Any], st.SearchStrategy[Any]] = {
 }
 CONTROL_MESSAGES[CancelRun] = st.builds(
     CancelRun, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=names, reason=texts
+)
+CONTROL_MESSAGES[ListPending] = st.builds(
+    ListPending, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=st.none() | names
+)
+CONTROL_MESSAGES[Decide] = st.builds(
+    Decide,
+    id=counts,
+    protocol=st.just(PROTOCOL_VERSION),
+    run_id=names,
+    step=names,
+    attempt=counts,
+    decision=st.sampled_from(["approve", "reject", "retry", "skip", "abort"]),
+    digest=texts,
+    comment=texts,
+    values=data,
 )
 CONTROL_MESSAGES[ResumeRun] = st.builds(
     ResumeRun, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=names
