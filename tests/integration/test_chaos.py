@@ -20,7 +20,7 @@ import anyio
 import pytest
 
 from protocols import TERMINAL_STATUSES, ClientKeys
-from runtime import ControlClient, RuntimeUnavailable
+from runtime import ControlClient, ControlRefused, RuntimeUnavailable
 from runtime._launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT
 
@@ -61,6 +61,9 @@ class Chaos:
         self.accepted: list[str] = []
         self.recoveries: list[float] = []
         self.in_flight_at_kills: list[int] = []
+        self.approvals = 0
+        self.not_completed: list[str] = []
+        self.refused: list[str] = []
         self.runtime = self.start_runtime(None)
         self.actors = {name: self.start_actor(name) for name in ACTORS}
 
@@ -91,6 +94,10 @@ class Chaos:
     @property
     def keys(self) -> ClientKeys | None:
         return self.runtime.operator
+
+    @property
+    def approver(self) -> ClientKeys | None:
+        return self.cluster.keys_of("fin")
 
     async def kill_runtime(self) -> None:
         """SIGKILL the runtime and start another on its journal; time until it answers."""
@@ -133,12 +140,32 @@ class Chaos:
             except RuntimeUnavailable:
                 continue
             if summary.status in TERMINAL_STATUSES:
+                if summary.status != "completed":
+                    self.not_completed.append(f"{run_id}: {summary.status}: {summary.reason}")
                 return summary.status
+
+    async def approve(self, done: anyio.Event) -> None:
+        """Approve the refunds over the example's limit from the inbox until `done`, as an
+        approver of group finance would, through the runtime's restarts."""
+        while not done.is_set():
+            try:
+                async with ControlClient(self.runtime.control, keys=self.approver, timeout=2) as c:
+                    for shown in await c.pending():
+                        await c.decide(shown, "approve", comment="checked")
+                        self.approvals += 1
+            except RuntimeUnavailable:
+                continue
+            except ControlRefused as exc:
+                # Stale: decided on a version a restart replaced; the inbox shows the new one.
+                if exc.code != "stale":
+                    self.refused.append(str(exc))
+            await anyio.sleep(0.05)
 
 
 def enroll(cluster: ProcessGroup) -> None:
     for name, (_, role, _) in ACTORS.items():
         cluster.enroll(name, role)
+    cluster.enroll("fin", "approver:finance")
 
 
 async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
@@ -154,14 +181,18 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
     runtime_kills = set(random.Random(seed).sample(range(20, RUNS - 20), RUNTIME_KILLS))
     actor_kills = set(random.Random(seed + 1).sample(range(10, RUNS - 10), ACTOR_KILLS))
     began = time.monotonic()
+    done = anyio.Event()
     with anyio.fail_after(TIME_LIMIT):
-        for index in range(RUNS):
-            await chaos.submit(index)
-            if index in runtime_kills:
-                await chaos.kill_runtime()
-            if index in actor_kills:
-                chaos.kill_an_actor()
-        statuses = Counter([await chaos.outcome(run_id) for run_id in chaos.accepted])
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(chaos.approve, done)
+            for index in range(RUNS):
+                await chaos.submit(index)
+                if index in runtime_kills:
+                    await chaos.kill_runtime()
+                if index in actor_kills:
+                    chaos.kill_an_actor()
+            statuses = Counter([await chaos.outcome(run_id) for run_id in chaos.accepted])
+            done.set()
         async with ControlClient(chaos.runtime.control, keys=chaos.keys, timeout=10) as client:
             journaled = await client.list_runs(limit=10_000)
     elapsed = time.monotonic() - began
@@ -174,7 +205,8 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
         f"seed {seed}: {len(chaos.accepted)} runs accepted ({len(journaled)} journaled) in "
         f"{elapsed:.1f} s; runtime killed {chaos.restarts}x, actors {chaos.actor_kills}x; "
         f"runs in flight at the kills {chaos.in_flight_at_kills}; "
-        f"outcomes {dict(statuses)}; emails {len(lines)}, sent twice {len(sent_twice)}; "
+        f"outcomes {dict(statuses)}; {chaos.approvals} refunds approved; "
+        f"emails {len(lines)}, sent twice {len(sent_twice)}; "
         f"recovery p50 {statistics.median(recoveries):.2f} s, max {recoveries[-1]:.2f} s "
         f"(each: {', '.join(f'{r:.2f}' for r in recoveries)})"
     )
@@ -182,6 +214,8 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
     assert chaos.restarts == RUNTIME_KILLS
     assert sum(chaos.in_flight_at_kills) > 0, "no kill caught a run in flight"
     assert sum(statuses.values()) == RUNS, "an accepted run was lost"
+    assert not chaos.not_completed, chaos.not_completed[:3]
+    assert not chaos.refused, chaos.refused[:3]
     assert not in_flight, f"runs neither ended nor waiting visibly: {in_flight}"
     assert not sent_twice, f"side effects repeated: {sent_twice[:3]}"
     assert {s.run_id for s in journaled} >= set(chaos.accepted)

@@ -43,6 +43,8 @@ EXAMPLE_ROLES = ("classifier", "billing", "history", "policy", "checker", "sende
 
 
 def start_example(cluster: ProcessGroup, *, writers: int = 2) -> RuntimeProcess:
+    """The example's runtime and actors, and `fin`, an approver of group finance."""
+    cluster.enroll("fin", "approver:finance")
     cluster.enroll("backoffice", "tools:backoffice")
     for role in EXAMPLE_ROLES:
         cluster.enroll(role, role)
@@ -80,14 +82,26 @@ class TestExampleWorkflow:
     async def test_billing_request_completes_with_full_provenance(
         self, cluster: ProcessGroup
     ) -> None:
-        """Every key written by a step names its agent, rationale and confidence."""
+        """Every key written by a step names its agent, rationale and confidence; the refund,
+        over the example's limit, waits for an approver of group finance, who is recorded."""
         runtime = start_example(cluster)
         async with ControlClient(runtime.control, keys=runtime.operator) as client:
             run_id = await client.start_run("customer_ops", request("c-100", "charged twice"))
+            held = await wait_for(client, run_id, lambda r: bool(r.pending))
+            assert held.status == "waiting"
+            assert held.steps["policy"].status == "awaiting_decision"
+            assert "decision" not in held.data
+            async with ControlClient(runtime.control, keys=cluster.keys_of("fin")) as approver:
+                (shown,) = await approver.pending()
+                assert shown.reviewed == {"decision": {"action": "refund", "amount": 1999}}
+                await approver.decide(shown, "approve", comment="duplicate charge confirmed")
             record, timed_out = await client.wait_run(run_id, max_wait=30)
         assert not timed_out
         assert record.status == "completed"
         assert record.data["decision"] == {"action": "refund", "amount": 1999}
+        assert record.provenance["decision"].approved_by == "fin"
+        (made,) = [h for h in record.history if h.event == "decision_made"]
+        assert (made.principal, made.detail["digest"]) == ("fin", shown.digest)
         written = set(record.data) - {"request"}
         assert written == set(record.provenance)
         for key, prov in record.provenance.items():
@@ -290,7 +304,7 @@ class TestBadInput:
         ]
         try:
             async with ControlClient(runtime.control, keys=runtime.operator) as client:
-                run_id = await client.start_run("customer_ops", request("c-100", "charged twice"))
+                run_id = await client.start_run("customer_ops", request("c-200", "invoice"))
                 for frame in garbage:
                     await agent_plane.send(frame)
                     await control_plane.send(frame)
