@@ -12,14 +12,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from protocols import ClientKeys, RunRecord
+from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
 from runtime._client import ControlClient
 from runtime._diagram import mermaid
 from runtime._errors import BatonError
 from runtime._graph import compile_workflow
-from runtime._keys import add_principal, init_keys
+from runtime._keys import add_principal, init_keys, load_client_keys
 from runtime._launch import ProcessGroup
-from runtime._render import status_text
+from runtime._render import pending_table, status_text
 
 WORKFLOW = "examples.customer_ops:workflow"
 AGENTS = "examples.customer_ops.agents"
@@ -35,6 +35,8 @@ ACTORS: list[tuple[str, str, str, int]] = [
     (f"{AGENTS}:Sender", "sender", "sender", 1),
 ]
 """Each actor process: class, principal (its own key), the role the key holds, concurrency."""
+APPROVER = "fin"
+"""The demo's approver: a principal of group finance, who reviews refunds over the limit."""
 REQUESTS: list[dict[str, Any]] = [
     {"customer_id": "c-100", "name": "Ada", "text": "I was charged twice for October"},
     {"customer_id": "c-200", "name": "Grace", "text": "Why is my invoice higher?"},
@@ -59,6 +61,8 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
         operator = init_keys(keys)
         for _, principal, role, _ in ACTORS:
             add_principal(keys, principal, [role])
+        add_principal(keys, APPROVER, ["approver:finance"])
+        approver = load_client_keys(keys, APPROVER)
         with ProcessGroup(Path(folder), keys=keys) as group:
             try:
                 runtime = group.start_runtime([WORKFLOW], heartbeat=0.5)
@@ -80,7 +84,9 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
                     f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]} as principal "
                     f"{principal!r} (role {role})"
                 )
-            records = anyio.run(_submit, runtime.control, runtime.operator, runs_per_kind)
+            records = anyio.run(
+                _submit, out, runtime.control, runtime.operator, approver, runs_per_kind
+            )
             out.rule("[bold]the records")
             for record in records:
                 _summarise(out, record)
@@ -97,18 +103,49 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
     return 0 if completed and not leftovers else 1
 
 
-async def _submit(control: str, operator: ClientKeys | None, runs_per_kind: int) -> list[RunRecord]:
+async def _submit(
+    out: Console,
+    control: str,
+    operator: ClientKeys | None,
+    approver: ClientKeys,
+    runs_per_kind: int,
+) -> list[RunRecord]:
+    """Start the runs as the operator; approve what waits in the inbox as the approver."""
     async with ControlClient(control, keys=operator) as client:
         ids = [
             await client.start_run("customer_ops", {"request": request})
             for _ in range(runs_per_kind)
             for request in REQUESTS
         ]
+        waiting = await _await_decisions(client, ids)
+        async with ControlClient(control, keys=approver) as reviewer:
+            if waiting:
+                out.rule(f"[bold]the inbox of {approver.principal!r} (role approver:finance)")
+                shown = await reviewer.pending()
+                out.print(pending_table(shown))
+                for item in shown:
+                    await reviewer.decide(item, "approve", comment="duplicate charge confirmed")
+                    out.print(
+                        f"{approver.principal} approved {item.step} of run {item.run_id} "
+                        f"(digest {item.digest})",
+                        highlight=False,
+                    )
         records = []
         for run_id in ids:
             record, _ = await client.wait_run(run_id, max_wait=30)
             records.append(record)
         return records
+
+
+async def _await_decisions(client: ControlClient, ids: list[str]) -> int:
+    """Wait until every run has ended or waits for a decision; how many wait."""
+    with anyio.fail_after(30):
+        while True:
+            summaries = [await client.get_run(run_id) for run_id in ids]
+            held = sum(1 for r in summaries if r.pending)
+            if all(r.pending or r.status in TERMINAL_STATUSES for r in summaries):
+                return held
+            await anyio.sleep(0.05)
 
 
 def _summarise(out: Console, record: RunRecord) -> None:
@@ -125,11 +162,20 @@ def _summarise(out: Console, record: RunRecord) -> None:
         out.print(f"  retries: {len(retries)} ({retries[0].step}: {retries[0].message})")
     for key, prov in record.provenance.items():
         flags = f"  [yellow]⚑ {'; '.join(prov.flags)}[/yellow]" if prov.flags else ""
+        approved = f"  [green]✔ approved by {prov.approved_by}[/green]" if prov.approved_by else ""
         out.print(
             f"  {key:<12} by {prov.step}#{prov.attempt} on {prov.agent or 'policy'} "
-            f"(confidence {prov.confidence:.2f}): {prov.rationale}{flags}",
+            f"(confidence {prov.confidence:.2f}): {prov.rationale}{approved}{flags}",
             highlight=False,
         )
+    for entry in record.history:
+        if entry.event == "decision_made":
+            out.print(
+                f"  decision on {entry.step}: {entry.message} by {entry.principal} at "
+                f"{entry.at:.3f}, on version {entry.detail.get('version')} "
+                f"(digest {entry.detail.get('digest')})",
+                highlight=False,
+            )
 
 
 def _table(out: Console, records: list[RunRecord]) -> None:
