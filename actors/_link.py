@@ -11,6 +11,11 @@ import zmq
 from protocols import ClientKeys
 from protocols._handshake import WATCHED_EVENTS, HandshakeFailure, HandshakeWatch
 
+# Plain ints: pyzmq's flag enums cost an enum operation on every use, on every frame.
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
 SEND_HWM = 16_384
 """Frames a link queues before a send would block.
 
@@ -107,7 +112,7 @@ class Link:
         return self.failure
 
     def _readable(self) -> bool:
-        return bool(int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+        return bool(int(self._socket.getsockopt(_EVENTS)) & _POLLIN)
 
     async def wait_readable(self, deadline: float) -> None:
         """Return once a frame is waiting to be received, or at `deadline` (loop time)."""
@@ -124,19 +129,19 @@ class Link:
     def receive_nowait(self) -> tuple[bytes, int] | None:
         """The next frame and how many more parts came with it, or None if nothing waits."""
         try:
-            frame = self._socket.recv(zmq.NOBLOCK)
+            frame = self._socket.recv(_NOBLOCK)
         except zmq.Again:
             return None
         extra = 0
         while self._socket.rcvmore:
-            self._socket.recv(zmq.NOBLOCK)
+            self._socket.recv(_NOBLOCK)
             extra += 1
         return frame, extra
 
     def send_nowait(self, frame: bytes) -> bool:
         """Queue `frame` for sending; False if the queue is full."""
         try:
-            self._socket.send(frame, zmq.NOBLOCK)
+            self._socket.send(frame, _NOBLOCK)
         except zmq.Again:
             return False
         return True

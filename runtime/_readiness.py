@@ -13,6 +13,10 @@ from collections.abc import Callable, Sequence
 
 import zmq
 
+# Plain ints: pyzmq's flag enums cost an enum operation on every use, and this runs each turn.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
 
 class Readiness:
     """Run `on_ready` when any of the sockets may have a message; let a task wait for `wake()`.
@@ -31,7 +35,7 @@ class Readiness:
 
     def pending(self) -> bool:
         """Whether a socket has a message now (this also re-arms the edge trigger)."""
-        return any(int(s.getsockopt(zmq.EVENTS)) & zmq.POLLIN for s in self._sockets)
+        return any(int(sock.getsockopt(_EVENTS)) & _POLLIN for sock in self._sockets)
 
     def wake(self) -> None:
         """Make the current or next `wait` return at once."""

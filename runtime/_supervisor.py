@@ -71,6 +71,9 @@ from runtime._timers import Timers
 
 log = structlog.get_logger("baton.runtime")
 
+_SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_SEND_LAST = int(zmq.NOBLOCK)
+
 TimerKey = tuple[Hashable, ...]
 Outgoing = tuple[zmq.Socket[bytes], bytes, bytes]
 
@@ -522,7 +525,10 @@ class Supervisor:
     def _send(self, outbox: list[Outgoing]) -> None:
         for sock, identity, payload in outbox:
             try:
-                sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+                # Part by part: `send_multipart` checks each part and combines enum flags.
+                # Only the routing id can be refused; the payload then always follows.
+                sock.send(identity, _SEND_MORE)
+                sock.send(payload, _SEND_LAST)
             except zmq.Again:
                 self.reject("send_queue_full", identity, "peer is not reading")
             except zmq.ZMQError as exc:
