@@ -738,7 +738,13 @@ class Supervisor:
         now = self._monotonic()
         for key in self._timers.pop_due(now):
             match key:
-                case ("step", str(run_id), "timeout" | "retry" as purpose, str(step), int(attempt)):
+                case (
+                    "step",
+                    str(run_id),
+                    "timeout" | "retry" | "decision" as purpose,
+                    str(step),
+                    int(attempt),
+                ):
                     self.apply(
                         TimerFired(run_id=run_id, purpose=purpose, step=step, attempt=attempt)
                     )

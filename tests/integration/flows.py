@@ -9,7 +9,17 @@ import anyio
 
 from actors import Agent, Context, Result, Task, ToolHost, tool
 from examples.customer_ops.backoffice import Backoffice
-from runtime import Halt, Retry, Role, Step, Workflow
+from runtime import (
+    Checkpoint,
+    Escalate,
+    EscalateTo,
+    Halt,
+    Retry,
+    Role,
+    Step,
+    Workflow,
+    key,
+)
 
 flaky = Workflow(
     "flaky",
@@ -255,8 +265,47 @@ doomed = Workflow(
 )
 """Its one agent dies on every attempt: the role's restart budget ends the loop."""
 
-ALL = [flaky, survivor, guarded, pay, gated, charge, doomed]
-ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge, doomed]
+
+def _spend(name: str, checkpoint: Checkpoint) -> Workflow:
+    return Workflow(
+        name,
+        roles=[Role("spender"), Role("finisher")],
+        inputs=["amount"],
+        steps=[
+            Step(
+                "spend",
+                role="spender",
+                reads=["amount"],
+                writes={"receipt": str},
+                consequence="irreversible",
+                checkpoint=checkpoint,
+            ),
+            Step("finish", role="finisher", reads=["receipt"], writes={"done": bool}),
+        ],
+        edges=[("spend", "finish")],
+    )
+
+
+spend = _spend(
+    "spend", Checkpoint(["finance"], condition=key("amount") > 100, reason="a large spend")
+)
+"""Spending over 100 waits for an approver of finance, who may not be the run's starter."""
+spend_timed = _spend(
+    "spend_timed",
+    Checkpoint(
+        ["finance"], condition=key("amount") > 100, timeout=1.0, on_timeout=EscalateTo(["cfo"])
+    ),
+)
+"""The same, handed to group cfo when finance has not decided within a second."""
+fragile = Workflow(
+    "fragile",
+    roles=[Role("fragile")],
+    steps=[Step("try", role="fragile", writes={"x": int}, on_failure=Escalate(["ops"]))],
+)
+"""Its step fails on its first attempt, and the failure waits for a person of ops."""
+
+ALL = [flaky, survivor, guarded, pay, gated, charge, doomed, spend, spend_timed, fragile]
+ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge, doomed, spend, spend_timed, fragile]
 
 
 class Charger(Agent):
@@ -268,6 +317,24 @@ class Charger(Agent):
     async def handle(self, task: Task, ctx: Context) -> Result:
         receipt = await ctx.tools.call("charge", amount=task.inputs["amount"])
         return Result(outputs={"receipt": receipt}, rationale="charged")
+
+
+class Spender(Agent):
+    role = "spender"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        return Result(outputs={"receipt": f"spent {task.inputs['amount']}"}, rationale="spent")
+
+
+class Fragile(Agent):
+    """Fails its first attempt."""
+
+    role = "fragile"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        if task.attempt == 1:
+            raise RuntimeError("the first try always breaks")
+        return Result(outputs={"x": task.attempt}, rationale="worked on a later try")
 
 
 class Crasher(Agent):

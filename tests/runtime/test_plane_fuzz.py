@@ -311,7 +311,13 @@ class World:
         self.clock += seconds
         for key in self.timers.pop_due(self.clock):
             match key:
-                case ("step", str(run_id), "timeout" | "retry" as purpose, str(step), int(attempt)):
+                case (
+                    "step",
+                    str(run_id),
+                    "timeout" | "retry" | "decision" as purpose,
+                    str(step),
+                    int(attempt),
+                ):
                     self.apply(
                         TimerFired(run_id=run_id, purpose=purpose, step=step, attempt=attempt)
                     )
