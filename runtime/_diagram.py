@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from protocols import FailureKind
+from runtime._checkpoints import Checkpoint
 from runtime._graph import Graph
 from runtime._policies import (
     FAILURE_KINDS,
@@ -44,7 +45,8 @@ def mermaid(graph: Graph) -> str:
         if isinstance(node, Decision):
             lines.append(f'    {ids[name]}{{"{_escape(name)}"}}')
         else:
-            lines.append(f'    {ids[name]}["{_step_label(node, graph.policies[name])}"]')
+            label = _step_label(node, graph.policies[name], graph.checkpoints.get(name))
+            lines.append(f'    {ids[name]}["{label}"]')
     for name, node in graph.nodes.items():
         if isinstance(node, Decision):
             lines.extend(_route_edges(node, ids, graph.back_routes))
@@ -54,10 +56,19 @@ def mermaid(graph: Graph) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _step_label(step: Step, policies: Mapping[FailureKind, FailurePolicy]) -> str:
+def _step_label(
+    step: Step, policies: Mapping[FailureKind, FailurePolicy], checkpoint: Checkpoint | None
+) -> str:
     parts = [f"<b>{_escape(step.name)}</b>", f"role: {_escape(step.role)}"]
     if step.tools:
         parts.append("tools: " + _escape(", ".join(step.tools)))
+    if step.consequence != "reversible":
+        parts.append(f"consequence: {step.consequence}")
+    if checkpoint is not None:
+        condition = checkpoint.condition.describe()
+        when = "" if condition == "always" else f" if {condition}"
+        groups = ", ".join(checkpoint.approvers)
+        parts.append(_escape(f"checkpoint {checkpoint.when}{when}: {groups}"))
     if step.on_failure is not None:
         parts.append(_escape(_policy_summary(policies)))
     return "<br/>".join(parts)

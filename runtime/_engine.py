@@ -708,7 +708,8 @@ def _on_decision(run: Run, event: DecisionMade, now: float, out: list[Command]) 
     edited = frozenset(event.values)
     _record(
         run, now, "decision_made", step=name, attempt=event.attempt, principal=event.principal,
-        message=f"{event.decision}" + (f": {event.comment}" if event.comment else ""),
+        message=f"{event.decision}" + (f": {event.comment}" if event.comment else "")
+        + f" (shown version {waiting.version}, digest {event.digest})",
         detail={"decision": event.decision, "digest": event.digest, "version": waiting.version,
                 "edited": sorted(edited)},
     )  # fmt: skip

@@ -60,24 +60,36 @@ def _approval(approved_by: str, edited_by: str) -> str:
     return "; ".join(marks)
 
 
-def pending_table(pending: Sequence[PendingDecision]) -> Table:
-    """Open decisions, one a row: what is decided, by whom, and on what values."""
-    table = Table(title=f"{len(pending)} decision(s) waiting", title_justify="left")
-    for column in ("run", "step", "kind", "approvers", "why", "under review", "choices", "since"):
-        table.add_column(column, overflow="fold")
+def pending_table(pending: Sequence[PendingDecision]) -> Group:
+    """Open decisions, a block each: what is decided, why, by whom, on what, and how."""
+    blocks: list[Text] = [Text(f"{len(pending)} decision(s) waiting", style="bold")]
     for item in pending:
-        kind = item.kind if item.kind == "escalation" else f"checkpoint {item.when}"
-        table.add_row(
-            item.run_id,
-            f"{item.step}#{item.attempt}",
-            kind,
-            ", ".join(item.approvers),
-            item.reason,
-            _short(item.reviewed, 80),
-            " / ".join(item.choices),
-            _when(item.opened_at)[11:],
+        kind = "escalated failure" if item.kind == "escalation" else f"checkpoint {item.when}"
+        block = Text.assemble(
+            ("run ", "bold"),
+            (item.run_id, "bold"),
+            f"  step {item.step}#{item.attempt}  {kind}  since {_when(item.opened_at)}",
         )
-    return table
+        block.append(f"\n  why: {item.reason}")
+        who = ", ".join(f"approver:{g}" for g in item.approvers)
+        if item.separate_duties and item.started_by:
+            who += f" (not {item.started_by}, who started the run)"
+        block.append(f"\n  who may decide: {who}")
+        if item.deadline is not None:
+            block.append(f"\n  decide by: {_when(item.deadline)}")
+        block.append(f"\n  under review: {_short(item.reviewed, 200)}")
+        commands = {
+            "approve": f"baton approve {item.run_id} {item.step} [--edit KEY=JSON]",
+            "reject": f"baton reject {item.run_id} {item.step}",
+            "retry": f"baton escalation {item.run_id} {item.step} retry",
+            "skip": f"baton escalation {item.run_id} {item.step} skip --edit KEY=JSON",
+            "abort": f"baton escalation {item.run_id} {item.step} abort",
+        }
+        for choice in item.choices:
+            block.append(f"\n  {choice}: {commands[choice]}", style="cyan")
+        block.append(f"\n  digest: {item.digest}", style="dim")
+        blocks.append(block)
+    return Group(*blocks)
 
 
 def history_table(events: Sequence[HistoryEntry]) -> Table:
@@ -160,7 +172,7 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
 
     events = record.history if history is None else record.history[-history:]
     console.print(Panel(header, expand=False))
-    parts: list[Table] = [data, steps]
+    parts: list[Table | Group] = [data, steps]
     if record.pending:
         parts.append(pending_table(record.pending))
     console.print(Group(*parts, history_table(events)))
