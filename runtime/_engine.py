@@ -754,6 +754,7 @@ def _write_given(
     """Values a person gave at a decision: written with their name as provenance."""
     if not event.values:
         return
+    inherited = _inherited_flags(run, run.graph.step(name).reads)
     run.seq += 1
     for key in sorted(keys & event.values.keys()):
         run.data[key] = event.values[key]
@@ -761,7 +762,7 @@ def _write_given(
             step=name,
             attempt=attempt,
             rationale=clip(event.comment or f"given by {event.principal}"),
-            flags=[],
+            flags=inherited,
             seq=run.seq,
             edited_by=event.principal,
         )

@@ -16,14 +16,16 @@ from hypothesis.stateful import (
     rule,
 )
 
-from protocols import ErrorCode, FailureKind, Provenance
+from protocols import DecisionKind, ErrorCode, FailureKind, Provenance
 from runtime._catalog import Catalog
+from runtime._checkpoints import Checkpoint
 from runtime._conditions import key
 from runtime._engine import apply, start
 from runtime._events import (
     CancelTask,
     CancelTimer,
     Command,
+    DecisionMade,
     Dispatch,
     ForwardToolCall,
     JournalEvent,
@@ -43,11 +45,14 @@ from runtime._events import (
 from runtime._graph import Graph, compile_workflow
 from runtime._policies import (
     FAILURE_KINDS,
+    Escalate,
+    EscalateTo,
     FailurePolicy,
     Goto,
     Halt,
     PolicyTable,
     ProceedWithFlag,
+    Reject,
     Retry,
 )
 from runtime._record import record_view
@@ -58,7 +63,7 @@ from runtime._workflow import Decision, Node, Role, Route, Step, Workflow, chain
 
 RUN = "run-p"
 AGENTS = ("agent-1", "agent-2")
-IN_FLIGHT = frozenset({"queued", "running", "retry_wait"})
+IN_FLIGHT = frozenset({"queued", "running", "retry_wait", "awaiting_decision"})
 RESOLVED = frozenset({"completed", "flagged", "replaced", "skipped"})
 
 
@@ -70,6 +75,7 @@ def step(
     on_failure: FailurePolicy | PolicyTable | None = None,
     tools: Sequence[str] = (),
     min_confidence: float = 0.0,
+    checkpoint: Checkpoint | None = None,
 ) -> Step:
     return Step(
         name,
@@ -80,6 +86,7 @@ def step(
         on_failure=on_failure,
         min_confidence=min_confidence,
         timeout=10.0,
+        checkpoint=checkpoint,
     )
 
 
@@ -187,9 +194,38 @@ DECISION_FIRST = build(
     edges=[("a", "e"), ("b", "e")],
 )
 
+REVIEWED = build(
+    "reviewed",
+    step(
+        "a",
+        reads=["seed"],
+        writes={"n": int},
+        checkpoint=Checkpoint(["g"], condition=key("seed") == "s1", timeout=5, on_timeout=Reject()),
+        on_failure=ProceedWithFlag({"n": 5}, "n guessed"),
+    ),
+    step(
+        "b",
+        reads=["n"],
+        writes={"m": int},
+        on_failure=Escalate(["ops"]),
+        checkpoint=Checkpoint(
+            ["g"],
+            when="after",
+            condition=key("m") > 4,
+            timeout=5,
+            on_timeout=EscalateTo(["h"], timeout=5),
+            on_reject=Goto("bf"),
+        ),
+    ),
+    step("bf", reads=["n"], writes={"m": int}),
+    step("c", reads=["m"], writes=["out"], on_failure=Retry(2, then=Escalate(["ops"], timeout=3))),
+    edges=chain("a", "b", "c"),
+)
+"""Checkpoints before and after, escalated failures, timeouts that reject or escalate."""
+
 GRAPHS = {
     graph.name: graph
-    for graph in (LINEAR, BRANCH, FAN_OUT, LOOP, TWO_ENTRIES, NESTED, DECISION_FIRST)
+    for graph in (LINEAR, BRANCH, FAN_OUT, LOOP, TWO_ENTRIES, NESTED, DECISION_FIRST, REVIEWED)
 }
 
 
@@ -227,6 +263,10 @@ def snapshot(run: Run) -> dict[str, Any]:
         "seq": run.seq,
         "active": set(run.active),
         "route_counts": dict(run.route_counts),
+        "decisions": {
+            name: (d.kind, d.when, d.attempt, d.approvers, d.reviewed, d.deadline, d.digest)
+            for name, d in run.decisions.items()
+        },
         "steps": {
             name: (
                 state.status,
@@ -410,8 +450,31 @@ class EngineMachine(RuleBasedStateMachine):
                     self.feed(StepFailed(RUN, name, state.attempt, kind, "boom", agent))
                 else:
                     self.feed(TimerFired(RUN, "timeout", name, state.attempt))
+            elif state.status == "awaiting_decision":
+                self.decide(data)
             else:
                 self.feed(TimerFired(RUN, "retry", name, state.attempt))
+
+    @precondition(lambda self: self.run.status == "running" and self.run.decisions)
+    @rule(data=st.data())
+    def decide(self, data: st.DataObject) -> None:
+        """A person decides an open decision: one of its choices, now and then on a stale
+        digest or with a choice it does not offer (the shell would refuse those)."""
+        if not self.run.decisions:
+            return
+        name = data.draw(st.sampled_from(sorted(self.run.decisions)))
+        waiting = self.run.decisions[name]
+        choices: list[DecisionKind] = [*waiting.choices, *waiting.choices, "abort", "approve"]
+        decision = data.draw(st.sampled_from(choices))
+        digest = waiting.digest if data.draw(st.integers(0, 9)) else "stale"
+        values: dict[str, Any] = {}
+        if decision == "skip":
+            values = data.draw(outputs_for(self.graph.step(name)))
+        elif decision == "approve" and data.draw(st.booleans()):
+            keys = self.graph.step(name).writes if waiting.when == "after" else {}
+            values = {k: v for k, v in data.draw(outputs_for(self.graph.step(name))).items()
+                      if k in keys}  # fmt: skip
+        self.feed(DecisionMade(RUN, name, waiting.attempt, decision, "pat", digest, "", values))
 
     @precondition(lambda self: self.tasks)
     @rule(data=st.data(), kind=st.sampled_from(FAILURE_KINDS), offset=st.sampled_from([0, 0, 1]))
@@ -510,6 +573,10 @@ class EngineMachine(RuleBasedStateMachine):
             state = self.run.steps[name]
             if state.status == "queued":
                 assert (name, state.attempt) in issued
+            elif state.status == "awaiting_decision":
+                waiting = self.run.decisions[name]
+                if waiting.deadline is not None:
+                    assert ("decision", name, waiting.attempt) in timers
             elif state.status == "running":
                 assert ("timeout", name, state.attempt) in timers
             else:
@@ -575,10 +642,16 @@ class TestExploredGraphs:
 
     @pytest.mark.parametrize("graph", GRAPHS.values(), ids=list(GRAPHS))
     def test_happy_path_completes(self, graph: Graph) -> None:
-        """With every agent succeeding at once, each graph's run completes."""
+        """With every agent succeeding at once and every checkpoint approved, each graph's run
+        completes."""
         started = RunStarted(RUN, graph.name, "1", graph.fingerprint, {"seed": "s1"})
         run, commands = start(graph, started, 0.0)
-        while commands:
+        while commands or run.decisions:
+            if not commands:
+                name, waiting = next(iter(run.decisions.items()))
+                made = DecisionMade(RUN, name, waiting.attempt, "approve", "pat", waiting.digest)
+                commands += apply(run, made, 3.0)
+                continue
             task = commands.pop(0)
             if isinstance(task, Dispatch):
                 writes = graph.step(task.step).writes
