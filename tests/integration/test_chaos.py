@@ -205,7 +205,8 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
         f"seed {seed}: {len(chaos.accepted)} runs accepted ({len(journaled)} journaled) in "
         f"{elapsed:.1f} s; runtime killed {chaos.restarts}x, actors {chaos.actor_kills}x; "
         f"runs in flight at the kills {chaos.in_flight_at_kills}; "
-        f"outcomes {dict(statuses)}; {chaos.approvals} refunds approved; "
+        f"outcomes {dict(statuses)} ({len(chaos.not_completed)} for an unknown outcome); "
+        f"{chaos.approvals} refunds approved; "
         f"emails {len(lines)}, sent twice {len(sent_twice)}; "
         f"recovery p50 {statistics.median(recoveries):.2f} s, max {recoveries[-1]:.2f} s "
         f"(each: {', '.join(f'{r:.2f}' for r in recoveries)})"
@@ -214,7 +215,10 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
     assert chaos.restarts == RUNTIME_KILLS
     assert sum(chaos.in_flight_at_kills) > 0, "no kill caught a run in flight"
     assert sum(statuses.values()) == RUNS, "an accepted run was lost"
-    assert not chaos.not_completed, chaos.not_completed[:3]
+    # A tool host killed between an email's sending and its ledger entry leaves the outcome
+    # unknown: the run stops rather than send it again. That is the only way not to complete.
+    unexplained = [r for r in chaos.not_completed if "outcome unknown" not in r]
+    assert not unexplained, unexplained[:3]
     assert not chaos.refused, chaos.refused[:3]
     assert not in_flight, f"runs neither ended nor waiting visibly: {in_flight}"
     assert not sent_twice, f"side effects repeated: {sent_twice[:3]}"
