@@ -35,6 +35,8 @@ ACTORS: list[tuple[str, str, str, int]] = [
     (f"{AGENTS}:Sender", "sender", "sender", 1),
 ]
 """Each actor process: class, principal (its own key), the role the key holds, concurrency."""
+JOURNAL = Path(".baton/demo.db")
+"""Where the demo's runtime journals, so that `baton report` can read the runs afterwards."""
 APPROVER = "fin"
 """The demo's approver: a principal of group finance, who reviews refunds over the limit."""
 REQUESTS: list[dict[str, Any]] = [
@@ -65,7 +67,10 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
         approver = load_client_keys(keys, APPROVER)
         with ProcessGroup(Path(folder), keys=keys) as group:
             try:
-                runtime = group.start_runtime([WORKFLOW], heartbeat=0.5)
+                JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+                runtime = group.start_runtime(
+                    [WORKFLOW], heartbeat=0.5, store=f"sqlite:///{JOURNAL.resolve()}"
+                )
             except BatonError as exc:
                 err.print(f"[red]error:[/red] {exc}")
                 return 2
@@ -99,6 +104,11 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
         f"{len(leftovers)} left running"
     )
     out.print("README.md shows the same by hand: a runtime, agents, `baton run --wait`.")
+    out.print(
+        f"The runs are in {JOURNAL} (every demo adds its own); how they went, step by step:\n"
+        f"  baton report --store sqlite:///{JOURNAL} --workflow {WORKFLOW}",
+        highlight=False,
+    )
     completed = all(r.status == "completed" for r in records)
     return 0 if completed and not leftovers else 1
 

@@ -219,6 +219,24 @@ class SqliteStore:
             self._db.close()
 
 
+def read_journals(path: Path) -> dict[str, list[JournalRecord]]:
+    """Every run's journal in a SQLite file, read-only (a runtime may be writing to it)."""
+    where = f"sqlite:///{path}"
+    if not path.is_file():
+        raise StoreError(where, "no such journal file")
+    decoder = msgspec.msgpack.Decoder(JournalEvent)
+    journals: dict[str, list[JournalRecord]] = {}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT run_id, seq, at, body FROM events ORDER BY run_id, seq")
+            for run_id, seq, at, body in rows:
+                record = JournalRecord(run_id, seq, at, decoder.decode(body))
+                journals.setdefault(run_id, []).append(record)
+    except (sqlite3.Error, msgspec.DecodeError) as exc:
+        raise StoreError(where, f"cannot read the journal: {exc}") from None
+    return journals
+
+
 def backup(source: Path, destination: Path) -> int:
     """Copy a live journal with SQLite's online backup, then check the copy; its event count.
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from protocols import (
     RunStatus,
     protocol_schema,
 )
+from runtime._catalog import Catalog
 from runtime._certificates import KeysInvalid
 from runtime._client import ControlClient, ControlRefused, RuntimeUnavailable
 from runtime._config import RuntimeConfig, Security, agents_endpoint, control_endpoint
@@ -41,8 +43,12 @@ from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
 from runtime._process import event_loop_options, tune_collector
 from runtime._render import history_table, pending_table, render_record, render_runs
+from runtime._replay import JournalUnreadable, replay
+from runtime._report import report as build_report
+from runtime._report_render import render_report
+from runtime._run import Run
 from runtime._store import backup as store_backup
-from runtime._store import open_store
+from runtime._store import open_store, read_journals
 from runtime._supervisor import AuthenticatorDied, Supervisor
 
 app = typer.Typer(
@@ -771,6 +777,71 @@ def escalation(
     _decide(
         run_id, step, decision, comment, _edits(edit), (control, keys, principal, insecure), as_json
     )
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise _fail(f"--since {text!r}: expected a number and a unit, e.g. 30m, 12h or 7d")
+    return float(number) * units[unit]
+
+
+@app.command()
+def report(
+    name: Annotated[
+        str | None, typer.Argument(help="The workflow to report on [default: each loaded].")
+    ] = None,
+    workflow: Annotated[
+        list[str] | None,
+        typer.Option("--workflow", "-w", help="MODULE:ATTR of the workflow; repeatable."),
+    ] = None,
+    previous: Annotated[
+        list[str] | None, typer.Option(help="MODULE:ATTR of an earlier version; repeatable.")
+    ] = None,
+    store: Annotated[
+        str, typer.Option(help="The runtime's journal: sqlite:///PATH.")
+    ] = DEFAULT_STORE,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs started this long ago or later: 30m, 12h, 7d.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """How a workflow's runs went, from its journal: outcomes, each step, where it breaks.
+
+    Reads the journal file without writing to it, so it may run beside the runtime.
+    """
+    if not store.startswith("sqlite:///"):
+        raise _fail(f"--store {store}: a report reads a SQLite journal")
+    oldest = 0.0 if since is None else time.time() - _duration(since)
+    try:
+        catalog = Catalog(_graphs(workflow or []), _graphs(previous or []))
+        journals = read_journals(Path(store.removeprefix("sqlite:///").partition("?")[0]))
+    except BatonError as exc:
+        raise _fail(str(exc)) from None
+    if not catalog.current:
+        raise _fail("name the workflow with --workflow MODULE:ATTR, as the runtime loads it")
+    graphs = [g for g in catalog.current.values() if name is None or g.name == name]
+    if not graphs:
+        raise _fail(f"no workflow {name!r} among those given: {', '.join(catalog.current)}")
+    runs: list[Run] = []
+    unreadable = 0
+    for records in journals.values():
+        try:
+            run = replay(catalog, records)
+        except JournalUnreadable:
+            unreadable += 1
+            continue
+        if run.created_at >= oldest:
+            runs.append(run)
+    reports = [build_report(graph, runs) for graph in graphs]
+    if as_json:
+        _print_json(reports)
+        return
+    for figures in reports:
+        render_report(out, figures)
+    if unreadable:
+        err.print(f"{unreadable} run(s) left out: their workflow version is not given")
 
 
 @app.command()

@@ -9,8 +9,14 @@ import pytest
 import zmq
 from typer.testing import CliRunner
 
+from runtime._events import JournalEvent
 from runtime._keys import init_keys
+from runtime._store import JournalRecord, SqliteStore
 from runtime.cli import app
+from tests.runtime.test_report import GRAPH as REPORTED
+from tests.runtime.test_report import drive
+
+REPORTED_MODULE = "tests.runtime.test_report"
 
 MODULE = "tests.cli.invalid_workflows"
 runner = CliRunner()
@@ -190,3 +196,63 @@ class TestRuntimeStartup:
         )
         assert result.exit_code == 2
         assert "test key" in result.output
+
+
+class TestReport:
+    """`baton report` reads a journal file a runtime wrote, and says how the runs went."""
+
+    @pytest.fixture
+    def journal(self, tmp_path: Path) -> Path:
+        database = tmp_path / "journal.db"
+        store = SqliteStore(database)
+        records: list[JournalRecord] = []
+        for index in range(40):
+            events: list[tuple[float, JournalEvent]] = []
+            drive(REPORTED, index, events)
+            records += [
+                JournalRecord(f"r{index}", seq, at, event)
+                for seq, (at, event) in enumerate(events, start=1)
+            ]
+        assert store.append_nowait(records)
+        return database
+
+    def test_figures_as_json(self, journal: Path) -> None:
+        result = runner.invoke(
+            app,
+            ["report", "--store", f"sqlite:///{journal}", "-w", f"{REPORTED_MODULE}:WORKFLOW",
+             "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        (figures,) = json.loads(result.output)
+        assert figures["runs"] == 40
+        steps = {s["step"]: s for s in figures["steps"]}
+        assert steps["b"]["first_try_success"] == pytest.approx(0.8)
+        assert figures["clusters"][0]["step"] == "d"
+
+    def test_since_leaves_out_older_runs(self, journal: Path) -> None:
+        result = runner.invoke(
+            app,
+            ["report", "--store", f"sqlite:///{journal}", "-w", f"{REPORTED_MODULE}:WORKFLOW",
+             "--since", "1h", "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)[0]["runs"] == 0
+
+    @pytest.mark.parametrize(
+        ("args", "says"),
+        [
+            (["--since", "soon"], "expected a number and a unit"),
+            (["--store", "memory://"], "reads a SQLite journal"),
+            (["--store", "sqlite:////nonexistent/j.db"], "no such journal file"),
+            ([], "name the workflow with --workflow"),
+        ],
+    )
+    def test_bad_input_is_refused_saying_why(
+        self, journal: Path, args: list[str], says: str
+    ) -> None:
+        base = ["report", "--store", f"sqlite:///{journal}"]
+        if args and args[0] == "--since":
+            base += ["-w", f"{REPORTED_MODULE}:WORKFLOW"]
+        result = runner.invoke(app, [*base, *args])
+        assert result.exit_code == 2
+        assert says in result.output

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from runtime._checkpoints import Checkpoint
-from runtime._engine import apply, start
+from runtime._engine import apply as fold
+from runtime._engine import start
 from runtime._events import (
     DecisionMade,
+    JournalEvent,
     RunStarted,
     StepDispatched,
     StepFailed,
@@ -22,34 +24,33 @@ from runtime._workflow import Role, Step, Workflow, chain
 
 RUNS = 200
 FLAG = "d guessed"
-GRAPH = compile_workflow(
-    Workflow(
-        "chain",
-        roles=[Role("w")],
-        steps=[
-            Step("a", role="w", writes=["a"]),
-            Step("b", role="w", reads=["a"], writes=["b"], on_failure=Retry(2, backoff=0.01)),
-            Step("c", role="w", reads=["b"], writes=["c"], on_failure=Halt()),
-            Step(
-                "d",
-                role="w",
-                reads=["c"],
-                writes=["d"],
-                on_failure=ProceedWithFlag({"d": 0}, FLAG),
-                consequence="irreversible",
-                unreviewed="a test of the advice",
-            ),
-            Step(
-                "e",
-                role="w",
-                reads=["d"],
-                writes=["e"],
-                checkpoint=Checkpoint(["g"], when="after"),
-            ),
-        ],
-        edges=chain("a", "b", "c", "d", "e"),
-    )
+WORKFLOW = Workflow(
+    "chain",
+    roles=[Role("w")],
+    steps=[
+        Step("a", role="w", writes=["a"]),
+        Step("b", role="w", reads=["a"], writes=["b"], on_failure=Retry(2, backoff=0.01)),
+        Step("c", role="w", reads=["b"], writes=["c"], on_failure=Halt()),
+        Step(
+            "d",
+            role="w",
+            reads=["c"],
+            writes=["d"],
+            on_failure=ProceedWithFlag({"d": 0}, FLAG),
+            consequence="irreversible",
+            unreviewed="a test of the advice",
+        ),
+        Step(
+            "e",
+            role="w",
+            reads=["d"],
+            writes=["e"],
+            checkpoint=Checkpoint(["g"], when="after"),
+        ),
+    ],
+    edges=chain("a", "b", "c", "d", "e"),
 )
+GRAPH = compile_workflow(WORKFLOW)
 
 
 def fails(step: str, index: int) -> bool:
@@ -62,11 +63,19 @@ def fails(step: str, index: int) -> bool:
     )
 
 
-def drive(graph: Graph, index: int) -> Run:
-    """One run, each attempt taking 0.5 s; b's retry 0.25 s; e's review 30 s."""
+def drive(graph: Graph, index: int, journal: list[tuple[float, JournalEvent]] | None = None) -> Run:
+    """One run, each attempt taking 0.5 s; b's retry 0.25 s; e's review 30 s. Its events and
+    their times go to `journal` if given."""
+    kept: list[tuple[float, JournalEvent]] = [] if journal is None else journal
     now = 1000.0 * index
     started = RunStarted(f"r{index}", graph.name, "1", graph.fingerprint, {})
+    kept.append((now, started))
     run, _ = start(graph, started, now)
+
+    def apply(run: Run, event: JournalEvent, now: float) -> None:
+        kept.append((now, event))
+        fold(run, event, now)
+
     while run.status == "running":
         if run.decisions:
             (name, waiting), *_ = run.decisions.items()
@@ -81,14 +90,10 @@ def drive(graph: Graph, index: int) -> Run:
         if attempt == 1 and fails(name, index):
             apply(run, StepFailed(run.run_id, name, attempt, "error", "injected", "agent"), now)
             if run.steps[name].status == "retry_wait":
-                apply_timer(run, name, attempt, now)
+                apply(run, TimerFired(run.run_id, "retry", name, attempt), now)
         else:
             apply(run, StepSucceeded(run.run_id, name, attempt, "agent", {name: 1}), now)
     return run
-
-
-def apply_timer(run: Run, name: str, attempt: int, now: float) -> None:
-    apply(run, TimerFired(run.run_id, "retry", name, attempt), now)
 
 
 @pytest.fixture(scope="module")
