@@ -45,6 +45,7 @@ from runtime._process import event_loop_options, tune_collector
 from runtime._render import history_table, pending_table, render_record, render_runs
 from runtime._replay import JournalUnreadable, replay
 from runtime._report import report as build_report
+from runtime._report_plot import plot_report
 from runtime._report_render import render_report
 from runtime._run import Run
 from runtime._store import backup as store_backup
@@ -805,6 +806,10 @@ def report(
     since: Annotated[
         str | None, typer.Option(help="Only runs started this long ago or later: 30m, 12h, 7d.")
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the report into this PNG file (needs the report extra)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """How a workflow's runs went, from its journal: outcomes, each step, where it breaks.
@@ -835,6 +840,16 @@ def report(
         if run.created_at >= oldest:
             runs.append(run)
     reports = [build_report(graph, runs) for graph in graphs]
+    if plot is not None:
+        for figures in reports:
+            target = (
+                plot if len(reports) == 1 else plot.with_stem(f"{plot.stem}-{figures.workflow}")
+            )
+            try:
+                plot_report(figures, target)
+            except BatonError as exc:
+                raise _fail(str(exc)) from None
+            err.print(f"chart written to {target}", highlight=False)
     if as_json:
         _print_json(reports)
         return

@@ -256,3 +256,14 @@ class TestReport:
         result = runner.invoke(app, [*base, *args])
         assert result.exit_code == 2
         assert says in result.output
+
+    def test_plot_writes_a_png(self, journal: Path, tmp_path: Path) -> None:
+        chart = tmp_path / "report.png"
+        result = runner.invoke(
+            app,
+            ["report", "--store", f"sqlite:///{journal}", "-w", f"{REPORTED_MODULE}:WORKFLOW",
+             "--plot", str(chart)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "compound to" in result.output
