@@ -51,6 +51,8 @@ class RuntimeProcess:
     control: str
     operator: ClientKeys | None
     """The operator's keys for a control client, or None when the runtime is insecure."""
+    metrics: str | None = None
+    """The URL of its Prometheus metrics, when it serves them."""
 
 
 class ProcessGroup:
@@ -159,7 +161,9 @@ class ProcessGroup:
             time.sleep(0.02)
         bound = json.loads(ready.read_text())
         operator = None if self.keys is None else self.keys_of("operator")
-        return RuntimeProcess(process, bound["agents"], bound["control"], operator)
+        return RuntimeProcess(
+            process, bound["agents"], bound["control"], operator, bound.get("metrics")
+        )
 
     def start_actor(
         self,

@@ -60,6 +60,7 @@ from runtime._events import (
 from runtime._gate import Gate
 from runtime._graph import Graph
 from runtime._held import HeldRun
+from runtime._metrics import Gauges, Metrics
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
@@ -127,6 +128,7 @@ class Supervisor:
         security: Security | None,
         previous: Sequence[Graph] = (),
         kill_points: KillPoints | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -138,6 +140,7 @@ class Supervisor:
         """
         self.config = config
         self._kill_points = kill_points or KillPoints()
+        self._metrics = metrics
         self.catalog = Catalog(graphs, previous)
         self.security = security
         self._book = None if security is None else PrincipalBook(security.principals)
@@ -558,6 +561,8 @@ class Supervisor:
         )
         self._journal(event, now)
         run, commands = engine.start(graph, event, now)
+        if self._metrics is not None:
+            self._metrics.observe(run, 0)
         self.runs[run_id] = run
         self._active_runs += 1
         self._counters.runs_started += 1
@@ -695,7 +700,11 @@ class Supervisor:
             return
         now = self._clock()
         self._journal(event, now)
-        self._execute(run, engine.apply(run, event, now))
+        seen = len(run.history)
+        commands = engine.apply(run, event, now)
+        if self._metrics is not None:
+            self._metrics.observe(run, seen)
+        self._execute(run, commands)
 
     def _execute(self, run: Run, commands: list[Command]) -> None:
         for command in commands:
@@ -761,6 +770,15 @@ class Supervisor:
             return
         self._timers.schedule(("heartbeat",), now + self.config.heartbeat)
         self._agents.heartbeat(now)
+        if self._metrics is not None:
+            seen = self.statistics()
+            self._metrics.gauges = Gauges(
+                active_runs=seen.active_runs,
+                stuck_runs=seen.stuck_runs,
+                queued_steps=seen.queued_steps,
+                agents=seen.agents,
+                refused=seen.rejected_frames,
+            )
         for limiter in self._limiters:
             limiter.prune()
         self._refusals.prune()

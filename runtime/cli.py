@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.abc
@@ -62,6 +62,9 @@ app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
+if TYPE_CHECKING:
+    from runtime._prometheus import PrometheusMetrics
+
 log = structlog.get_logger("baton.runtime")
 
 DEFAULT_STORE = "sqlite:///baton.db"
@@ -185,6 +188,18 @@ def runtime(
         ),
     ] = 5,
     restart_window: Annotated[float, typer.Option(min=0.1, help="Seconds.")] = 60.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port); "
+            "needs the metrics extra.",
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics are served on.")] = (
+        "127.0.0.1"
+    ),
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the bound endpoints here as JSON once listening."),
@@ -221,6 +236,7 @@ def runtime(
             _require_loopback(config.control, "--control")
         security = None if insecure else _server_security(directory)
         opened = open_store(store)
+        metrics = None if metrics_port is None else _metrics(metrics_host, metrics_port)
         supervisor = Supervisor(
             graphs,
             opened,
@@ -228,14 +244,42 @@ def runtime(
             security=security,
             previous=earlier,
             kill_points=_kill_points(),
+            metrics=metrics,
         )
     except BatonError as exc:
         raise _fail(str(exc)) from None
     tune_collector()
-    status = anyio.run(
-        _serve_runtime, supervisor, ready_file, directory, backend_options=event_loop_options()
-    )
+    extra = {} if metrics is None else {"metrics": f"http://{metrics_host}:{metrics.port}/metrics"}
+    try:
+        status = anyio.run(
+            _serve_runtime,
+            supervisor,
+            ready_file,
+            directory,
+            extra,
+            backend_options=event_loop_options(),
+        )
+    finally:
+        if metrics is not None:
+            metrics.close()
     raise typer.Exit(status)
+
+
+def _metrics(host: str, port: int) -> PrometheusMetrics:
+    """The metrics, served from now on; a clear error without the extra or the port."""
+    try:
+        from runtime._prometheus import PrometheusMetrics  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        raise _fail(
+            "--metrics-port needs prometheus-client: pip install 'baton-runtime[metrics]'"
+        ) from None
+    metrics = PrometheusMetrics()
+    try:
+        metrics.serve(host, port)
+    except OSError as exc:
+        raise _fail(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    log.info("metrics.serving", url=f"http://{host}:{metrics.port}/metrics")
+    return metrics
 
 
 def _kill_points() -> KillPoints:
@@ -252,7 +296,9 @@ def _server_security(directory: Path) -> Security:
         raise _fail(f"{exc} (or pass --insecure to run without CURVE on loopback)") from None
 
 
-async def _serve_runtime(supervisor: Supervisor, ready_file: Path | None, directory: Path) -> int:
+async def _serve_runtime(
+    supervisor: Supervisor, ready_file: Path | None, directory: Path, extra: dict[str, str]
+) -> int:
     """Serve until SIGINT or SIGTERM, reloading principals on SIGHUP; the exit status."""
     try:
         # Bound inside the loop: a secure runtime's ZAP handler must run before any bind.
@@ -279,7 +325,7 @@ async def _serve_runtime(supervisor: Supervisor, ready_file: Path | None, direct
 
             await tg.start(serve)
             if ready_file is not None:
-                _write_ready_file(ready_file, supervisor)
+                _write_ready_file(ready_file, supervisor, extra)
             await _handle_signals(supervisor, directory)
     except* AuthenticatorDied:
         died = True
@@ -297,12 +343,13 @@ async def _serve_runtime(supervisor: Supervisor, ready_file: Path | None, direct
     return EXIT_RUN_FAILED if died or failed else EXIT_OK
 
 
-def _write_ready_file(path: Path, supervisor: Supervisor) -> None:
+def _write_ready_file(path: Path, supervisor: Supervisor, extra: dict[str, str]) -> None:
     temporary = path.with_suffix(".tmp")
     bound = {
         "agents": supervisor.bound_agents,
         "control": supervisor.bound_control,
         "pid": os.getpid(),
+        **extra,
     }
     temporary.write_text(json.dumps(bound))
     temporary.replace(path)

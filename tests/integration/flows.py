@@ -304,7 +304,19 @@ fragile = Workflow(
 )
 """Its step fails on its first attempt, and the failure waits for a person of ops."""
 
-ALL = [flaky, survivor, guarded, pay, gated, charge, doomed, spend, spend_timed, fragile]
+quick = Workflow(
+    "quick",
+    roles=[Role("quick")],
+    inputs=["n"],
+    steps=[
+        Step("one", role="quick", reads=["n"], writes={"x": int}, on_failure=Retry(3, backoff=0)),
+        Step("two", role="quick", reads=["x"], writes={"y": int}),
+    ],
+    edges=[("one", "two")],
+)
+"""Two quick steps; the first fails the first try of every third run."""
+
+ALL = [flaky, survivor, guarded, pay, gated, charge, doomed, spend, spend_timed, fragile, quick]
 ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge, doomed, spend, spend_timed, fragile]
 
 
@@ -335,6 +347,16 @@ class Fragile(Agent):
         if task.attempt == 1:
             raise RuntimeError("the first try always breaks")
         return Result(outputs={"x": task.attempt}, rationale="worked on a later try")
+
+
+class Quick(Agent):
+    role = "quick"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        n = task.inputs.get("n", task.inputs.get("x", 0))
+        if task.step == "one" and task.attempt == 1 and n % 3 == 0:
+            raise RuntimeError("every third run's first try fails")
+        return Result(outputs={"x" if task.step == "one" else "y": n}, rationale="quick")
 
 
 class Crasher(Agent):

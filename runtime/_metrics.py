@@ -1,0 +1,33 @@
+"""What the supervisor tells a metrics backend: events as they are folded, and gauges.
+
+The backend (Prometheus, in `runtime._prometheus`) is optional, so the
+supervisor knows it only by this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from runtime._run import Run
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """What the loop saw at its last heartbeat."""
+
+    active_runs: int = 0
+    stuck_runs: int = 0
+    queued_steps: int = 0
+    agents: Mapping[str, int] = field(default_factory=dict)
+    refused: Mapping[str, int] = field(default_factory=dict)
+
+
+class Metrics(Protocol):
+    gauges: Gauges
+    """Replaced whole by the loop each heartbeat, so a reader on another thread sees one
+    consistent snapshot."""
+
+    def observe(self, run: Run, seen: int) -> None:
+        """Count what the entries of `run`'s history from index `seen` on say happened."""
