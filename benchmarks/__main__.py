@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setups = [
             ("memory_insecure", False, "memory://"),
             ("memory_secure", True, "memory://"),
+            ("memory_secure_metrics", True, "memory://"),
             ("sqlite_full_secure", True, f"sqlite:///{folder}/full.db?synchronous=FULL"),
             ("sqlite_normal_secure", True, f"sqlite:///{folder}/normal.db?synchronous=NORMAL"),
         ]
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[key] = measure_workflow(
                 secure=secure,
                 store=store,
+                metrics=key.endswith("_metrics"),
                 latency_runs=320 // scale + 20,
                 pipelined_runs=8_000 // scale,
             )
@@ -75,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  steps/s: {secure_result.steps_per_s / plain.steps_per_s:.3f} "
         f"({1 - secure_result.steps_per_s / plain.steps_per_s:+.1%} cost)\n"
         f"  per-step p50: {secure_result.step_latency.p50_us / plain.step_latency.p50_us:.3f}x"
+    )
+    measured = results["memory_secure_metrics"]
+    print(
+        "\nCost of Prometheus metrics (--metrics-port, memory store, CURVE on):\n"
+        f"  steps/s: {measured.steps_per_s / secure_result.steps_per_s:.3f} "
+        f"({1 - measured.steps_per_s / secure_result.steps_per_s:+.1%} cost)\n"
+        f"  per-step p50: {measured.step_latency.p50_us / secure_result.step_latency.p50_us:.3f}x"
     )
     async_rtt = floor.async_client.latency.p50_us
     print("\nDurable (SQLite journal, CURVE on):")

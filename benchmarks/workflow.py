@@ -154,6 +154,7 @@ def measure_workflow(
     pipelined_runs: int = 4_000,
     in_flight: int = 100,
     concurrency: int = 128,
+    metrics: bool = False,
 ) -> WorkflowResult:
     """Start a runtime and one agent process per role, measure, and stop them all.
 
@@ -167,7 +168,8 @@ def measure_workflow(
             for i in range(STEPS):
                 add_principal(keys, f"bench{i}", [f"bench{i}"])
         with ProcessGroup(Path(folder), keys=keys) as group:
-            runtime = group.start_runtime([WORKFLOW], store=store, extra=["--log-level", "warning"])
+            extra = ["--log-level", "warning", *(["--metrics-port", "0"] if metrics else [])]
+            runtime = group.start_runtime([WORKFLOW], store=store, extra=extra)
             for i in range(STEPS):
                 group.start_actor(
                     f"benchmarks.agents:Bench{i}",
