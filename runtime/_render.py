@@ -92,6 +92,28 @@ def pending_table(pending: Sequence[PendingDecision]) -> Group:
     return Group(*blocks)
 
 
+def progress_view(record: RunRecord, elapsed: float) -> Group:
+    """A run as it goes: its status, what it waits for, and each step reached so far."""
+    head = Text.assemble(
+        ("run ", "bold"), (record.run_id, "bold"), "  ", status_text(record.status),
+        f"  {elapsed:.1f}s",
+    )  # fmt: skip
+    if record.waiting_for:
+        head.append(f"\nwaiting for {record.waiting_for}", style="yellow")
+    steps = Table(box=None, show_header=False, padding=(0, 2))
+    for name, step in record.steps.items():
+        if step.status in ("pending", "skipped") and not step.attempts:
+            continue
+        last = step.attempts[-1] if step.attempts else None
+        note = ""
+        if last is not None:
+            note = f"attempt {last.attempt}" + (f" on {last.agent}" if last.agent else "")
+            if last.failure:
+                note += f", {last.failure}"
+        steps.add_row(name, status_text(step.status), note)
+    return Group(head, steps)
+
+
 def history_table(events: Sequence[HistoryEntry]) -> Table:
     """A run's history, one event a row; `seq` is the record version after the event."""
     log = Table(title="history", title_justify="left")

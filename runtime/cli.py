@@ -17,6 +17,7 @@ import structlog
 import typer
 import zmq
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 
 from protocols import (
@@ -42,7 +43,13 @@ from runtime._keys_cli import keys_app
 from runtime._loader import load_workflows
 from runtime._logging import LEVELS, LogFormat, configure_logging
 from runtime._process import event_loop_options, tune_collector
-from runtime._render import history_table, pending_table, render_record, render_runs
+from runtime._render import (
+    history_table,
+    pending_table,
+    progress_view,
+    render_record,
+    render_runs,
+)
 from runtime._replay import JournalUnreadable, replay
 from runtime._report import report as build_report
 from runtime._report_plot import plot_report
@@ -533,6 +540,8 @@ def run(
         run_id = await client.start_run(name, inputs)
         if not wait:
             return run_id, None
+        if out.is_terminal and not as_json:
+            return run_id, await _watch(client, run_id, timeout)
         return run_id, await client.wait_run(run_id, max_wait=timeout)
 
     run_id, waited = _client_call(control, call, keys, principal, insecure)
@@ -550,6 +559,18 @@ def run(
     if timed_out:
         raise _fail(f"run {run_id} had not ended after {timeout:g}s (status {record.status})")
     raise typer.Exit(_exit_for(record.status))
+
+
+async def _watch(client: ControlClient, run_id: str, longest: float) -> tuple[Any, bool]:
+    """Wait for the run, showing its steps live; the final record and whether time ran out."""
+    began = time.monotonic()
+    with Live(console=out, transient=True, refresh_per_second=8) as live:
+        while True:
+            left = longest - (time.monotonic() - began)
+            record, timed_out = await client.wait_run(run_id, max_wait=min(0.25, max(0.0, left)))
+            live.update(progress_view(record, time.monotonic() - began))
+            if not timed_out or left <= 0:
+                return record, timed_out and left <= 0
 
 
 @app.command()

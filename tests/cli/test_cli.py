@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import zmq
+from rich.console import Console
 from typer.testing import CliRunner
 
 from runtime._events import JournalEvent
 from runtime._keys import init_keys
+from runtime._record import record_view
+from runtime._render import progress_view
 from runtime._store import JournalRecord, SqliteStore
 from runtime.cli import app
 from tests.runtime.test_report import GRAPH as REPORTED
@@ -267,3 +270,14 @@ class TestReport:
         assert result.exit_code == 0, result.output
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "compound to" in result.output
+
+
+class TestProgressView:
+    def test_shows_the_steps_reached_with_their_attempts(self) -> None:
+        run = drive(REPORTED, 5)
+        console = Console(record=True, width=100)
+        console.print(progress_view(record_view(run), 1.5))
+        text = console.export_text()
+        assert "completed" in text
+        assert "attempt 2 on agent" in text  # b's first try failed in this run
+        assert "1.5s" in text
