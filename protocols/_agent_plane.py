@@ -66,6 +66,9 @@ class Assign(Message, tag="assign", frozen=True):
     tools: Names = []
     timeout_ms: Annotated[int, Meta(ge=0, le=2**31)] = 0
     flags: Annotated[dict[Name, Texts], Meta(max_length=MAX_ITEMS)] = {}
+    trace: Annotated[str, Meta(max_length=128)] = ""
+    """W3C `traceparent` of the attempt's span, when the runtime traces: the agent's own
+    spans join the run's trace under it."""
 
 
 class StepResult(Message, tag="step_result", frozen=True):

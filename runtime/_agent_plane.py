@@ -9,7 +9,7 @@ whatever it sends waits in the supervisor's outbox for the batch's commit.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,8 +95,11 @@ class AgentPlane:
         secure: bool,
         restart_budget: int = 0,
         restart_window: float = 60.0,
+        trace: Callable[[str, str, int], str] | None = None,
     ) -> None:
         self._host = host
+        self._trace = trace
+        """Gives the traceparent an assignment carries, when the runtime traces."""
         self._restarts = RestartBudget(restart_budget, restart_window)
         self._secure = secure
         self._codec = codec
@@ -205,6 +208,9 @@ class AgentPlane:
                     tools=list(command.tools),
                     timeout_ms=int(command.timeout * 1000),
                     flags=command.flags,
+                    trace=""
+                    if self._trace is None
+                    else self._trace(command.run_id, command.step, command.attempt),
                 ),
             )
             self._host.apply(

@@ -24,10 +24,12 @@ class Gauges:
     refused: Mapping[str, int] = field(default_factory=dict)
 
 
-class Metrics(Protocol):
+class Observer(Protocol):
+    def observe(self, run: Run, seen: int) -> None:
+        """Take in what the entries of `run`'s history from index `seen` on say happened."""
+
+
+class Metrics(Observer, Protocol):
     gauges: Gauges
     """Replaced whole by the loop each heartbeat, so a reader on another thread sees one
     consistent snapshot."""
-
-    def observe(self, run: Run, seen: int) -> None:
-        """Count what the entries of `run`'s history from index `seen` on say happened."""

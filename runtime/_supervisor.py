@@ -60,7 +60,7 @@ from runtime._events import (
 from runtime._gate import Gate
 from runtime._graph import Graph
 from runtime._held import HeldRun
-from runtime._metrics import Gauges, Metrics
+from runtime._metrics import Gauges, Metrics, Observer
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
@@ -69,6 +69,7 @@ from runtime._refusals import HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
+from runtime._trace_ids import traceparent
 
 log = structlog.get_logger("baton.runtime")
 
@@ -129,6 +130,7 @@ class Supervisor:
         previous: Sequence[Graph] = (),
         kill_points: KillPoints | None = None,
         metrics: Metrics | None = None,
+        tracer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -141,6 +143,7 @@ class Supervisor:
         self.config = config
         self._kill_points = kill_points or KillPoints()
         self._metrics = metrics
+        self._observers: list[Observer] = [o for o in (metrics, tracer) if o is not None]
         self.catalog = Catalog(graphs, previous)
         self.security = security
         self._book = None if security is None else PrincipalBook(security.principals)
@@ -170,6 +173,7 @@ class Supervisor:
             secure=secure,
             restart_budget=config.restart_budget,
             restart_window=config.restart_window,
+            trace=None if tracer is None else traceparent,
         )
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._control = ControlPlane(
@@ -561,8 +565,8 @@ class Supervisor:
         )
         self._journal(event, now)
         run, commands = engine.start(graph, event, now)
-        if self._metrics is not None:
-            self._metrics.observe(run, 0)
+        for observer in self._observers:
+            observer.observe(run, 0)
         self.runs[run_id] = run
         self._active_runs += 1
         self._counters.runs_started += 1
@@ -702,8 +706,8 @@ class Supervisor:
         self._journal(event, now)
         seen = len(run.history)
         commands = engine.apply(run, event, now)
-        if self._metrics is not None:
-            self._metrics.observe(run, seen)
+        for observer in self._observers:
+            observer.observe(run, seen)
         self._execute(run, commands)
 
     def _execute(self, run: Run, commands: list[Command]) -> None:

@@ -71,6 +71,7 @@ out = Console()
 err = Console(stderr=True)
 if TYPE_CHECKING:
     from runtime._prometheus import PrometheusMetrics
+    from runtime._tracing import RunTracer
 
 log = structlog.get_logger("baton.runtime")
 
@@ -207,6 +208,13 @@ def runtime(
     metrics_host: Annotated[str, typer.Option(help="Address the metrics are served on.")] = (
         "127.0.0.1"
     ),
+    trace_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append OpenTelemetry spans of runs, step attempts and tool calls to this "
+            "file as JSON lines (needs the traces extra).",
+        ),
+    ] = None,
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the bound endpoints here as JSON once listening."),
@@ -244,6 +252,7 @@ def runtime(
         security = None if insecure else _server_security(directory)
         opened = open_store(store)
         metrics = None if metrics_port is None else _metrics(metrics_host, metrics_port)
+        tracer = None if trace_file is None else _tracer(trace_file)
         supervisor = Supervisor(
             graphs,
             opened,
@@ -252,6 +261,7 @@ def runtime(
             previous=earlier,
             kill_points=_kill_points(),
             metrics=metrics,
+            tracer=tracer,
         )
     except BatonError as exc:
         raise _fail(str(exc)) from None
@@ -269,7 +279,23 @@ def runtime(
     finally:
         if metrics is not None:
             metrics.close()
+        if tracer is not None:
+            tracer.close()
     raise typer.Exit(status)
+
+
+def _tracer(path: Path) -> RunTracer:
+    try:
+        from runtime._tracing import RunTracer, file_exporter  # noqa: PLC0415 - optional extra
+    except ImportError:
+        raise _fail(
+            "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
+        ) from None
+    try:
+        exporter, _ = file_exporter(path)
+    except OSError as exc:
+        raise _fail(f"--trace-file {path}: {exc}") from None
+    return RunTracer(exporter)
 
 
 def _metrics(host: str, port: int) -> PrometheusMetrics:

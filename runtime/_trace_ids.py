@@ -1,0 +1,19 @@
+"""Trace and span ids derived from what they name, so that any process can compute them."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def trace_id(run_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=16).digest(), "big")
+
+
+def span_id(*parts: object) -> int:
+    key = "/".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") or 1
+
+
+def traceparent(run_id: str, step: str, attempt: int) -> str:
+    """The W3C traceparent of the span of attempt `attempt` of `step` in run `run_id`."""
+    return f"00-{trace_id(run_id):032x}-{span_id(run_id, step, attempt):016x}-01"
