@@ -171,6 +171,10 @@ class Worker:
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
         self._flush_scheduled = False
+        self._draining = False
+        """Frames are being handled; steps they start may answer before the next is read."""
+        self._answered = False
+        """A result already left during this drain: the ones after it wait for its end."""
         self._live: _Connection | None = None
         self._stopping = False
         self._refused: RegistrationRefused | None = None
@@ -355,6 +359,8 @@ class Worker:
     def _drain(self, conn: _Connection) -> bool:
         """Handle the frames waiting on the connection; True when the connection should end."""
         received = False
+        self._draining = True
+        self._answered = False
         try:
             for _ in range(BATCH):
                 got = conn.link.receive_nowait()
@@ -373,6 +379,7 @@ class Worker:
                 if self._dispatch(conn, message):
                     return True
         finally:
+            self._draining = self._answered = False
             if received:
                 conn.last_seen = anyio.current_time()
         return False
@@ -474,8 +481,12 @@ class Worker:
     # -- the writing side ---------------------------------------------------------------
 
     def _enqueue(self, frame: bytes) -> None:
-        if self._pool.in_flight <= 1 and self._send_now(frame):
+        if self._pool.in_flight <= 1 and not self._answered and self._send_now(frame):
             # The only task: no burst to wait for, so the result leaves at once.
+            if self._draining:
+                # The drain reads on after this and its caller flushes what waits.
+                self._answered = True
+                return
             live = self._live
             if live is not None:
                 live.link.recheck()
