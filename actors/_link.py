@@ -106,6 +106,10 @@ class Link:
         self._loop.remove_reader(self._fd)
         self._loop.add_reader(self._fd, callback)
 
+    def time(self) -> float:
+        """The event loop's clock, which `anyio.current_time()` reads too, without its lookups."""
+        return self._loop.time()
+
     def wake(self) -> None:
         """Make the current or next `wait_readable` return."""
         self._ready.set()
@@ -131,7 +135,14 @@ class Link:
             self._ready.clear()
 
     def receive_nowait(self) -> tuple[bytes, int] | None:
-        """The next frame and how many more parts came with it, or None if nothing waits."""
+        """The next frame and how many more parts came with it, or None if nothing waits.
+
+        None leaves the descriptor armed, as a `recheck()` would: EVENTS was read
+        last, so the next frame to arrive signals it.
+        """
+        # Asking first is cheaper than the exception a receive raises when nothing waits.
+        if not self._readable():
+            return None
         try:
             frame = self._socket.recv(_NOBLOCK)
         except zmq.Again:

@@ -121,7 +121,7 @@ class Pool:
             scope = anyio.CancelScope()
             if job.timeout_ms:
                 # The runtime's clock started at dispatch, so ours starts at arrival.
-                deadline = anyio.current_time() + job.timeout_ms / 1000
+                deadline = asyncio.get_running_loop().time() + job.timeout_ms / 1000
             self._tasks[(job.run_id, job.step, job.attempt)] = scope
         self._admitted += 1
         while self._idle:

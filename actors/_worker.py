@@ -319,12 +319,12 @@ class Worker:
         if conn.ended or conn.refused is not None:
             conn.link.wake()
             return
-        if self._live is conn and self._outbox:
-            self._outbox.flush(conn.link)
+        if self._live is conn and self._outbox and self._outbox.flush(conn.link):
+            # The drain left the descriptor armed; these sends may have disarmed it.
+            conn.link.recheck()
         if conn.wake_at() < conn.sleeps_until:
             # A welcome set the heartbeat: the coroutine must look at its timers sooner.
             conn.link.wake()
-        conn.link.recheck()
 
     def _register(self, conn: _Connection) -> None:
         conn.registered = False
@@ -378,10 +378,13 @@ class Worker:
                     continue
                 if self._dispatch(conn, message):
                     return True
+            else:
+                # Frames are left for later: have the reader called again.
+                conn.link.recheck()
         finally:
             self._draining = self._answered = False
             if received:
-                conn.last_seen = anyio.current_time()
+                conn.last_seen = conn.link.time()
         return False
 
     def _bad_frame(self, reason: str, detail: str, size: int) -> None:
@@ -453,14 +456,14 @@ class Worker:
         return False
 
     def _on_assign(self, conn: _Connection, assign: Assign) -> None:
-        ref = f"{assign.run_id}/{assign.step}/{assign.attempt}"
         if self._kind != "agent":
             text = "a tool host runs no steps"
-            self._reply(conn, Error(code="unexpected_message", message=text, ref=ref))
+            self._reply(conn, Error(code="unexpected_message", message=text, ref=_ref(assign)))
         elif self._pool.running((assign.run_id, assign.step, assign.attempt)):
-            self._log.warning("actor.duplicate_assign", ref=ref)
+            self._log.warning("actor.duplicate_assign", ref=_ref(assign))
         elif not self._pool.admit(assign):
             capacity = self._pool.capacity
+            ref = _ref(assign)
             self._log.warning("actor.overloaded", ref=ref, capacity=capacity)
             self._reply(conn, Error(code="overloaded", message=f"capacity {capacity}", ref=ref))
 
@@ -517,6 +520,10 @@ class Worker:
         """Send `frame` at once if a connection is live and nothing is queued before it."""
         live = self._live
         return live is not None and not self._outbox and live.link.send_nowait(frame)
+
+
+def _ref(assign: Assign) -> str:
+    return f"{assign.run_id}/{assign.step}/{assign.attempt}"
 
 
 async def serve(
