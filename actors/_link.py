@@ -15,6 +15,7 @@ from protocols._handshake import WATCHED_EVENTS, HandshakeFailure, HandshakeWatc
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_RCVMORE = int(zmq.RCVMORE)
 
 SEND_HWM = 16_384
 """Frames a link queues before a send would block.
@@ -41,6 +42,7 @@ class Link:
         "_loop",
         "_monitor",
         "_monitor_fd",
+        "_on_ready",
         "_ready",
         "_socket",
         "endpoint",
@@ -74,6 +76,7 @@ class Link:
             raise
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
+        self._on_ready: Callable[[], None] | None = None
         self._fd = int(self._socket.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._ready.set)
         self._monitor_fd = int(self._monitor.getsockopt(zmq.FD))
@@ -99,8 +102,13 @@ class Link:
     def on_ready(self, callback: Callable[[], None]) -> None:
         """Run `callback` in the event loop's reader callback when frames may be waiting,
         instead of waking `wait_readable`; the callback calls `wake()` when it must."""
+        self._on_ready = callback
         self._loop.remove_reader(self._fd)
         self._loop.add_reader(self._fd, callback)
+
+    def time(self) -> float:
+        """The event loop's clock, which `anyio.current_time()` reads too, without its lookups."""
+        return self._loop.time()
 
     def wake(self) -> None:
         """Make the current or next `wait_readable` return."""
@@ -127,13 +135,20 @@ class Link:
             self._ready.clear()
 
     def receive_nowait(self) -> tuple[bytes, int] | None:
-        """The next frame and how many more parts came with it, or None if nothing waits."""
+        """The next frame and how many more parts came with it, or None if nothing waits.
+
+        None leaves the descriptor armed, as a `recheck()` would: EVENTS was read
+        last, so the next frame to arrive signals it.
+        """
+        # Asking first is cheaper than the exception a receive raises when nothing waits.
+        if not self._readable():
+            return None
         try:
             frame = self._socket.recv(_NOBLOCK)
         except zmq.Again:
             return None
         extra = 0
-        while self._socket.rcvmore:
+        while self._socket.getsockopt(_RCVMORE):
             self._socket.recv(_NOBLOCK)
             extra += 1
         return frame, extra
@@ -147,9 +162,21 @@ class Link:
         return True
 
     def recheck(self) -> None:
-        """Wake the waiting reader if a frame arrived while others were being sent."""
+        """Wake the waiting reader if a frame arrived while others were being sent.
+
+        With an `on_ready` callback, that callback runs soon instead: frames are
+        handled where they always are, outside any task.
+        """
         if self._readable():
-            self._ready.set()
+            if self._on_ready is None:
+                self._ready.set()
+            else:
+                self._loop.call_soon(self._ready_soon)
+
+    def _ready_soon(self) -> None:
+        # The link may have closed since the call was scheduled.
+        if self._on_ready is not None and not self._socket.closed:
+            self._on_ready()
 
     def close(self, *, linger_ms: int = 0) -> None:
         if not self._socket.closed:

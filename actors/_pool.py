@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -21,6 +24,43 @@ from protocols import Assign, Codec, KillPoints, RuntimeMessage, StepResult, Too
 
 TaskKey = tuple[str, str, int]
 Job = Assign | ToolCall
+
+
+class _Started:
+    """A job that began on the caller's stack and now waits on `yielded`; a worker awaits the rest.
+
+    Awaiting it runs the job's coroutine one step at a time in the awaiting task, in the
+    job's own context, passing up what it waits on and passing down what the task sends
+    or throws (cancellation included), exactly as if the task had run it from the start.
+    """
+
+    __slots__ = ("_context", "_coro", "_yielded")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], yielded: object, context: contextvars.Context
+    ) -> None:
+        self._coro = coro
+        self._yielded = yielded
+        self._context = context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, context, yielded = self._coro, self._context, self._yielded
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed on to the job, not handled
+                try:
+                    yielded = context.run(coro.throw, exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = context.run(coro.send, sent)
+                except StopIteration:
+                    return
 
 
 class Pool:
@@ -55,8 +95,8 @@ class Pool:
         self._tasks: dict[TaskKey, anyio.CancelScope] = {}
         self._running = False
         self._queue: deque[Job] = deque()
-        self._idle: deque[asyncio.Future[Job]] = deque()
-        """Coroutines waiting for a job; handing one over wakes exactly that coroutine."""
+        self._idle: deque[tuple[asyncio.Task[Any], asyncio.Future[Job | _Started]]] = deque()
+        """Coroutines waiting for a job, each with its task; handing one over wakes exactly it."""
 
     @property
     def in_flight(self) -> int:
@@ -67,21 +107,38 @@ class Pool:
         return key in self._tasks
 
     def admit(self, job: Job) -> bool:
-        """Queue `job` unless the pool is full or not running."""
+        """Start or queue `job` unless the pool is full or not running.
+
+        Called outside any task (from the event loop's reader callback) with a
+        coroutine idle, the job starts at once, as that coroutine's task: a step
+        that never waits is answered before this returns, with no task switch.
+        """
         if self._admitted >= self.capacity or not self._running:
             return False
+        scope = None
+        deadline = math.inf
         if isinstance(job, Assign):
             scope = anyio.CancelScope()
             if job.timeout_ms:
                 # The runtime's clock started at dispatch, so ours starts at arrival.
-                scope.deadline = anyio.current_time() + job.timeout_ms / 1000
+                deadline = asyncio.get_running_loop().time() + job.timeout_ms / 1000
             self._tasks[(job.run_id, job.step, job.attempt)] = scope
         self._admitted += 1
         while self._idle:
-            waiter = self._idle.popleft()
-            if not waiter.done():
+            worker, waiter = self._idle.popleft()
+            if waiter.done():
+                continue
+            if asyncio.current_task() is not None:
+                if scope is not None:
+                    scope.deadline = deadline
                 waiter.set_result(job)
-                return True
+            elif self._start(job, worker, waiter) and scope is not None:
+                # Armed only now: a step that finished at once needed no timer. The
+                # worker is already woken, so a deadline already past cancels it there.
+                scope.deadline = deadline
+            return True
+        if scope is not None:
+            scope.deadline = deadline
         self._queue.append(job)
         return True
 
@@ -104,24 +161,60 @@ class Pool:
         finally:
             self._running = False
 
-    async def _next_job(self) -> Job:
+    def _start(
+        self, job: Job, worker: asyncio.Task[Any], waiter: asyncio.Future[Job | _Started]
+    ) -> bool:
+        """Run `job` as `worker` until it first waits; True if `worker` must finish it.
+
+        `worker` is idle, so lending it is safe: what the job binds to its task
+        (cancel scopes, task groups) stays with the task that will resume it.
+        """
+        coro = self._run(job)
+        context = contextvars.copy_context()
+        loop = waiter.get_loop()
+        # The job runs as `worker` so that anyio and sniffio find the task they expect.
+        asyncio.tasks._enter_task(loop, worker)
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration:
+            self._idle.appendleft((worker, waiter))
+            return False
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - raised in `worker`, as if it had run the job
+            waiter.set_exception(exc)
+            return True
+        finally:
+            asyncio.tasks._leave_task(loop, worker)
+        waiter.set_result(_Started(coro, yielded, context))
+        return True
+
+    async def _next_job(self, worker: asyncio.Task[Any]) -> Job | _Started:
         if self._queue:
             return self._queue.popleft()
         # A bare future per wait: far cheaper per hand-over than a memory stream.
-        waiter: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
+        waiter: asyncio.Future[Job | _Started] = asyncio.get_running_loop().create_future()
+        self._idle.append((worker, waiter))
         return await waiter
 
     async def _serve(self) -> None:
+        worker = asyncio.current_task()
+        assert worker is not None
         while True:
-            job = await self._next_job()
-            try:
-                if isinstance(job, Assign):
-                    await self._run_task(job)
-                else:
-                    await self._run_call(job)
-            finally:
-                self._admitted -= 1
+            job = await self._next_job(worker)
+            if isinstance(job, _Started):
+                await job
+            else:
+                await self._run(job)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            if isinstance(job, Assign):
+                await self._run_task(job)
+            else:
+                await self._run_call(job)
+        finally:
+            self._admitted -= 1
 
     async def _run_task(self, assign: Assign) -> None:
         assert isinstance(self._actor, Agent)

@@ -171,6 +171,10 @@ class Worker:
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
         self._flush_scheduled = False
+        self._draining = False
+        """Frames are being handled; steps they start may answer before the next is read."""
+        self._answered = False
+        """A result already left during this drain: the ones after it wait for its end."""
         self._live: _Connection | None = None
         self._stopping = False
         self._refused: RegistrationRefused | None = None
@@ -315,12 +319,12 @@ class Worker:
         if conn.ended or conn.refused is not None:
             conn.link.wake()
             return
-        if self._live is conn and self._outbox:
-            self._outbox.flush(conn.link)
+        if self._live is conn and self._outbox and self._outbox.flush(conn.link):
+            # The drain left the descriptor armed; these sends may have disarmed it.
+            conn.link.recheck()
         if conn.wake_at() < conn.sleeps_until:
             # A welcome set the heartbeat: the coroutine must look at its timers sooner.
             conn.link.wake()
-        conn.link.recheck()
 
     def _register(self, conn: _Connection) -> None:
         conn.registered = False
@@ -355,6 +359,8 @@ class Worker:
     def _drain(self, conn: _Connection) -> bool:
         """Handle the frames waiting on the connection; True when the connection should end."""
         received = False
+        self._draining = True
+        self._answered = False
         try:
             for _ in range(BATCH):
                 got = conn.link.receive_nowait()
@@ -372,9 +378,13 @@ class Worker:
                     continue
                 if self._dispatch(conn, message):
                     return True
+            else:
+                # Frames are left for later: have the reader called again.
+                conn.link.recheck()
         finally:
+            self._draining = self._answered = False
             if received:
-                conn.last_seen = anyio.current_time()
+                conn.last_seen = conn.link.time()
         return False
 
     def _bad_frame(self, reason: str, detail: str, size: int) -> None:
@@ -446,14 +456,14 @@ class Worker:
         return False
 
     def _on_assign(self, conn: _Connection, assign: Assign) -> None:
-        ref = f"{assign.run_id}/{assign.step}/{assign.attempt}"
         if self._kind != "agent":
             text = "a tool host runs no steps"
-            self._reply(conn, Error(code="unexpected_message", message=text, ref=ref))
+            self._reply(conn, Error(code="unexpected_message", message=text, ref=_ref(assign)))
         elif self._pool.running((assign.run_id, assign.step, assign.attempt)):
-            self._log.warning("actor.duplicate_assign", ref=ref)
+            self._log.warning("actor.duplicate_assign", ref=_ref(assign))
         elif not self._pool.admit(assign):
             capacity = self._pool.capacity
+            ref = _ref(assign)
             self._log.warning("actor.overloaded", ref=ref, capacity=capacity)
             self._reply(conn, Error(code="overloaded", message=f"capacity {capacity}", ref=ref))
 
@@ -474,8 +484,12 @@ class Worker:
     # -- the writing side ---------------------------------------------------------------
 
     def _enqueue(self, frame: bytes) -> None:
-        if self._pool.in_flight <= 1 and self._send_now(frame):
+        if self._pool.in_flight <= 1 and not self._answered and self._send_now(frame):
             # The only task: no burst to wait for, so the result leaves at once.
+            if self._draining:
+                # The drain reads on after this and its caller flushes what waits.
+                self._answered = True
+                return
             live = self._live
             if live is not None:
                 live.link.recheck()
@@ -506,6 +520,10 @@ class Worker:
         """Send `frame` at once if a connection is live and nothing is queued before it."""
         live = self._live
         return live is not None and not self._outbox and live.link.send_nowait(frame)
+
+
+def _ref(assign: Assign) -> str:
+    return f"{assign.run_id}/{assign.step}/{assign.attempt}"
 
 
 async def serve(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
 from typing import Any
 
@@ -41,6 +43,27 @@ class NotAResultAgent(Agent):
         return {"x": 1}  # type: ignore[return-value]
 
 
+_STEP: contextvars.ContextVar[str] = contextvars.ContextVar("step")
+
+
+class ScopedAgent(Agent):
+    """Before it first waits, sets a context variable and opens a task group and a timeout."""
+
+    role = "scoped"
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        _STEP.set(task.step)
+        before = asyncio.current_task()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep, 0)
+            with anyio.move_on_after(0.01) as scope:
+                await anyio.sleep(WAIT)
+        same_task = asyncio.current_task() is before
+        return Result(
+            outputs={"step": _STEP.get(), "timed_out": scope.cancelled_caught, "task": same_task}
+        )
+
+
 class TestResults:
     async def test_a_handler_result_becomes_a_step_result(self, runtime: FakeRuntime) -> None:
         """Outputs, rationale, confidence and caveats reach the runtime as returned."""
@@ -72,6 +95,19 @@ class TestResults:
             results = [(await runtime.expect(StepResult))[1] for _ in range(64)]
         echoed: list[Any] = [r.outputs["echo"] for r in results]
         assert sorted(echo["n"] for echo in echoed) == list(range(64))
+
+    async def test_a_handler_keeps_its_task_and_context_across_its_first_wait(
+        self, runtime: FakeRuntime
+    ) -> None:
+        """Scopes, task groups and context variables entered before the first wait hold after it."""
+        async with serving(ScopedAgent(), runtime, concurrency=4):
+            identity, _ = await runtime.accept()
+            for n in range(4):
+                await runtime.send(identity, assign(f"s{n}"))
+            results = [(await runtime.expect(StepResult))[1] for _ in range(4)]
+        assert sorted(r.step for r in results) == ["s0", "s1", "s2", "s3"]
+        for result in results:
+            assert result.outputs == {"step": result.step, "timed_out": True, "task": True}
 
 
 class TestFailures:
