@@ -166,6 +166,7 @@ AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         tools=name_lists,
         timeout_ms=st.integers(0, 2**31),
         flags=flag_maps,
+        trace=st.text(max_size=128),
     ),
     StepResult: every_field(
         StepResult,
