@@ -98,6 +98,7 @@ class PrometheusMetrics:
             "baton_decision_wait_seconds", "How long a run waited for a person's decision.",
             ["workflow", "step"], buckets=WAIT_SECONDS, registry=r,
         )  # fmt: skip
+        self._children: dict[tuple[object, ...], Any] = {}
         r.register(_GaugeCollector(self))
         self._server: Any = None
         self._thread: Thread | None = None
@@ -120,35 +121,52 @@ class PrometheusMetrics:
 
     def observe(self, run: Run, seen: int) -> None:
         """Count what the entries of `run`'s history from index `seen` on say happened."""
-        workflow = run.workflow
-        for entry in run.history[seen:]:
+        history = run.history
+        for index in range(seen, len(history)):
+            entry = history[index]
             event = entry.event
             if event in ("step_succeeded", "step_failed"):
-                state = run.steps.get(entry.step)
-                if state is None or not 0 < entry.attempt <= len(state.attempts):
-                    continue
-                attempt = state.attempts[entry.attempt - 1]
-                outcome = "succeeded" if event == "step_succeeded" else "failed"
-                failure = (attempt.failure or "") if outcome == "failed" else ""
-                self._attempts.labels(workflow, entry.step, outcome, failure).inc()
-                if attempt.agent and attempt.ended_at is not None:
-                    self._step_seconds.labels(workflow, entry.step).observe(
-                        max(0.0, attempt.ended_at - attempt.started_at)
-                    )
+                self._attempt(run, entry.step, entry.attempt, event == "step_succeeded")
             elif event == "run_started":
-                self._runs_started.labels(workflow).inc()
+                self._child(self._runs_started, run.workflow).inc()
             elif event in ENDINGS:
                 status = ENDINGS[event]
-                self._runs_ended.labels(workflow, status).inc()
-                self._run_seconds.labels(workflow, status).observe(entry.at - run.created_at)
+                self._child(self._runs_ended, run.workflow, status).inc()
+                self._child(self._run_seconds, run.workflow, status).observe(
+                    entry.at - run.created_at
+                )
             elif event == "step_flagged":
-                self._flagged.labels(workflow, entry.step).inc()
+                self._child(self._flagged, run.workflow, entry.step).inc()
             elif event == "decision_made":
                 decision = str(entry.detail.get("decision", ""))
-                self._decisions.labels(workflow, entry.step, decision).inc()
+                self._child(self._decisions, run.workflow, entry.step, decision).inc()
                 opened = _opened_at(run, entry.step, entry.seq)
                 if opened is not None:
-                    self._decision_wait.labels(workflow, entry.step).observe(entry.at - opened)
+                    self._child(self._decision_wait, run.workflow, entry.step).observe(
+                        entry.at - opened
+                    )
+
+    def _attempt(self, run: Run, step: str, number: int, succeeded: bool) -> None:
+        state = run.steps.get(step)
+        if state is None or not 0 < number <= len(state.attempts):
+            return
+        attempt = state.attempts[number - 1]
+        if succeeded:
+            self._child(self._attempts, run.workflow, step, "succeeded", "").inc()
+        else:
+            self._child(self._attempts, run.workflow, step, "failed", attempt.failure or "").inc()
+        if attempt.agent and attempt.ended_at is not None:
+            self._child(self._step_seconds, run.workflow, step).observe(
+                max(0.0, attempt.ended_at - attempt.started_at)
+            )
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The labelled child of `metric`, looked up once: `labels()` validates and locks."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 def _opened_at(run: Run, step: str, before: int) -> float | None:
