@@ -533,10 +533,10 @@ class EngineMachine(RuleBasedStateMachine):
     def duplicate(self, data: st.DataObject) -> None:
         """An event already journaled, the start included, arrives again.
 
-        Not a restart: that comes from the runtime itself, once per start, never
-        off the network (the `restart` rule makes those).
+        Not a restart or a resumption: those come from the runtime itself, once per start or
+        once per stuck spell, never off the network (the `restart` and `resume` rules make them).
         """
-        delivered = [e for e, _ in self.journal if not isinstance(e, RunRecovered)]
+        delivered = [e for e, _ in self.journal if not isinstance(e, RunRecovered | RunResumed)]
         self.feed(data.draw(st.sampled_from(delivered)))
 
     @precondition(lambda self: self.tasks)
