@@ -10,7 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from protocols import TERMINAL_STATUSES
 from runtime._run import Run
+
+RUN_ENDINGS: Mapping[str, str] = {f"run_{status}": status for status in TERMINAL_STATUSES}
+"""The history event that ends a run, and the status it ends in."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,18 +27,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from runtime._metrics import Gauges
+from runtime._metrics import RUN_ENDINGS, Gauges
 from runtime._run import Run
 
 STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 RUN_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
 WAIT_SECONDS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
-ENDINGS = {
-    "run_completed": "completed",
-    "run_failed": "failed",
-    "run_halted": "halted",
-    "run_cancelled": "cancelled",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +179,8 @@ class PrometheusMetrics:
                 self._attempt(run, entry.step, entry.attempt, event == "step_succeeded")
             elif event == "run_started":
                 self._count((RUNS_STARTED.name, workflow))
-            elif event in ENDINGS:
-                status = ENDINGS[event]
+            elif event in RUN_ENDINGS:
+                status = RUN_ENDINGS[event]
                 self._count((RUNS_ENDED.name, workflow, status))
                 self._spread(RUN_DURATION, (workflow, status), entry.at - run.created_at)
             elif event == "step_flagged":

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from protocols import TERMINAL_STATUSES
 from runtime._graph import Graph
 from runtime._run import Run
 
-ENDED = ("completed", "failed", "halted", "cancelled")
 REVIEW_PAYS_ABOVE = 0.05
 """A costly or irreversible step failing more often than this on its first try is worth a
 checkpoint."""
@@ -87,7 +87,7 @@ def report(graph: Graph, runs: Iterable[Run]) -> Report:
     """The report of `graph` over `runs` (those of other workflows are left out)."""
     chosen = [run for run in runs if run.workflow == graph.name]
     outcomes: Counter[str] = Counter(_status(run) for run in chosen)
-    ended = [run for run in chosen if run.status in ENDED]
+    ended = [run for run in chosen if run.status in TERMINAL_STATUSES]
     completed = sum(1 for run in ended if run.status == "completed")
     broken = sum(1 for run in ended if run.status in ("failed", "halted"))
     clean = sum(1 for run in ended if run.status == "completed" and _clean(run))

@@ -18,10 +18,9 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
+from runtime._metrics import RUN_ENDINGS
 from runtime._run import Run
 from runtime._trace_ids import span_id, trace_id
-
-ENDED = {"run_completed", "run_failed", "run_halted", "run_cancelled"}
 
 
 def file_exporter(path: Path) -> tuple[SpanExporter, IO[str]]:
@@ -85,7 +84,7 @@ class RunTracer:
                         parent=span_id(run.run_id, entry.step, entry.attempt),
                     )
                 )
-            elif entry.event in ENDED:
+            elif entry.event in RUN_ENDINGS:
                 spans.append(
                     self._span(
                         f"run {run.workflow}",

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import anyio
 import anyio.abc
@@ -28,6 +28,7 @@ from protocols import (
     DecisionKind,
     KillPoints,
     KillPointsInvalid,
+    RunRecord,
     RunStatus,
     protocol_schema,
 )
@@ -667,7 +668,7 @@ def runs(
     insecure: InsecureOption = False,
 ) -> None:
     """List runs, newest first."""
-    statuses = ("running", "waiting", "stuck", "completed", "failed", "halted", "cancelled")
+    statuses: tuple[str, ...] = get_args(RunStatus)
     if status is not None and status not in statuses:
         raise _fail(f"--status must be one of {', '.join(statuses)}, not {status!r}")
     chosen: RunStatus | None = msgspec.convert(status, RunStatus | None)
@@ -697,11 +698,7 @@ def cancel(
     async def call(client: ControlClient) -> Any:
         return await client.cancel_run(run_id, reason)
 
-    record = _client_call(control, call, keys, principal, insecure)
-    if as_json:
-        _print_json(record)
-    else:
-        render_record(out, record, history=5)
+    _print_record(_client_call(control, call, keys, principal, insecure), as_json)
 
 
 @app.command()
@@ -718,7 +715,11 @@ def resume(
     async def call(client: ControlClient) -> Any:
         return await client.resume_run(run_id)
 
-    record = _client_call(control, call, keys, principal, insecure)
+    _print_record(_client_call(control, call, keys, principal, insecure), as_json)
+
+
+def _print_record(record: RunRecord, as_json: bool) -> None:
+    """A record an operator's action returned: JSON, or its head and last events."""
     if as_json:
         _print_json(record)
     else:
