@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -147,27 +148,32 @@ class TestRuntimeKilled:
         assert tool_events(cluster, "till") == ["tool.executed", "tool.replayed"]
 
 
+async def till_killed_at(cluster: ProcessGroup, database: Path, point: str, amount: int) -> Any:
+    """A charge whose first till dies at `point`; a second till serves the retry. The record."""
+    runtime = runtime_on(cluster, database, label="runtime")
+    till = cluster.start_actor(
+        f"{FLOWS}:Till", runtime.agents, label="till-1", env={"BATON_KILL_AT": point}
+    )
+    cluster.start_actor(f"{FLOWS}:Charger", runtime.agents)
+    async with ControlClient(runtime.control, keys=runtime.operator) as client:
+        run_id = await client.start_run("charge", {"amount": amount})
+        died_at(cluster, till, "till-1", point)
+        cluster.start_actor(f"{FLOWS}:Till", runtime.agents, label="till-2")
+        record, timed_out = await client.wait_run(run_id, max_wait=30)
+    assert not timed_out
+    return record
+
+
 class TestToolHostKilled:
     async def test_after_the_effect_and_before_the_ledger_knows_it(
         self, enrolled: ProcessGroup, tmp_path: Path, charges: Path
     ) -> None:
         """The charge happened but its outcome is unknown: the retry is refused rather than
         charging again, and the run stops saying so."""
-        cluster = enrolled
-        runtime = runtime_on(cluster, tmp_path / "journal.db", label="runtime")
-        till = cluster.start_actor(
-            f"{FLOWS}:Till", runtime.agents, label="till-1", env={"BATON_KILL_AT": "tool-executed"}
-        )
-        cluster.start_actor(f"{FLOWS}:Charger", runtime.agents)
-        async with ControlClient(runtime.control, keys=runtime.operator) as client:
-            run_id = await client.start_run("charge", {"amount": 900})
-            died_at(cluster, till, "till-1", "tool-executed")
-            cluster.start_actor(f"{FLOWS}:Till", runtime.agents, label="till-2")
-            record, timed_out = await client.wait_run(run_id, max_wait=30)
-        assert not timed_out
+        record = await till_killed_at(enrolled, tmp_path / "journal.db", "tool-executed", 900)
         assert record.status == "halted"
         assert charged(charges) == ["charge 900"]
-        assert tool_events(cluster, "till-2") == ["tool.not_rerun"]
+        assert tool_events(enrolled, "till-2") == ["tool.not_rerun"]
         attempts = record.steps["settle"].attempts
         assert [a.outcome for a in attempts] == ["failed", "failed"]
         assert "outcome unknown" in attempts[-1].message
@@ -176,20 +182,9 @@ class TestToolHostKilled:
         self, enrolled: ProcessGroup, tmp_path: Path, charges: Path
     ) -> None:
         """The reply was lost with the host: the retry's call gets the recorded receipt."""
-        cluster = enrolled
-        runtime = runtime_on(cluster, tmp_path / "journal.db", label="runtime")
-        till = cluster.start_actor(
-            f"{FLOWS}:Till", runtime.agents, label="till-1", env={"BATON_KILL_AT": "tool-settled"}
-        )
-        cluster.start_actor(f"{FLOWS}:Charger", runtime.agents)
-        async with ControlClient(runtime.control, keys=runtime.operator) as client:
-            run_id = await client.start_run("charge", {"amount": 1000})
-            died_at(cluster, till, "till-1", "tool-settled")
-            cluster.start_actor(f"{FLOWS}:Till", runtime.agents, label="till-2")
-            record, timed_out = await client.wait_run(run_id, max_wait=30)
-        assert not timed_out
+        record = await till_killed_at(enrolled, tmp_path / "journal.db", "tool-settled", 1000)
         assert record.status == "completed"
         assert record.data["receipt"] == "receipt for 1000"
         assert charged(charges) == ["charge 1000"]
-        assert tool_events(cluster, "till-2") == ["tool.replayed"]
+        assert tool_events(enrolled, "till-2") == ["tool.replayed"]
         assert [a.outcome for a in record.steps["settle"].attempts] == ["failed", "succeeded"]

@@ -22,21 +22,10 @@ from runtime._graph import compile_workflow
 from runtime._policies import Retry
 from runtime._record import record_view
 from runtime._run import Run
-from runtime._workflow import Role, Step, Workflow, chain
+from runtime._workflow import Role, Step, Workflow
+from tests.runtime.test_replay import GRAPH
 
 RUN = "run-l"
-GRAPH = compile_workflow(
-    Workflow(
-        "pair",
-        roles=[Role("worker")],
-        inputs=["n"],
-        steps=[
-            Step("a", role="worker", reads=["n"], writes=["x"]),
-            Step("b", role="worker", reads=["x"], writes=["y"]),
-        ],
-        edges=chain("a", "b"),
-    )
-)
 
 
 def begun() -> Run:
