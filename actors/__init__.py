@@ -6,6 +6,8 @@ connect to the runtime's agent plane and speak only `protocols`. This package
 depends on `protocols` and never on `runtime`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from actors._agent import Agent as Agent
 from actors._context import Context as Context
 from actors._context import Tools as Tools
@@ -18,6 +20,8 @@ from actors._errors import ToolRefused as ToolRefused
 from actors._loader import declared_role as declared_role
 from actors._loader import load_actor as load_actor
 from actors._loader import run_actor as run_actor
+from actors._spans import SpanMark as SpanMark
+from actors._spans import Spans as Spans
 from actors._task import Result as Result
 from actors._task import Task as Task
 from actors._toolhost import ToolHost as ToolHost
@@ -33,6 +37,9 @@ __all__ = [
     "InvalidOutput",
     "RegistrationRefused",
     "Result",
+    "SpanMark",
+    "SpanRecorder",
+    "Spans",
     "Task",
     "ToolFailed",
     "ToolHost",
@@ -45,3 +52,15 @@ __all__ = [
     "tool",
     "tool_specs",
 ]
+
+if TYPE_CHECKING:
+    from actors._tracing import SpanRecorder as SpanRecorder
+
+
+def __getattr__(name: str) -> Any:
+    # SpanRecorder needs the `traces` extra: imported only when asked for.
+    if name == "SpanRecorder":
+        from actors._tracing import SpanRecorder  # noqa: PLC0415
+
+        return SpanRecorder
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")

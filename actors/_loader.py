@@ -15,6 +15,7 @@ from actors._agent import Agent
 from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
 from actors._ledger import Ledger, LedgerError
+from actors._spans import Spans
 from actors._toolhost import ToolHost
 from actors._worker import MAX_CONCURRENCY, serve
 from protocols import ClientKeys, KillPoints
@@ -91,6 +92,7 @@ def run_actor(
     keys: ClientKeys | None = None,
     ledger: str | None = None,
     kill_points: KillPoints | None = None,
+    spans: Spans | None = None,
     backend_options: Mapping[str, object] | None = None,
 ) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
@@ -100,8 +102,9 @@ def run_actor(
     CURVE-encrypted; without them the runtime must be insecure. A tool host
     keeps its effects in the `ledger` (a SQLite path, or `memory://`); agents
     ignore it. `kill_points` are places to die at, rehearsing a crash there
-    (see `protocols.KillPoints`). `backend_options` go to `anyio.run` (the process owner picks
-    the event loop).
+    (see `protocols.KillPoints`). `spans` traces the tasks and tool calls that the
+    runtime traces (see `actors.SpanRecorder`). `backend_options` go to `anyio.run`
+    (the process owner picks the event loop).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         _log.error("actor.bad_concurrency", concurrency=concurrency, limit=MAX_CONCURRENCY)
@@ -128,6 +131,7 @@ def run_actor(
         keys,
         effects,
         kill_points,
+        spans,
         backend_options=dict(backend_options or {}),
     )
 
@@ -140,6 +144,7 @@ async def _serve_until_signalled(
     keys: ClientKeys | None,
     ledger: Ledger | None,
     kill_points: KillPoints | None,
+    spans: Spans | None,
 ) -> int:
     stop = anyio.Event()
     status = EXIT_OK
@@ -156,6 +161,7 @@ async def _serve_until_signalled(
                 keys=keys,
                 ledger=ledger,
                 kill_points=kill_points,
+                spans=spans,
             )
         except ActorLoadError as exc:
             _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)

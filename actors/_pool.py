@@ -16,11 +16,21 @@ from structlog.typing import FilteringBoundLogger
 from actors._agent import Agent
 from actors._context import Context, ToolCaller, Tools
 from actors._ledger import Ledger
+from actors._spans import Spans
 from actors._statistics import Counters
 from actors._steps import failure, run_step
 from actors._task import Task
 from actors._toolhost import ToolHost, run_tool
-from protocols import Assign, Codec, KillPoints, RuntimeMessage, StepResult, ToolCall, ToolReply
+from protocols import (
+    Assign,
+    Codec,
+    KillPoints,
+    RuntimeMessage,
+    StepFailure,
+    StepResult,
+    ToolCall,
+    ToolReply,
+)
 
 TaskKey = tuple[str, str, int]
 Job = Assign | ToolCall
@@ -81,8 +91,10 @@ class Pool:
         log: FilteringBoundLogger,
         ledger: Ledger | None = None,
         kill_points: KillPoints | None = None,
+        spans: Spans | None = None,
     ) -> None:
         self.capacity = capacity
+        self._spans = spans
         self._kill_points = kill_points
         self._actor = actor
         self._ledger = ledger
@@ -226,8 +238,11 @@ class Pool:
             if not scope.cancel_called:
                 self._counters.tasks_started += 1
                 ctx = Context(task, Tools(task, self._caller), self._log)
-                with scope:
-                    outcome = await run_step(self._actor, task, ctx)
+                if self._spans is None or not assign.trace:
+                    with scope:
+                        outcome = await run_step(self._actor, task, ctx)
+                else:
+                    outcome = await self._traced_step(task, ctx, scope, assign.trace)
         finally:
             del self._tasks[key]
         if outcome is None:
@@ -250,12 +265,39 @@ class Pool:
             self._counters.tasks_failed += 1
         self._send(frame)
 
+    async def _traced_step(
+        self, task: Task, ctx: Context, scope: anyio.CancelScope, trace: str
+    ) -> StepResult | StepFailure | None:
+        assert self._spans is not None
+        assert isinstance(self._actor, Agent)
+        attributes = {"baton.run_id": task.run_id, "baton.step": task.step}
+        with self._spans.span(
+            f"handle {task.step}", trace, {**attributes, "baton.attempt": task.attempt}
+        ) as mark:
+            with scope:
+                outcome = await run_step(self._actor, task, ctx)
+            if outcome is None:
+                mark.fail("timed out" if anyio.current_time() >= scope.deadline else "cancelled")
+            elif isinstance(outcome, StepFailure):
+                mark.fail(f"{outcome.reason}: {outcome.message}")
+            return outcome
+
     async def _run_call(self, call: ToolCall) -> None:
         assert isinstance(self._actor, ToolHost)
         self._counters.tool_calls += 1
-        frame = self._codec.encode(
-            await run_tool(self._actor, call, self._ledger, self._kill_points)
-        )
+        if self._spans is None or not call.trace:
+            reply = await run_tool(self._actor, call, self._ledger, self._kill_points, self._log)
+        else:
+            attributes = {"baton.run_id": call.run_id, "baton.step": call.step}
+            with self._spans.span(
+                f"execute {call.tool}", call.trace, {**attributes, "baton.tool": call.tool}
+            ) as mark:
+                reply = await run_tool(
+                    self._actor, call, self._ledger, self._kill_points, self._log
+                )
+                if not reply.ok:
+                    mark.fail(f"{reply.error}: {reply.message}")
+        frame = self._codec.encode(reply)
         if len(frame) > self._codec.max_frame:
             text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
             reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)

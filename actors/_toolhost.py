@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import anyio.to_thread
 import msgspec
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from actors._errors import describe
 from actors._ledger import Ledger, LedgerError
@@ -69,14 +70,19 @@ async def run_tool(
     call: ToolCall,
     ledger: Ledger | None = None,
     kill_points: KillPoints | None = None,
+    log: FilteringBoundLogger | None = None,
 ) -> ToolReply:
     """Run one call on `host`. Never raises: every failure becomes a refusing reply.
 
     With a `ledger`, a tool that is not read-only runs at most once per
     idempotency key: a known key gets its recorded reply, or a refusal when its
     outcome is unknown. A tool that raises is taken at its word that nothing
-    happened, so its key is free again for the step's next attempt.
+    happened, so its key is free again for the step's next attempt. What it logs
+    is bound to the call's run, step, attempt and tool, on top of `log`'s own.
     """
+    log = (log or _log).bind(
+        run_id=call.run_id, step=call.step, attempt=call.attempt, tool=call.tool
+    )
     definition = host._baton_tools.get(call.tool)
     if definition is None:
         return _refusal(call, "unknown_tool", f"this host serves no tool {call.tool!r}")
@@ -85,19 +91,19 @@ async def run_tool(
     except msgspec.ValidationError as exc:
         return _refusal(call, "invalid_input", clip(str(exc)))
     if ledger is None or definition.spec.read_only or not call.idempotency_key:
-        return await _execute(host, definition, args, call)
+        return await _execute(host, definition, args, call, log)
     key = call.idempotency_key
     try:
         claim = await anyio.to_thread.run_sync(ledger.claim, key, call.tool)
     except LedgerError as exc:
         return _refusal(call, "tool_unavailable", clip(str(exc)))
     if claim.reply is not None:
-        _log.info("tool.replayed", tool=call.tool, idempotency_key=key, ok=claim.reply.ok)
+        log.info("tool.replayed", idempotency_key=key, ok=claim.reply.ok)
         return msgspec.structs.replace(claim.reply, call_id=call.call_id)
     if not claim.fresh:
-        _log.warning("tool.not_rerun", tool=call.tool, idempotency_key=key, reason=claim.problem)
+        log.warning("tool.not_rerun", idempotency_key=key, reason=claim.problem)
         return _refusal(call, "tool_failed", claim.problem)
-    reply = await _execute(host, definition, args, call)
+    reply = await _execute(host, definition, args, call, log)
     if kill_points is not None and kill_points.armed:
         kill_points.passing("tool-executed")
     try:
@@ -108,31 +114,31 @@ async def run_tool(
             await anyio.to_thread.run_sync(ledger.release, key)
     except LedgerError as exc:
         # The effect happened; the next call with this key will be told its outcome is unknown.
-        _log.error("tool.unsettled", tool=call.tool, idempotency_key=key, reason=str(exc))
+        log.error("tool.unsettled", idempotency_key=key, reason=str(exc))  # noqa: TRY400
     if kill_points is not None and kill_points.armed:
         kill_points.passing("tool-settled")
     return reply
 
 
 async def _execute(
-    host: ToolHost, definition: ToolDefinition, args: Any, call: ToolCall
+    host: ToolHost,
+    definition: ToolDefinition,
+    args: Any,
+    call: ToolCall,
+    log: FilteringBoundLogger,
 ) -> ToolReply:
     """Run the tool, and leave a line in the host's own log: its audit trail of effects."""
-    reply = await _invoke(host, definition, args, call)
-    _log.info(
-        "tool.executed",
-        tool=call.tool,
-        run_id=call.run_id,
-        step=call.step,
-        attempt=call.attempt,
-        idempotency_key=call.idempotency_key,
-        ok=reply.ok,
-    )
+    reply = await _invoke(host, definition, args, call, log)
+    log.info("tool.executed", idempotency_key=call.idempotency_key, ok=reply.ok)
     return reply
 
 
 async def _invoke(
-    host: ToolHost, definition: ToolDefinition, args: Any, call: ToolCall
+    host: ToolHost,
+    definition: ToolDefinition,
+    args: Any,
+    call: ToolCall,
+    log: FilteringBoundLogger,
 ) -> ToolReply:
     method = getattr(host, definition.attribute)
     kwargs = msgspec.structs.asdict(args)
@@ -141,10 +147,9 @@ async def _invoke(
             result = await method(**kwargs)
         else:
             result = await anyio.to_thread.run_sync(functools.partial(method, **kwargs))
-    except Exception as exc:  # noqa: BLE001 - the call boundary: any failure goes to the caller
-        _log.warning(
+    except Exception as exc:  # the call boundary: any failure goes to the caller
+        log.warning(
             "actor.tool_failed",
-            tool=call.tool,
             call_id=call.call_id,
             error=describe(exc),
             exc_info=exc,

@@ -27,6 +27,7 @@ from actors._ledger import Ledger
 from actors._link import Backoff, Link
 from actors._outbox import Outbox
 from actors._pool import Pool
+from actors._spans import Spans
 from actors._statistics import Counters, WorkerStatistics
 from actors._task import Task
 from actors._toolhost import ToolHost
@@ -122,6 +123,7 @@ class Worker:
         keys: ClientKeys | None = None,
         ledger: Ledger | None = None,
         kill_points: KillPoints | None = None,
+        spans: Spans | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
@@ -167,6 +169,7 @@ class Worker:
             log=self._log,
             ledger=ledger,
             kill_points=kill_points,
+            spans=spans,
         )
         self._call_ids = itertools.count(1)
         self._specs: dict[str, ToolSpec] = {}
@@ -537,6 +540,7 @@ async def serve(
     keys: ClientKeys | None = None,
     ledger: Ledger | None = None,
     kill_points: KillPoints | None = None,
+    spans: Spans | None = None,
 ) -> None:
     """Connect `actor` to the runtime at `endpoint` and serve until `stop` is set.
 
@@ -544,6 +548,8 @@ async def serve(
     actor by its key; without, the runtime must be running insecure. A tool
     host with a `ledger` runs each side effect at most once per idempotency key.
     `kill_points` names places where the process kills itself, to rehearse crashes.
+    With `spans`, each task and tool call the runtime traces runs inside a span that
+    joins the run's trace.
 
     Runs at most `concurrency` tasks (or tool calls) at once. Reconnects with
     backoff whenever the runtime is unreachable or goes silent; raises
@@ -559,5 +565,6 @@ async def serve(
         keys=keys,
         ledger=ledger,
         kill_points=kill_points,
+        spans=spans,
     )
     await worker.run()

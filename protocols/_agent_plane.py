@@ -103,6 +103,9 @@ class ToolCall(Message, tag="tool_call", frozen=True):
     tool: Name
     args: Arguments = {}
     idempotency_key: Text = ""
+    trace: Annotated[str, Meta(max_length=128)] = ""
+    """W3C `traceparent` of the runtime's span of the call, on calls it forwards to a tool
+    host when it traces: the host's span of the call joins the run's trace under it."""
 
 
 class ToolReply(Message, tag="tool_reply", frozen=True):

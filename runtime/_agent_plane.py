@@ -95,11 +95,12 @@ class AgentPlane:
         secure: bool,
         restart_budget: int = 0,
         restart_window: float = 60.0,
-        trace: Callable[[str, str, int], str] | None = None,
+        trace: Callable[..., str] | None = None,
     ) -> None:
         self._host = host
         self._trace = trace
-        """Gives the traceparent an assignment carries, when the runtime traces."""
+        """Gives the traceparent an assignment or forwarded tool call carries, when the
+        runtime traces (`runtime._trace_ids.traceparent`)."""
         self._restarts = RestartBudget(restart_budget, restart_window)
         self._secure = secure
         self._codec = codec
@@ -275,6 +276,11 @@ class AgentPlane:
                     tool=pending.tool,
                     args=pending.args,
                     idempotency_key=pending.idempotency_key,
+                    trace=""
+                    if self._trace is None
+                    else self._trace(
+                        pending.run_id, pending.step, pending.attempt, "tool", pending.agent_call
+                    ),
                 ),
             )
 

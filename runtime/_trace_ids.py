@@ -14,6 +14,7 @@ def span_id(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") or 1
 
 
-def traceparent(run_id: str, step: str, attempt: int) -> str:
-    """The W3C traceparent of the span of attempt `attempt` of `step` in run `run_id`."""
-    return f"00-{trace_id(run_id):032x}-{span_id(run_id, step, attempt):016x}-01"
+def traceparent(run_id: str, step: str, attempt: int, *more: object) -> str:
+    """The W3C traceparent of the span of attempt `attempt` of `step` in run `run_id`, or
+    with `more` of a span under it: ("tool", CALL) names the runtime's span of a tool call."""
+    return f"00-{trace_id(run_id):032x}-{span_id(run_id, step, attempt, *more):016x}-01"

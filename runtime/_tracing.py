@@ -76,7 +76,7 @@ class RunTracer:
                     self._span(
                         f"tool {tool}",
                         run,
-                        span_id(run.run_id, entry.step, entry.attempt, "tool", entry.seq),
+                        span_id(run.run_id, entry.step, entry.attempt, "tool", detail.get("call")),
                         called,
                         entry.at,
                         {"baton.step": entry.step, "baton.tool": tool},

@@ -71,6 +71,7 @@ app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
 if TYPE_CHECKING:
+    from actors import SpanRecorder
     from runtime._prometheus import PrometheusMetrics
     from runtime._tracing import RunTracer
 
@@ -470,6 +471,14 @@ def agent(
             "[default: $BATON_LEDGERS/NAME.db, else .baton/ledgers/NAME.db].",
         ),
     ] = None,
+    trace_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append OpenTelemetry spans of the tasks and tool calls the runtime traces, "
+            "and of spans handlers start inside them, to this file as JSON lines "
+            "(needs the traces extra).",
+        ),
+    ] = None,
     log_level: LevelOption = "info",
     log_format: FormatOption = "auto",
 ) -> None:
@@ -492,8 +501,9 @@ def agent(
         ledgers = Path(os.environ.get("BATON_LEDGERS") or ".baton/ledgers")
         ledger = str(ledgers / f"{declared}.db")
     credentials = _client_keys(keys, principal, insecure, endpoint, "--connect")
-    raise typer.Exit(
-        run_actor(
+    spans = None if trace_file is None else _agent_spans(trace_file, declared)
+    try:
+        status = run_actor(
             spec,
             endpoint,
             concurrency,
@@ -501,9 +511,34 @@ def agent(
             keys=credentials,
             ledger=ledger,
             kill_points=_kill_points(),
+            spans=spans,
             backend_options=event_loop_options(),
         )
-    )
+    finally:
+        if spans is not None:
+            spans.close()
+    raise typer.Exit(status)
+
+
+def _agent_spans(path: Path, role: str) -> SpanRecorder:
+    try:
+        from opentelemetry import trace  # noqa: PLC0415 - optional extra
+
+        from actors import SpanRecorder  # noqa: PLC0415
+        from runtime._tracing import file_exporter  # noqa: PLC0415
+    except ImportError:
+        raise _fail(
+            "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
+        ) from None
+    try:
+        exporter, _ = file_exporter(path)
+    except OSError as exc:
+        raise _fail(f"--trace-file {path}: {exc}") from None
+    recorder = SpanRecorder(exporter, f"baton-{role}")
+    # The process's provider, so that spans a handler starts through the OpenTelemetry
+    # API are exported too, nested under the step's span.
+    trace.set_tracer_provider(recorder.provider)
+    return recorder
 
 
 def _inputs(text: str) -> dict[str, Any]:

@@ -19,6 +19,9 @@ class TestExports:
             "InvalidOutput",
             "RegistrationRefused",
             "Result",
+            "SpanMark",
+            "SpanRecorder",
+            "Spans",
             "Task",
             "ToolFailed",
             "ToolHost",
@@ -42,6 +45,14 @@ class TestExports:
         for name in ("ActorLoadError", "InvalidOutput", "RegistrationRefused", "ToolFailed"):
             assert issubclass(getattr(actors, name), actors.ActorError)
         assert issubclass(actors.ToolRefused, actors.ActorError)
+
+    def test_tracing_is_imported_only_when_asked_for(self) -> None:
+        """`import actors` works without the traces extra; SpanRecorder loads it on demand."""
+        code = (
+            "import sys, actors; loaded = 'opentelemetry.sdk' in sys.modules; "
+            "actors.SpanRecorder; sys.exit(loaded or 'opentelemetry.sdk' not in sys.modules)"
+        )
+        assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
     def test_actors_never_imports_the_runtime(self) -> None:
         """`actors` depends on `protocols` only, never on `runtime`."""

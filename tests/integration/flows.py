@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import anyio
+from opentelemetry import trace
 
 from actors import Agent, Context, Result, Task, ToolHost, tool
 from examples.customer_ops.backoffice import Backoffice
@@ -321,13 +322,16 @@ ALL_V2 = [flaky, survivor, guarded, pay, gated_v2, charge, doomed, spend, spend_
 
 
 class Charger(Agent):
-    """Charges once per attempt and hands back the receipt."""
+    """Charges once per attempt and hands back the receipt, inside a span of its own and
+    with a line in its log, as a handler that instruments itself does."""
 
     role = "charger"
     tools = ("charge",)
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        receipt = await ctx.tools.call("charge", amount=task.inputs["amount"])
+        with trace.get_tracer("flows").start_as_current_span("authorise"):
+            ctx.log.info("charger.charging", amount=task.inputs["amount"])
+            receipt = await ctx.tools.call("charge", amount=task.inputs["amount"])
         return Result(outputs={"receipt": receipt}, rationale="charged")
 
 
