@@ -110,6 +110,10 @@ class Pool:
         self._idle: deque[tuple[asyncio.Task[Any], asyncio.Future[Job | _Started]]] = deque()
         """Coroutines waiting for a job, each with its task; handing one over wakes exactly it."""
 
+    def log_as(self, session: str) -> None:
+        """Name in what the steps and tool calls log the session the runtime records them under."""
+        self._log = self._log.bind(session=session)
+
     @property
     def in_flight(self) -> int:
         """Jobs admitted and not finished, queued or running."""

@@ -427,6 +427,7 @@ class Worker:
         conn.next_beat = anyio.current_time() + conn.interval
         self._specs = {spec.name: spec for spec in welcome.tool_specs}
         self._live = conn
+        self._pool.log_as(welcome.session)
         self._log.info(
             "actor.registered",
             session=welcome.session,

@@ -67,6 +67,7 @@ from runtime._readiness import Readiness
 from runtime._recovery import Recovered, past_record, recovered_runs
 from runtime._refusals import HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
+from runtime._run_log import RunLog
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
 from runtime._trace_ids import traceparent
@@ -143,7 +144,10 @@ class Supervisor:
         self.config = config
         self._kill_points = kill_points or KillPoints()
         self._metrics = metrics
-        self._observers: list[Observer] = [o for o in (metrics, tracer) if o is not None]
+        self._observers: list[Observer] = [
+            RunLog(log),
+            *(o for o in (metrics, tracer) if o is not None),
+        ]
         self.catalog = Catalog(graphs, previous)
         self.security = security
         self._book = None if security is None else PrincipalBook(security.principals)
