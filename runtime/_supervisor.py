@@ -70,7 +70,7 @@ from runtime._run import Run
 from runtime._run_log import RunLog
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
-from runtime._trace_ids import traceparent
+from runtime._trace_ids import Tracer
 
 log = structlog.get_logger("baton.runtime")
 
@@ -131,7 +131,7 @@ class Supervisor:
         previous: Sequence[Graph] = (),
         kill_points: KillPoints | None = None,
         metrics: Metrics | None = None,
-        tracer: Observer | None = None,
+        tracer: Tracer | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -177,7 +177,7 @@ class Supervisor:
             secure=secure,
             restart_budget=config.restart_budget,
             restart_window=config.restart_window,
-            trace=None if tracer is None else traceparent,
+            trace=None if tracer is None else tracer.traceparent,
         )
         self._control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
         self._control = ControlPlane(

@@ -5,41 +5,56 @@ derived from the run, step and attempt: so the runtime can hand an agent the
 `traceparent` of an attempt's span with its assignment, before the span
 exists, and the agent's spans join the run's trace under it. Needs the
 `traces` extra (opentelemetry-sdk).
+
+A run is traced or not as a whole, decided from its trace id at the configured
+ratio; the decision travels in the traceparent's flags, and the agents' SDK
+follows it. Spans are exported in batches on the processor's thread, so the
+event loop only builds them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
 from runtime._metrics import RUN_ENDINGS
 from runtime._run import Run
-from runtime._trace_ids import span_id, trace_id
+from runtime._trace_ids import is_sampled, sampling_bound, span_id, trace_id, traceparent
 
-
-def file_exporter(path: Path) -> tuple[SpanExporter, IO[str]]:
-    """An exporter appending one JSON object per span to `path`, and the file it keeps open."""
-    stream = path.open("a", encoding="utf-8")
-    exporter = ConsoleSpanExporter(
-        out=stream, formatter=lambda span: span.to_json(indent=None) + "\n"
-    )
-    return exporter, stream
+EXPORT_DELAY_MS = 1_000
+"""How long a finished span may wait for its batch: what a killed runtime loses at most."""
+QUEUED_SPANS = 16_384
+"""Spans waiting for export before new ones are dropped: seconds of a busy runtime's."""
 
 
 class RunTracer:
     """Records the spans of runs from their histories and exports them as they end."""
 
-    def __init__(self, exporter: SpanExporter, service: str = "baton-runtime") -> None:
-        self._exporter = exporter
+    def __init__(
+        self, exporter: SpanExporter, service: str = "baton-runtime", sample: float = 1.0
+    ) -> None:
+        if not 0.0 <= sample <= 1.0:
+            raise ValueError(f"the sampling ratio is between 0 and 1, not {sample}")
+        self._processor = BatchSpanProcessor(
+            exporter, schedule_delay_millis=EXPORT_DELAY_MS, max_queue_size=QUEUED_SPANS
+        )
         self._resource = Resource.create({"service.name": service})
+        self._bound = sampling_bound(sample)
+
+    def traced(self, run_id: str) -> bool:
+        return is_sampled(trace_id(run_id), self._bound)
+
+    def traceparent(self, run_id: str, step: str, attempt: int, *more: object) -> str:
+        return traceparent(run_id, step, attempt, *more, sampled=self.traced(run_id))
 
     def observe(self, run: Run, seen: int) -> None:
+        if not self.traced(run.run_id):
+            return
         spans: list[ReadableSpan] = []
         for entry in run.history[seen:]:
             if entry.event in ("step_succeeded", "step_failed"):
@@ -97,8 +112,8 @@ class RunTracer:
                         parent=None,
                     )
                 )
-        if spans:
-            self._exporter.export(spans)
+        for span in spans:
+            self._processor.on_end(span)
 
     def _span(
         self,
@@ -129,7 +144,8 @@ class RunTracer:
         )
 
     def close(self) -> None:
-        self._exporter.shutdown()
+        """Export what is waiting and close the exporter."""
+        self._processor.shutdown()  # type: ignore[no-untyped-call]
 
 
 def _called_at(run: Run, step: str, attempt: int, call: Any, default: float) -> float:

@@ -214,9 +214,17 @@ def runtime(
         Path | None,
         typer.Option(
             help="Append OpenTelemetry spans of runs, step attempts and tool calls to this "
-            "file as JSON lines (needs the traces extra).",
+            "file as OTLP/JSON lines (needs the traces extra).",
         ),
     ] = None,
+    trace_sample: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="The share of runs traced, each whole or not at all; agents follow.",
+        ),
+    ] = 1.0,
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the bound endpoints here as JSON once listening."),
@@ -253,8 +261,8 @@ def runtime(
             _require_loopback(config.control, "--control")
         security = None if insecure else _server_security(directory)
         opened = open_store(store)
+        tracer = None if trace_file is None else _tracer(trace_file, trace_sample)
         metrics = None if metrics_port is None else _metrics(metrics_host, metrics_port)
-        tracer = None if trace_file is None else _tracer(trace_file)
         supervisor = Supervisor(
             graphs,
             opened,
@@ -286,18 +294,23 @@ def runtime(
     raise typer.Exit(status)
 
 
-def _tracer(path: Path) -> RunTracer:
+def _tracer(path: Path, sample: float) -> RunTracer:
     try:
-        from runtime._tracing import RunTracer, file_exporter  # noqa: PLC0415 - optional extra
+        from runtime._span_file import SpanFile  # noqa: PLC0415 - optional extra
+        from runtime._tracing import RunTracer  # noqa: PLC0415
     except ImportError:
         raise _fail(
             "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
         ) from None
     try:
-        exporter, _ = file_exporter(path)
+        exporter = SpanFile(path)
     except OSError as exc:
         raise _fail(f"--trace-file {path}: {exc}") from None
-    return RunTracer(exporter)
+    try:
+        return RunTracer(exporter, sample=sample)
+    except ValueError as exc:
+        exporter.shutdown()
+        raise _fail(f"--trace-sample: {exc}") from None
 
 
 def _metrics(host: str, port: int) -> PrometheusMetrics:
@@ -525,13 +538,13 @@ def _agent_spans(path: Path, role: str) -> SpanRecorder:
         from opentelemetry import trace  # noqa: PLC0415 - optional extra
 
         from actors import SpanRecorder  # noqa: PLC0415
-        from runtime._tracing import file_exporter  # noqa: PLC0415
+        from runtime._span_file import SpanFile  # noqa: PLC0415
     except ImportError:
         raise _fail(
             "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
         ) from None
     try:
-        exporter, _ = file_exporter(path)
+        exporter = SpanFile(path)
     except OSError as exc:
         raise _fail(f"--trace-file {path}: {exc}") from None
     recorder = SpanRecorder(exporter, f"baton-{role}")

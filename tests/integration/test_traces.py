@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 from runtime import ControlClient
 from runtime._launch import ProcessGroup
-from runtime._trace_ids import traceparent
+from runtime._trace_ids import trace_id, traceparent
 from tests.integration.conftest import HEARTBEAT
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -19,7 +20,38 @@ FLOWS = "tests.integration.flows"
 
 
 def spans_in(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The spans of an OTLP/JSON lines file, each flattened with its service's name."""
+    spans = []
+    for line in path.read_text().splitlines():
+        for resource in json.loads(line)["resourceSpans"]:
+            service = _attributes(resource["resource"]["attributes"])["service.name"]
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    status = span["status"]
+                    spans.append(
+                        {
+                            "name": span["name"],
+                            "service": service,
+                            "trace_id": span["traceId"],
+                            "span_id": span["spanId"],
+                            "parent_id": span["parentSpanId"] or None,
+                            "kind": span["kind"],
+                            "attributes": _attributes(span["attributes"]),
+                            "status": ("UNSET", "OK", "ERROR")[status["code"]],
+                            "message": status["message"],
+                            "start": int(span["startTimeUnixNano"]),
+                            "end": int(span["endTimeUnixNano"]),
+                        }
+                    )
+    return spans
+
+
+def _attributes(encoded: list[dict[str, Any]]) -> dict[str, Any]:
+    def value(v: dict[str, Any]) -> Any:
+        ((kind, raw),) = v.items()
+        return int(raw) if kind == "intValue" else raw
+
+    return {a["key"]: value(a["value"]) for a in encoded}
 
 
 async def test_a_run_step_and_tool_call_nest_in_one_trace(
@@ -40,18 +72,18 @@ async def test_a_run_step_and_tool_call_nest_in_one_trace(
     cluster.stop(runtime.process)
     spans = {s["name"]: s for s in spans_in(traces)}
     run, step, tool = spans["run charge"], spans["step settle"], spans["tool charge"]
-    trace = run["context"]["trace_id"]
-    assert {s["context"]["trace_id"] for s in (run, step, tool)} == {trace}
+    trace = run["trace_id"]
+    assert {s["trace_id"] for s in (run, step, tool)} == {trace}
     assert run["parent_id"] is None
-    assert step["parent_id"] == run["context"]["span_id"]
-    assert tool["parent_id"] == step["context"]["span_id"]
+    assert step["parent_id"] == run["span_id"]
+    assert tool["parent_id"] == step["span_id"]
     assert step["attributes"]["baton.agent"] == "charger"
     assert run["attributes"]["baton.run_id"] == run_id
     # What the attempt's assignment carried: the traceparent of exactly this span.
     _, trace_hex, span_hex, _ = traceparent(run_id, "settle", 1).split("-")
-    assert (f"0x{trace_hex}", f"0x{span_hex}") == (trace, step["context"]["span_id"])
-    assert run["start_time"] <= step["start_time"] <= tool["start_time"]
-    assert tool["end_time"] <= step["end_time"] <= run["end_time"]
+    assert (trace_hex, span_hex) == (trace, step["span_id"])
+    assert run["start"] <= step["start"] <= tool["start"]
+    assert tool["end"] <= step["end"] <= run["end"]
 
 
 async def test_agent_and_tool_host_spans_join_the_run_trace_across_processes(
@@ -83,23 +115,25 @@ async def test_agent_and_tool_host_spans_join_the_run_trace_across_processes(
     step, tool = ours["runtime"]["step settle"], ours["runtime"]["tool charge"]
     handle, authorise = ours["charger"]["handle settle"], ours["charger"]["authorise"]
     execute = ours["till"]["execute charge"]
-    trace = ours["runtime"]["run charge"]["context"]["trace_id"]
-    assert {s["context"]["trace_id"] for s in (handle, authorise, execute)} == {trace}
-    assert handle["parent_id"] == step["context"]["span_id"]
-    assert authorise["parent_id"] == handle["context"]["span_id"]
-    assert execute["parent_id"] == tool["context"]["span_id"]
-    assert handle["resource"]["attributes"]["service.name"] == "baton-charger"
-    assert execute["resource"]["attributes"]["service.name"] == "baton-till"
+    trace = ours["runtime"]["run charge"]["trace_id"]
+    assert {s["trace_id"] for s in (handle, authorise, execute)} == {trace}
+    assert handle["parent_id"] == step["span_id"]
+    assert authorise["parent_id"] == handle["span_id"]
+    assert execute["parent_id"] == tool["span_id"]
+    assert handle["service"] == "baton-charger"
+    assert execute["service"] == "baton-till"
     assert handle["attributes"] == {
         "baton.run_id": run_id,
         "baton.step": "settle",
         "baton.attempt": 1,
     }
-    assert handle["status"]["status_code"] == execute["status"]["status_code"] == "UNSET"
+    assert handle["status"] == execute["status"] == "UNSET"
+    # OTLP's numbering: the runtime's spans are INTERNAL (1), the agents' SERVER (2).
+    assert (step["kind"], handle["kind"], execute["kind"]) == (1, 2, 2)
     # Each process's clock, one machine: the remote spans fall inside the runtime's.
-    assert step["start_time"] <= handle["start_time"] <= authorise["start_time"]
-    assert authorise["end_time"] <= handle["end_time"] <= step["end_time"]
-    assert tool["start_time"] <= execute["start_time"] <= execute["end_time"] <= tool["end_time"]
+    assert step["start"] <= handle["start"] <= authorise["start"]
+    assert authorise["end"] <= handle["end"] <= step["end"]
+    assert tool["start"] <= execute["start"] <= execute["end"] <= tool["end"]
 
 
 async def test_a_failed_attempt_is_an_error_span_on_the_agent_side(
@@ -125,12 +159,48 @@ async def test_a_failed_attempt_is_an_error_span_on_the_agent_side(
     )
     assert [s["attributes"]["baton.attempt"] for s in handled] == [1, 2]
     failed, retried = handled
-    assert failed["status"]["status_code"] == "ERROR"
-    assert "every third run's first try fails" in failed["status"]["description"]
-    assert retried["status"]["status_code"] == "UNSET"
+    assert failed["status"] == "ERROR"
+    assert "every third run's first try fails" in failed["message"]
+    assert retried["status"] == "UNSET"
     runtime_spans = {
         (s["attributes"].get("baton.attempt"), s["name"]): s for s in spans_in(traces["runtime"])
     }
     for span in handled:
         attempt = span["attributes"]["baton.attempt"]
-        assert span["parent_id"] == runtime_spans[attempt, "step one"]["context"]["span_id"]
+        assert span["parent_id"] == runtime_spans[attempt, "step one"]["span_id"]
+
+
+async def test_a_sampled_share_of_runs_is_traced_whole_and_agents_follow(
+    cluster: ProcessGroup, tmp_path: Path
+) -> None:
+    """At --trace-sample 0.5 each run is in both files, whole, or in neither."""
+    traces = {who: tmp_path / f"{who}.jsonl" for who in ("runtime", "quick")}
+    cluster.enroll("quick", "quick")
+    runtime = cluster.start_runtime(
+        [f"{FLOWS}:ALL"],
+        heartbeat=HEARTBEAT,
+        extra=["--trace-file", str(traces["runtime"]), "--trace-sample", "0.5"],
+    )
+    quick = cluster.start_actor(
+        f"{FLOWS}:Quick", runtime.agents, extra=["--trace-file", str(traces["quick"])]
+    )
+    async with ControlClient(runtime.control, keys=runtime.operator) as client:
+        runs = [await client.start_run("quick", {"n": 1}) for _ in range(24)]
+        for run_id in runs:
+            record, _ = await client.wait_run(run_id, max_wait=20)
+            assert record.status == "completed"
+    for process in (quick, runtime.process):
+        assert cluster.stop(process) == 0
+    sampler = TraceIdRatioBased(0.5)
+    chosen = {
+        run
+        for run in runs
+        if sampler.should_sample(None, trace_id(run), "run").decision.is_sampled()
+    }
+    assert 0 < len(chosen) < len(runs)  # each run id is random: 2 in 10⁷ fail here
+    by_run: dict[str, set[str]] = {}
+    for span in spans_in(traces["runtime"]):
+        by_run.setdefault(span["attributes"]["baton.run_id"], set()).add(span["name"])
+    assert by_run == {run: {"run quick", "step one", "step two"} for run in chosen}
+    handled = {span["attributes"]["baton.run_id"] for span in spans_in(traces["quick"])}
+    assert handled == chosen
