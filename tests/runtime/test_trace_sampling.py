@@ -30,9 +30,7 @@ def test_the_share_of_runs_traced_is_the_ratio_and_matches_the_sdk(
     sdk = TraceIdRatioBased(ratio)
     traced = [run for run in RUNS if ours.traced(run)]
     assert traced == [
-        run
-        for run in RUNS
-        if sdk.should_sample(None, trace_id(run), "run").decision.is_sampled()
+        run for run in RUNS if sdk.should_sample(None, trace_id(run), "run").decision.is_sampled()
     ]
     share = len(traced) / len(RUNS)
     spread = math.sqrt(ratio * (1 - ratio) / len(RUNS))
