@@ -2,21 +2,36 @@
 
 Each span's parent is the remote span the runtime named in the message
 (`Assign.trace`, `ToolCall.trace`), so the actor's spans, and any a handler
-starts inside them, join the run's trace across processes.
+starts inside them, join the run's trace across processes. A run the runtime
+does not trace is not traced here either, and costs nothing: spans start only
+under a traced parent, so what a handler starts outside one is not recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_UNSAMPLED = "-00"
+"""How a traceparent the runtime sends for a run it does not trace ends."""
+
+
+class _Unrecorded:
+    __slots__ = ()
+
+    def fail(self, reason: str) -> None:
+        pass
+
+
+_UNRECORDED = nullcontext(_Unrecorded())
 
 
 class _Mark:
@@ -33,12 +48,22 @@ class SpanRecorder:
     """Records spans with its own provider, exporting them in batches off the event loop."""
 
     def __init__(self, exporter: SpanExporter, service: str) -> None:
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": service}),
+            sampler=ParentBased(root=ALWAYS_OFF),
+        )
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self.provider.get_tracer("baton.actors")
 
-    @contextmanager
     def span(
+        self, name: str, traceparent: str, attributes: Mapping[str, str | int]
+    ) -> AbstractContextManager[_Mark | _Unrecorded]:
+        if traceparent.endswith(_UNSAMPLED):
+            return _UNRECORDED
+        return self._recorded(name, traceparent, attributes)
+
+    @contextmanager
+    def _recorded(
         self, name: str, traceparent: str, attributes: Mapping[str, str | int]
     ) -> Iterator[_Mark]:
         parent = _PROPAGATOR.extract({"traceparent": traceparent})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO, cast
+from typing import Any, BinaryIO, Literal, TextIO, cast
 
+import msgspec
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
@@ -23,14 +24,42 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+class _CurrentStderrBytes:
+    """The same for encoded lines: bytes go to the stream's buffer, below the text layer."""
+
+    def write(self, data: bytes) -> int:
+        buffer: BinaryIO | None = getattr(sys.stderr, "buffer", None)
+        if buffer is None:
+            return sys.stderr.write(data.decode())
+        return buffer.write(data)
+
+    def flush(self) -> None:
+        buffer: BinaryIO | None = getattr(sys.stderr, "buffer", None)
+        (sys.stderr if buffer is None else buffer).flush()
+
+
+def _encoder() -> structlog.processors.JSONRenderer:
+    """JSON by msgspec, at about half the cost of the standard library's: a busy runtime
+    writes a line per run. What msgspec cannot encode is written as its repr."""
+    encoder = msgspec.json.Encoder(enc_hook=repr)
+
+    def serialize(event: Any, **_: Any) -> bytes:
+        return encoder.encode(event)
+
+    return structlog.processors.JSONRenderer(serializer=serialize)
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Log events to standard error at `level` and above."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     console = sys.stderr.isatty() if fmt == "auto" else fmt == "console"
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer(colors=True)
+        structlog.dev.ConsoleRenderer(colors=True) if console else _encoder()
+    )
+    factory: structlog.PrintLoggerFactory | structlog.BytesLoggerFactory = (
+        structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr()))
         if console
-        else structlog.processors.JSONRenderer()
+        else structlog.BytesLoggerFactory(file=cast(BinaryIO, _CurrentStderrBytes()))
     )
     structlog.configure(
         processors=[
@@ -41,6 +70,6 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )

@@ -7,8 +7,8 @@ exists, and the agent's spans join the run's trace under it. Needs the
 `traces` extra (opentelemetry-sdk).
 
 A run is traced or not as a whole, decided from its trace id at the configured
-ratio; the decision travels in the traceparent's flags, and the agents' SDK
-follows it. Spans are exported in batches on the processor's thread, so the
+ratio; only a traced run's messages carry a traceparent, and agents record spans
+only under one. Spans are exported in batches on the processor's thread, so the
 event loop only builds them.
 """
 
@@ -22,12 +22,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
+from protocols import TERMINAL_STATUSES
 from runtime._metrics import RUN_ENDINGS
 from runtime._run import Run
 from runtime._trace_ids import is_sampled, sampling_bound, span_id, trace_id, traceparent
 
 EXPORT_DELAY_MS = 1_000
 """How long a finished span may wait for its batch: what a killed runtime loses at most."""
+DECISIONS_KEPT = 100_000
+"""Runs whose decision is remembered; past this (runs that never end here) all are forgotten,
+to be hashed again."""
 QUEUED_SPANS = 16_384
 """Spans waiting for export before new ones are dropped: seconds of a busy runtime's."""
 
@@ -45,15 +49,27 @@ class RunTracer:
         )
         self._resource = Resource.create({"service.name": service})
         self._bound = sampling_bound(sample)
+        self._decided: dict[str, bool] = {}
+        """Each live run's decision, hashed once."""
 
     def traced(self, run_id: str) -> bool:
-        return is_sampled(trace_id(run_id), self._bound)
+        decided = self._decided.get(run_id)
+        if decided is None:
+            if len(self._decided) >= DECISIONS_KEPT:
+                self._decided.clear()
+            decided = self._decided[run_id] = is_sampled(trace_id(run_id), self._bound)
+        return decided
 
     def traceparent(self, run_id: str, step: str, attempt: int, *more: object) -> str:
-        return traceparent(run_id, step, attempt, *more, sampled=self.traced(run_id))
+        """The traceparent of the span named, or "" for a run not traced: its messages carry
+        none, so agents spend nothing on it and record nothing under it."""
+        return traceparent(run_id, step, attempt, *more) if self.traced(run_id) else ""
 
     def observe(self, run: Run, seen: int) -> None:
-        if not self.traced(run.run_id):
+        traced = self.traced(run.run_id)
+        if run.status in TERMINAL_STATUSES:
+            del self._decided[run.run_id]
+        if not traced:
             return
         spans: list[ReadableSpan] = []
         for entry in run.history[seen:]:
