@@ -1,4 +1,5 @@
-# Each target creates .venv when it is missing; `make test` installs the dev extras.
+# Each target creates .venv when it is missing, with every extra the demo and the benchmark
+# use; `make test` adds the dev tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[fast]'
+	$(BIN)/pip install --quiet -e '.[fast,report,metrics,traces]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,fast]'
+	$(BIN)/pip install --quiet -e '.[dev,fast,report,metrics,traces]'
 	touch $@ $(STAMP)
 
 demo: $(STAMP)

@@ -12,11 +12,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import zmq
 import zmq.asyncio
 
+from benchmarks._progress import Progress
 from benchmarks._stats import Latency
 from benchmarks.agents import STEPS
 from protocols import (
@@ -34,7 +36,7 @@ from runtime._keys import add_principal, init_keys
 from runtime._launch import ProcessGroup
 
 WORKFLOW = "benchmarks.agents:linear"
-PAYLOAD = {"payload": {"text": "a small request", "n": 1}}
+PAYLOAD: dict[str, Any] = {"payload": {"text": "a small request", "n": 1}}
 TIME_LIMIT_S = 120.0
 
 
@@ -56,14 +58,18 @@ class WorkflowResult:
     runs_pipelined: int
 
 
-async def _latency(control: str, keys: ClientKeys | None, runs: int) -> tuple[Latency, int]:
+async def _latency(
+    control: str, keys: ClientKeys | None, runs: int, progress: Progress
+) -> tuple[Latency, int]:
     gaps: list[int] = []
+    progress.phase("one run at a time", runs)
     async with ControlClient(control, timeout=30, keys=keys) as client:
         for index in range(runs):
             run_id = await client.start_run("bench_linear", PAYLOAD)
             record, timed_out = await client.wait_run(run_id, max_wait=30)
             if timed_out or record.status != "completed":
                 raise BenchError(f"run {run_id} ended {record.status}: {record.reason}")
+            progress.done(index + 1)
             if index < 20:
                 continue
             marks = [h.at for h in record.history if h.event in ("run_started", "step_succeeded")]
@@ -71,7 +77,9 @@ async def _latency(control: str, keys: ClientKeys | None, runs: int) -> tuple[La
     return Latency.of_ns(gaps), runs - 20
 
 
-async def _throughput(control: str, keys: ClientKeys | None, total: int, in_flight: int) -> float:
+async def _throughput(
+    control: str, keys: ClientKeys | None, total: int, in_flight: int, progress: Progress
+) -> float:
     """Keep `in_flight` runs going until `total` completed; seconds taken.
 
     The client drains every reply that is ready before it sends the requests
@@ -117,18 +125,20 @@ async def _throughput(control: str, keys: ClientKeys | None, total: int, in_flig
                 if reply.runs[0].status != "completed":
                     raise BenchError(f"run ended {reply.runs[0].status}")
                 completed += 1
+                progress.done(completed)
                 return start_frame() if started < total else None
             case ControlError():
                 raise BenchError(f"{reply.code}: {reply.message}")
         raise BenchError(f"unexpected reply {type(reply).__name__}")
 
+    progress.phase(f"{in_flight} runs in flight", total)
     try:
         began = time.perf_counter()
         for _ in range(min(in_flight, total)):
             raw.send(start_frame())
         with anyio.fail_after(TIME_LIMIT_S):
             while completed < total:
-                await sock.poll(flags=zmq.POLLIN)
+                await sock.poll()
                 outgoing: list[bytes] = []
                 while True:
                     try:
@@ -146,6 +156,27 @@ async def _throughput(control: str, keys: ClientKeys | None, total: int, in_flig
         ctx.term()
 
 
+class _Silent:
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def done(self, count: int) -> None:
+        pass
+
+
+TRACE_SAMPLE = 0.01
+"""The share of runs an instrumented benchmark traces: a production setting at this rate."""
+
+
+def _instruments(on: bool, spans: Path, sample: float, *, agent: bool = False) -> list[str]:
+    if not on:
+        return ["--log-level", "warning"]
+    traced = ["--trace-file", str(spans)]
+    if agent:
+        return ["--log-level", "info", *traced]
+    return ["--log-level", "info", *traced, "--trace-sample", str(sample), "--metrics-port", "0"]
+
+
 def measure_workflow(
     *,
     secure: bool,
@@ -154,11 +185,16 @@ def measure_workflow(
     pipelined_runs: int = 4_000,
     in_flight: int = 100,
     concurrency: int = 128,
-    metrics: bool = False,
+    instrumented: bool = False,
+    trace_sample: float = TRACE_SAMPLE,
+    progress: Progress | None = None,
 ) -> WorkflowResult:
     """Start a runtime and one agent process per role, measure, and stop them all.
 
     `secure` runs both planes with CURVE and a key per process, as users run by default.
+    `instrumented` runs them as an operator watching production does: the runtime serves
+    Prometheus metrics, every process logs at info, and `trace_sample` of the runs are
+    traced, the runtime and every agent exporting their spans.
     """
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as folder:
         keys: Path | None = None
@@ -168,18 +204,28 @@ def measure_workflow(
             for i in range(STEPS):
                 add_principal(keys, f"bench{i}", [f"bench{i}"])
         with ProcessGroup(Path(folder), keys=keys) as group:
-            extra = ["--log-level", "warning", *(["--metrics-port", "0"] if metrics else [])]
-            runtime = group.start_runtime([WORKFLOW], store=store, extra=extra)
+            spans = Path(folder) / "spans"
+            spans.mkdir()
+            instruments = _instruments(instrumented, spans / "runtime.jsonl", trace_sample)
+            runtime = group.start_runtime([WORKFLOW], store=store, extra=instruments)
             for i in range(STEPS):
                 group.start_actor(
                     f"benchmarks.agents:Bench{i}",
                     runtime.agents,
                     concurrency=concurrency,
                     label=f"bench{i}",
+                    extra=_instruments(
+                        instrumented, spans / f"bench{i}.jsonl", trace_sample, agent=True
+                    ),
                 )
             operator = runtime.operator
-            latency, measured = anyio.run(_latency, runtime.control, operator, latency_runs)
-            seconds = anyio.run(_throughput, runtime.control, operator, pipelined_runs, in_flight)
+            progress = progress or _Silent()
+            latency, measured = anyio.run(
+                _latency, runtime.control, operator, latency_runs, progress
+            )
+            seconds = anyio.run(
+                _throughput, runtime.control, operator, pipelined_runs, in_flight, progress
+            )
     return WorkflowResult(
         store=store,
         secure=secure,
