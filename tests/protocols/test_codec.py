@@ -195,6 +195,7 @@ AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         tool=names,
         args=arguments,
         idempotency_key=texts,
+        trace=st.text(max_size=128),
     ),
     ToolReply: every_field(
         ToolReply,
