@@ -73,6 +73,7 @@ err = Console(stderr=True)
 if TYPE_CHECKING:
     from actors import SpanRecorder
     from runtime._prometheus import PrometheusMetrics
+    from runtime._span_file import SpanFile
     from runtime._tracing import RunTracer
 
 log = structlog.get_logger("baton.runtime")
@@ -294,18 +295,25 @@ def runtime(
     raise typer.Exit(status)
 
 
-def _tracer(path: Path, sample: float) -> RunTracer:
+def _span_file(path: Path) -> SpanFile:
+    """The file `--trace-file` names, open for appending spans; a clear error without the
+    `traces` extra or when it cannot be opened."""
     try:
         from runtime._span_file import SpanFile  # noqa: PLC0415 - optional extra
-        from runtime._tracing import RunTracer  # noqa: PLC0415
     except ImportError:
         raise _fail(
             "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
         ) from None
     try:
-        exporter = SpanFile(path)
+        return SpanFile(path)
     except OSError as exc:
         raise _fail(f"--trace-file {path}: {exc}") from None
+
+
+def _tracer(path: Path, sample: float) -> RunTracer:
+    exporter = _span_file(path)
+    from runtime._tracing import RunTracer  # noqa: PLC0415 - the traces extra, present
+
     try:
         return RunTracer(exporter, sample=sample)
     except ValueError as exc:
@@ -534,19 +542,11 @@ def agent(
 
 
 def _agent_spans(path: Path, role: str) -> SpanRecorder:
-    try:
-        from opentelemetry import trace  # noqa: PLC0415 - optional extra
+    exporter = _span_file(path)
+    from opentelemetry import trace  # noqa: PLC0415 - the traces extra, present
 
-        from actors import SpanRecorder  # noqa: PLC0415
-        from runtime._span_file import SpanFile  # noqa: PLC0415
-    except ImportError:
-        raise _fail(
-            "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
-        ) from None
-    try:
-        exporter = SpanFile(path)
-    except OSError as exc:
-        raise _fail(f"--trace-file {path}: {exc}") from None
+    from actors import SpanRecorder  # noqa: PLC0415
+
     recorder = SpanRecorder(exporter, f"baton-{role}")
     # The process's provider, so that spans a handler starts through the OpenTelemetry
     # API are exported too, nested under the step's span.
