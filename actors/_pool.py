@@ -274,10 +274,12 @@ class Pool:
     ) -> StepResult | StepFailure | None:
         assert self._spans is not None
         assert isinstance(self._actor, Agent)
-        attributes = {"baton.run_id": task.run_id, "baton.step": task.step}
-        with self._spans.span(
-            f"handle {task.step}", trace, {**attributes, "baton.attempt": task.attempt}
-        ) as mark:
+        attributes: dict[str, str | int] = {
+            "baton.run_id": task.run_id,
+            "baton.step": task.step,
+            "baton.attempt": task.attempt,
+        }
+        with self._spans.span(f"handle {task.step}", trace, attributes) as mark:
             with scope:
                 outcome = await run_step(self._actor, task, ctx)
             if outcome is None:
@@ -292,10 +294,12 @@ class Pool:
         if self._spans is None or not call.trace:
             reply = await run_tool(self._actor, call, self._ledger, self._kill_points, self._log)
         else:
-            attributes = {"baton.run_id": call.run_id, "baton.step": call.step}
-            with self._spans.span(
-                f"execute {call.tool}", call.trace, {**attributes, "baton.tool": call.tool}
-            ) as mark:
+            attributes = {
+                "baton.run_id": call.run_id,
+                "baton.step": call.step,
+                "baton.tool": call.tool,
+            }
+            with self._spans.span(f"execute {call.tool}", call.trace, attributes) as mark:
                 reply = await run_tool(
                     self._actor, call, self._ledger, self._kill_points, self._log
                 )

@@ -98,7 +98,7 @@ class AgentPlane:
         trace: Callable[..., str] | None = None,
     ) -> None:
         self._host = host
-        self._trace = trace
+        self._trace = trace or _untraced
         """Gives the traceparent an assignment or forwarded tool call carries, when the
         runtime traces (`runtime._trace_ids.traceparent`)."""
         self._restarts = RestartBudget(restart_budget, restart_window)
@@ -209,9 +209,7 @@ class AgentPlane:
                     tools=list(command.tools),
                     timeout_ms=int(command.timeout * 1000),
                     flags=command.flags,
-                    trace=""
-                    if self._trace is None
-                    else self._trace(command.run_id, command.step, command.attempt),
+                    trace=self._trace(command.run_id, command.step, command.attempt),
                 ),
             )
             self._host.apply(
@@ -276,9 +274,7 @@ class AgentPlane:
                     tool=pending.tool,
                     args=pending.args,
                     idempotency_key=pending.idempotency_key,
-                    trace=""
-                    if self._trace is None
-                    else self._trace(
+                    trace=self._trace(
                         pending.run_id, pending.step, pending.attempt, "tool", pending.agent_call
                     ),
                 ),
@@ -672,3 +668,8 @@ def _outcome_event(
         agent=session.name,
         principal=session.principal_name,
     )
+
+
+def _untraced(*_: object) -> str:
+    """The traceparent messages carry when the runtime does not trace: none."""
+    return ""

@@ -4,20 +4,8 @@ and the sampling decision derived from the trace id, so that every process makes
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
-
-from runtime._run import Run
 
 _LOW_64 = (1 << 64) - 1
-
-
-class Tracer(Protocol):
-    """What the supervisor needs of a tracer: to be shown the history as it is written,
-    and the traceparent each assignment and forwarded tool call carries."""
-
-    def observe(self, run: Run, seen: int) -> None: ...
-
-    def traceparent(self, run_id: str, step: str, attempt: int, *more: object) -> str: ...
 
 
 def trace_id(run_id: str) -> int:
@@ -39,8 +27,7 @@ def is_sampled(trace: int, bound: int) -> bool:
     return trace & _LOW_64 < bound
 
 
-def traceparent(run_id: str, step: str, attempt: int, *more: object, sampled: bool = True) -> str:
+def traceparent(run_id: str, step: str, attempt: int, *more: object) -> str:
     """The W3C traceparent of the span of attempt `attempt` of `step` in run `run_id`, or
     with `more` of a span under it: ("tool", CALL) names the runtime's span of a tool call."""
-    flags = "01" if sampled else "00"
-    return f"00-{trace_id(run_id):032x}-{span_id(run_id, step, attempt, *more):016x}-{flags}"
+    return f"00-{trace_id(run_id):032x}-{span_id(run_id, step, attempt, *more):016x}-01"
