@@ -28,14 +28,18 @@ class _CurrentStderrBytes:
     """The same for encoded lines: bytes go to the stream's buffer, below the text layer."""
 
     def write(self, data: bytes) -> int:
-        buffer: BinaryIO | None = getattr(sys.stderr, "buffer", None)
-        if buffer is None:
-            return sys.stderr.write(data.decode())
-        return buffer.write(data)
+        buffer = _stderr_buffer()
+        return sys.stderr.write(data.decode()) if buffer is None else buffer.write(data)
 
     def flush(self) -> None:
-        buffer: BinaryIO | None = getattr(sys.stderr, "buffer", None)
+        buffer = _stderr_buffer()
         (sys.stderr if buffer is None else buffer).flush()
+
+
+def _stderr_buffer() -> BinaryIO | None:
+    """The bytes under `sys.stderr`, unless it was replaced by a stream of text only."""
+    buffer: BinaryIO | None = getattr(sys.stderr, "buffer", None)
+    return buffer
 
 
 def _encoder() -> structlog.processors.JSONRenderer:

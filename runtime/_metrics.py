@@ -1,7 +1,8 @@
-"""What the supervisor tells a metrics backend: events as they are folded, and gauges.
+"""What the supervisor tells its observers: events as they are folded, and gauges.
 
-The backend (Prometheus, in `runtime._prometheus`) is optional, so the
-supervisor knows it only by this protocol.
+The backends (Prometheus in `runtime._prometheus`, OpenTelemetry in
+`runtime._tracing`) are optional, so the supervisor knows them only by these
+protocols.
 """
 
 from __future__ import annotations
@@ -37,3 +38,8 @@ class Metrics(Observer, Protocol):
     gauges: Gauges
     """Replaced whole by the loop each heartbeat, so a reader on another thread sees one
     consistent snapshot."""
+
+
+class Tracer(Observer, Protocol):
+    def traceparent(self, run_id: str, step: str, attempt: int, *more: object) -> str:
+        """The traceparent an assignment (or, with `more`, a forwarded tool call) carries."""

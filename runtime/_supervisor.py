@@ -60,7 +60,7 @@ from runtime._events import (
 from runtime._gate import Gate
 from runtime._graph import Graph
 from runtime._held import HeldRun
-from runtime._metrics import Gauges, Metrics, Observer
+from runtime._metrics import Gauges, Metrics, Observer, Tracer
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
@@ -70,7 +70,6 @@ from runtime._run import Run
 from runtime._run_log import RunLog
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
-from runtime._trace_ids import Tracer
 
 log = structlog.get_logger("baton.runtime")
 
