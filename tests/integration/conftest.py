@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from protocols import RunRecord
 from runtime import ControlClient
 from runtime._keys import init_keys
-from runtime._launch import ProcessGroup
+from runtime._launch import ProcessGroup, RuntimeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT = 0.2
@@ -55,3 +56,16 @@ async def wait_for(
             if condition(record):
                 return record
             await anyio.sleep(0.02)
+
+
+async def completed_runs(
+    runtime: RuntimeProcess, workflow: str, *inputs: dict[str, Any]
+) -> list[str]:
+    """Start a run of `workflow` on each of `inputs`, then wait for each to end and check it
+    completed; their ids."""
+    async with ControlClient(runtime.control, keys=runtime.operator) as client:
+        runs = [await client.start_run(workflow, values) for values in inputs]
+        for run_id in runs:
+            record, _ = await client.wait_run(run_id, max_wait=20)
+            assert record.status == "completed", record.reason
+    return runs

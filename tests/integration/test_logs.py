@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from runtime import ControlClient, ControlRefused
+from runtime import ControlRefused
 from runtime._launch import ProcessGroup
-from tests.integration.conftest import HEARTBEAT
+from tests.integration.conftest import HEARTBEAT, completed_runs
 from tests.integration.test_checkpoints import as_, held, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -38,12 +38,8 @@ async def test_runtime_agent_and_tool_host_lines_are_bound_to_the_attempt(
     till = cluster.start_actor(f"{FLOWS}:Till", runtime.agents, label="till")
     charger = cluster.start_actor(f"{FLOWS}:Charger", runtime.agents)
     quick = cluster.start_actor(f"{FLOWS}:Quick", runtime.agents)
-    async with ControlClient(runtime.control, keys=runtime.operator) as client:
-        charged = await client.start_run("charge", {"amount": 10})
-        flaky = await client.start_run("quick", {"n": 3})
-        for run_id in (charged, flaky):
-            record, _ = await client.wait_run(run_id, max_wait=20)
-            assert record.status == "completed"
+    (charged,) = await completed_runs(runtime, "charge", {"amount": 10})
+    (flaky,) = await completed_runs(runtime, "quick", {"n": 3})
     for process in (charger, till, quick, runtime.process):
         assert cluster.stop(process) == 0
 

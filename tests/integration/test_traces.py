@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-from runtime import ControlClient
 from runtime._launch import ProcessGroup
 from runtime._trace_ids import trace_id, traceparent
-from tests.integration.conftest import HEARTBEAT
+from tests.integration.conftest import HEARTBEAT, completed_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -65,10 +64,7 @@ async def test_a_run_step_and_tool_call_nest_in_one_trace(
     )
     cluster.start_actor(f"{FLOWS}:Till", runtime.agents, label="till")
     cluster.start_actor(f"{FLOWS}:Charger", runtime.agents)
-    async with ControlClient(runtime.control, keys=runtime.operator) as client:
-        run_id = await client.start_run("charge", {"amount": 10})
-        record, _ = await client.wait_run(run_id, max_wait=20)
-    assert record.status == "completed"
+    (run_id,) = await completed_runs(runtime, "charge", {"amount": 10})
     cluster.stop(runtime.process)
     spans = {s["name"]: s for s in spans_in(traces)}
     run, step, tool = spans["run charge"], spans["step settle"], spans["tool charge"]
@@ -104,10 +100,7 @@ async def test_agent_and_tool_host_spans_join_the_run_trace_across_processes(
     charger = cluster.start_actor(
         f"{FLOWS}:Charger", runtime.agents, extra=["--trace-file", str(files["charger"])]
     )
-    async with ControlClient(runtime.control, keys=runtime.operator) as client:
-        run_id = await client.start_run("charge", {"amount": 10})
-        record, _ = await client.wait_run(run_id, max_wait=20)
-    assert record.status == "completed"
+    (run_id,) = await completed_runs(runtime, "charge", {"amount": 10})
     # A clean stop flushes each process's spans.
     for process in (charger, till, runtime.process):
         assert cluster.stop(process) == 0
@@ -147,10 +140,7 @@ async def test_a_failed_attempt_is_an_error_span_on_the_agent_side(
     quick = cluster.start_actor(
         f"{FLOWS}:Quick", runtime.agents, extra=["--trace-file", str(traces["quick"])]
     )
-    async with ControlClient(runtime.control, keys=runtime.operator) as client:
-        run_id = await client.start_run("quick", {"n": 3})
-        record, _ = await client.wait_run(run_id, max_wait=20)
-    assert record.status == "completed"
+    await completed_runs(runtime, "quick", {"n": 3})
     assert cluster.stop(quick) == 0
     cluster.stop(runtime.process)
     handled = sorted(
@@ -184,11 +174,7 @@ async def test_a_sampled_share_of_runs_is_traced_whole_and_agents_follow(
     quick = cluster.start_actor(
         f"{FLOWS}:Quick", runtime.agents, extra=["--trace-file", str(traces["quick"])]
     )
-    async with ControlClient(runtime.control, keys=runtime.operator) as client:
-        runs = [await client.start_run("quick", {"n": 1}) for _ in range(24)]
-        for run_id in runs:
-            record, _ = await client.wait_run(run_id, max_wait=20)
-            assert record.status == "completed"
+    runs = await completed_runs(runtime, "quick", *({"n": 1} for _ in range(24)))
     for process in (quick, runtime.process):
         assert cluster.stop(process) == 0
     sampler = TraceIdRatioBased(0.5)
