@@ -1,4 +1,4 @@
-"""What the supervisor tells its observers: events as they are folded, and gauges.
+"""What the supervisor tells its observers: history entries as they are written, and gauges.
 
 The backends (Prometheus in `runtime._prometheus`, OpenTelemetry in
 `runtime._tracing`) are optional, so the supervisor knows them only by these
@@ -7,11 +7,11 @@ protocols.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocols import TERMINAL_STATUSES
+from protocols import TERMINAL_STATUSES, HistoryEntry
 from runtime._run import Run
 
 RUN_ENDINGS: Mapping[str, str] = {f"run_{status}": status for status in TERMINAL_STATUSES}
@@ -29,9 +29,47 @@ class Gauges:
     refused: Mapping[str, int] = field(default_factory=dict)
 
 
+Handler = Callable[[Run, HistoryEntry], None]
+"""Takes in one entry just written to the run's history."""
+
+OTHER_EVENTS = "*"
+"""The key of an observer's handler for every event it does not name."""
+
+
 class Observer(Protocol):
+    def handlers(self) -> Mapping[str, Handler | None]:
+        """The history events this observer takes in, each with its handler; `OTHER_EVENTS`
+        for the events not named, and None for an event named to be left alone."""
+
+
+class Observers:
+    """Every observer's handlers, by event.
+
+    The loop writes a few entries per step, most of which no observer wants:
+    one lookup per entry finds the handlers that do, where asking each
+    observer in turn cost a call apiece.
+    """
+
+    def __init__(self, observers: Iterable[Observer]) -> None:
+        tables = [observer.handlers() for observer in observers]
+        named = {event for table in tables for event in table if event != OTHER_EVENTS}
+
+        def chain(event: str) -> tuple[Handler, ...]:
+            found = (table.get(event, table.get(OTHER_EVENTS)) for table in tables)
+            return tuple(handler for handler in found if handler is not None)
+
+        self._table = {event: chain(event) for event in named}
+        self._otherwise = chain(OTHER_EVENTS)
+
     def observe(self, run: Run, seen: int) -> None:
-        """Take in what the entries of `run`'s history from index `seen` on say happened."""
+        """Hand the entries of `run`'s history from index `seen` on to their handlers."""
+        table = self._table
+        otherwise = self._otherwise
+        history = run.history
+        for index in range(seen, len(history)):
+            entry = history[index]
+            for handle in table.get(entry.event, otherwise):
+                handle(run, entry)
 
 
 class Metrics(Observer, Protocol):

@@ -1,20 +1,20 @@
 """Prometheus metrics of the workflows, not of the agents: runs, step attempts, decisions.
 
-The loop's thread counts what the entries each event adds to a run's history
-say happened, into plain integers and bucket counts: a client library metric
+The loop's thread counts what the entries written to a run's history say
+happened, into plain integers and bucket counts: a client library metric
 takes a lock and validates its labels on every update, which cost the loop
-about a tenth of its throughput. A scrape, on the HTTP server's thread, turns
-the counts into metric families; copying a dict is a single step under the
-GIL, so the scrape never sees one half-changed. Labels are workflow, step,
-status, failure kind and decision: all bounded by the loaded graphs and the
-protocol, never a run id. Gauges come from a snapshot the loop takes every
-heartbeat.
+about a tenth of its throughput. Each step's series are found with one lookup
+per attempt. A scrape, on the HTTP server's thread, turns the counts into
+metric families; copying a dict or a list is a single step under the GIL.
+Labels are workflow, step, status, failure kind and decision: all bounded by
+the loaded graphs and the protocol, never a run id. Gauges come from a
+snapshot the loop takes every heartbeat.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from threading import Thread
 from typing import Any
@@ -27,7 +27,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from runtime._metrics import RUN_ENDINGS, Gauges
+from protocols import HistoryEntry
+from runtime._metrics import RUN_ENDINGS, Gauges, Handler
 from runtime._run import Run
 
 STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -79,24 +80,36 @@ FAMILIES = (
 )
 
 
+class _Series:
+    """One labelled series: a counter's count, or a histogram's count per bucket and sum."""
+
+    __slots__ = ("bins", "bounds", "count", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = ()) -> None:
+        self.count = 0
+        self.bounds = bounds
+        self.bins = [0] * (len(bounds) + 1) if bounds else []
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        """Count `value` into its bucket of the histogram."""
+        self.bins[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
 class _Collector(Collector):
     def __init__(self, metrics: PrometheusMetrics) -> None:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Any]:
-        metrics = self._metrics
-        counts = dict(metrics.counts)
-        spreads = {
-            key: (list(spread[0]), spread[1]) for key, spread in dict(metrics.spreads).items()
-        }
+        series = sorted(dict(self._metrics.series).items())
         for family in FAMILIES:
+            chosen = [(key[1:], one) for key, one in series if key[0] == family.name]
             if family.buckets:
                 histogram = HistogramMetricFamily(family.name, family.help, labels=family.labels)
-                chosen = [
-                    (key[1:], spread) for key, spread in spreads.items() if key[0] == family.name
-                ]
-                for labels, (bins, total) in sorted(chosen):
-                    cumulative, running = [], 0
+                for labels, one in chosen:
+                    total, cumulative, running = one.total, [], 0
+                    bins = list(one.bins)
                     for bound, n in zip((*family.buckets, float("inf")), bins, strict=True):
                         running += n
                         cumulative.append((_bound(bound), running))
@@ -104,11 +117,10 @@ class _Collector(Collector):
                 yield histogram
             else:
                 counter = CounterMetricFamily(family.name, family.help, labels=family.labels)
-                totals = sorted((key[1:], n) for key, n in counts.items() if key[0] == family.name)
-                for labels, n in totals:
-                    counter.add_metric(list(labels), n)
+                for labels, one in chosen:
+                    counter.add_metric(list(labels), one.count)
                 yield counter
-        yield from _gauges(metrics.gauges)
+        yield from _gauges(self._metrics.gauges)
 
 
 def _bound(bound: float) -> str:
@@ -144,10 +156,10 @@ class PrometheusMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.gauges = Gauges()
-        self.counts: dict[tuple[Any, ...], int] = {}
-        """(family name, *labels) -> count, for the counters."""
-        self.spreads: dict[tuple[Any, ...], tuple[list[int], float]] = {}
-        """(family name, *labels) -> (count per bucket, sum), for the histograms."""
+        self.series: dict[tuple[str, ...], _Series] = {}
+        """(family name, *labels) -> its series."""
+        self._steps: dict[tuple[str, str], tuple[_Series, _Series]] = {}
+        """(workflow, step) -> the series of its succeeded attempts and of its durations."""
         self.registry.register(_Collector(self))
         self._server: Any = None
         self._thread: Thread | None = None
@@ -168,57 +180,63 @@ class PrometheusMetrics:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def observe(self, run: Run, seen: int) -> None:
-        """Count what the entries of `run`'s history from index `seen` on say happened."""
-        history = run.history
-        workflow = run.workflow
-        for index in range(seen, len(history)):
-            entry = history[index]
-            event = entry.event
-            if event in ("step_succeeded", "step_failed"):
-                self._attempt(run, entry.step, entry.attempt, event == "step_succeeded")
-            elif event == "run_started":
-                self._count((RUNS_STARTED.name, workflow))
-            elif event in RUN_ENDINGS:
-                status = RUN_ENDINGS[event]
-                self._count((RUNS_ENDED.name, workflow, status))
-                self._spread(RUN_DURATION, (workflow, status), entry.at - run.created_at)
-            elif event == "step_flagged":
-                self._count((FLAGGED.name, workflow, entry.step))
-            elif event == "decision_made":
-                decision = str(entry.detail.get("decision", ""))
-                self._count((DECISIONS.name, workflow, entry.step, decision))
-                opened = _opened_at(run, entry.step, entry.seq)
-                if opened is not None:
-                    self._spread(DECISION_WAIT, (workflow, entry.step), entry.at - opened)
+    def handlers(self) -> Mapping[str, Handler | None]:
+        return {
+            "run_started": self._run_started,
+            **dict.fromkeys(RUN_ENDINGS, self._run_ended),
+            "step_succeeded": self._attempt_ended,
+            "step_failed": self._attempt_ended,
+            "step_flagged": self._flagged,
+            "decision_made": self._decided,
+        }
 
-    def _attempt(self, run: Run, step: str, number: int, succeeded: bool) -> None:
-        state = run.steps.get(step)
-        if state is None or not 0 < number <= len(state.attempts):
+    def _run_started(self, run: Run, entry: HistoryEntry) -> None:
+        self._one(RUNS_STARTED, run.workflow).count += 1
+
+    def _run_ended(self, run: Run, entry: HistoryEntry) -> None:
+        status = RUN_ENDINGS[entry.event]
+        self._one(RUNS_ENDED, run.workflow, status).count += 1
+        self._one(RUN_DURATION, run.workflow, status).add(entry.at - run.created_at)
+
+    def _attempt_ended(self, run: Run, entry: HistoryEntry) -> None:
+        state = run.steps.get(entry.step)
+        if state is None or not 0 < entry.attempt <= len(state.attempts):
             return
-        attempt = state.attempts[number - 1]
-        if succeeded:
-            self._count((ATTEMPTS.name, run.workflow, step, "succeeded", ""))
+        attempt = state.attempts[entry.attempt - 1]
+        workflow = run.graph.workflow.name
+        found = self._steps.get((workflow, entry.step))
+        if found is None:
+            found = self._steps[workflow, entry.step] = (
+                self._one(ATTEMPTS, workflow, entry.step, "succeeded", ""),
+                self._one(STEP_DURATION, workflow, entry.step),
+            )
+        succeeded, duration = found
+        if entry.event == "step_succeeded":
+            succeeded.count += 1
         else:
-            self._count(
-                ("baton_step_attempts", run.workflow, step, "failed", attempt.failure or "")
-            )
+            self._one(ATTEMPTS, workflow, entry.step, "failed", attempt.failure or "").count += 1
         if attempt.agent and attempt.ended_at is not None:
-            self._spread(
-                STEP_DURATION, (run.workflow, step), max(0.0, attempt.ended_at - attempt.started_at)
-            )
+            # Inline, not `add`: this runs for every step the runtime completes.
+            seconds = max(0.0, attempt.ended_at - attempt.started_at)  # the wall clock may step back
+            duration.bins[bisect_left(STEP_SECONDS, seconds)] += 1
+            duration.total += seconds
 
-    def _count(self, key: tuple[Any, ...]) -> None:
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
+    def _flagged(self, run: Run, entry: HistoryEntry) -> None:
+        self._one(FLAGGED, run.workflow, entry.step).count += 1
 
-    def _spread(self, family: _Family, labels: tuple[str, ...], value: float) -> None:
+    def _decided(self, run: Run, entry: HistoryEntry) -> None:
+        decision = str(entry.detail.get("decision", ""))
+        self._one(DECISIONS, run.workflow, entry.step, decision).count += 1
+        opened = _opened_at(run, entry.step, entry.seq)
+        if opened is not None:
+            self._one(DECISION_WAIT, run.workflow, entry.step).add(entry.at - opened)
+
+    def _one(self, family: _Family, *labels: str) -> _Series:
         key = (family.name, *labels)
-        spread = self.spreads.get(key)
-        if spread is None:
-            spread = self.spreads[key] = ([0] * (len(family.buckets) + 1), 0.0)
-        spread[0][bisect.bisect_left(family.buckets, value)] += 1
-        self.spreads[key] = (spread[0], spread[1] + value)
+        one = self.series.get(key)
+        if one is None:
+            one = self.series[key] = _Series(family.buckets)
+        return one
 
 
 def _opened_at(run: Run, step: str, before: int) -> float | None:

@@ -3,19 +3,22 @@ principal: the operator's view of the history as it is written.
 
 Failures, refusals and flags are warnings; a person's part (checkpoints,
 decisions, resumptions) and the runtime's own recoveries are info; the routine
-steps of a run are debug. Run endings are logged where the supervisor ends runs.
+steps of a run, and runs that complete, are debug. Run endings are logged where the
+supervisor ends runs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from runtime._metrics import RUN_ENDINGS
+from protocols import HistoryEntry
+from runtime._metrics import OTHER_EVENTS, RUN_ENDINGS, Handler
 from runtime._run import Run
 
 LEVELS: Mapping[str, int] = {
@@ -52,6 +55,14 @@ LEVELS: Mapping[str, int] = {
 }
 """Each history event's level; any other is debug."""
 
+ENDING_LEVELS: Mapping[str, int] = {
+    "completed": logging.DEBUG,
+    "cancelled": logging.INFO,
+    "failed": logging.WARNING,
+    "halted": logging.WARNING,
+}
+"""The level of `run.ended` by the run's status: a run that completes is routine."""
+
 _NAMES: Mapping[str, str] = {"refused": "request.refused"}
 
 
@@ -60,33 +71,35 @@ class RunLog:
 
     def __init__(self, log: FilteringBoundLogger | None = None) -> None:
         self._log: FilteringBoundLogger = log or structlog.get_logger("baton.runtime")
-        enabled = self._log.is_enabled_for
-        self._levels: dict[str, int | None] = {
-            event: level if enabled(level) else None for event, level in LEVELS.items()
-        }
-        self._levels.update(dict.fromkeys(RUN_ENDINGS))
-        self._otherwise = logging.DEBUG if enabled(logging.DEBUG) else None
-        """The level of events the table does not name (None: not logged)."""
 
-    def observe(self, run: Run, seen: int) -> None:
-        for entry in run.history[seen:]:
-            level = self._levels.get(entry.event, self._otherwise)
-            if level is None:
-                continue
-            fields: dict[str, Any] = {"run_id": run.run_id, "workflow": run.workflow}
-            if entry.step:
-                fields["step"] = entry.step
-            if entry.attempt:
-                fields["attempt"] = entry.attempt
-            agent = entry.agent or _agent_of(run, entry.step, entry.attempt)
-            if agent:
-                fields["agent"] = agent
-            if entry.principal:
-                fields["principal"] = entry.principal
-            if entry.message:
-                fields["message"] = entry.message
-            name = _NAMES.get(entry.event) or entry.event.replace("_", ".", 1)
-            self._log.log(level, name, seq=entry.seq, **fields)
+    def handlers(self) -> Mapping[str, Handler | None]:
+        """A handler for each event logged at an enabled level; the rest cost nothing."""
+        enabled = self._log.is_enabled_for
+        table: dict[str, Handler | None] = {
+            event: partial(self._write, level) if enabled(level) else None
+            for event, level in LEVELS.items()
+        }
+        # Run endings are logged where the supervisor ends runs.
+        table.update(dict.fromkeys(RUN_ENDINGS))
+        debug = enabled(logging.DEBUG)
+        table[OTHER_EVENTS] = partial(self._write, logging.DEBUG) if debug else None
+        return table
+
+    def _write(self, level: int, run: Run, entry: HistoryEntry) -> None:
+        fields: dict[str, Any] = {"run_id": run.run_id, "workflow": run.workflow}
+        if entry.step:
+            fields["step"] = entry.step
+        if entry.attempt:
+            fields["attempt"] = entry.attempt
+        agent = entry.agent or _agent_of(run, entry.step, entry.attempt)
+        if agent:
+            fields["agent"] = agent
+        if entry.principal:
+            fields["principal"] = entry.principal
+        if entry.message:
+            fields["message"] = entry.message
+        name = _NAMES.get(entry.event) or entry.event.replace("_", ".", 1)
+        self._log.log(level, name, seq=entry.seq, **fields)
 
 
 def _agent_of(run: Run, step: str, attempt: int) -> str:

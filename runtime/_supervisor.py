@@ -9,6 +9,7 @@ caused: persist, then act.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -60,14 +61,14 @@ from runtime._events import (
 from runtime._gate import Gate
 from runtime._graph import Graph
 from runtime._held import HeldRun
-from runtime._metrics import Gauges, Metrics, Observer, Tracer
+from runtime._metrics import Gauges, Metrics, Observers, Tracer
 from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
 from runtime._recovery import Recovered, past_record, recovered_runs
 from runtime._refusals import HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
-from runtime._run_log import RunLog
+from runtime._run_log import ENDING_LEVELS, RunLog
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
 
@@ -143,10 +144,7 @@ class Supervisor:
         self.config = config
         self._kill_points = kill_points or KillPoints()
         self._metrics = metrics
-        self._observers: list[Observer] = [
-            RunLog(log),
-            *(o for o in (metrics, tracer) if o is not None),
-        ]
+        self._observers = Observers([RunLog(log), *(o for o in (metrics, tracer) if o is not None)])
         self.catalog = Catalog(graphs, previous)
         self.security = security
         self._book = None if security is None else PrincipalBook(security.principals)
@@ -568,8 +566,7 @@ class Supervisor:
         )
         self._journal(event, now)
         run, commands = engine.start(graph, event, now)
-        for observer in self._observers:
-            observer.observe(run, 0)
+        self._observers.observe(run, 0)
         self.runs[run_id] = run
         self._active_runs += 1
         self._counters.runs_started += 1
@@ -585,7 +582,8 @@ class Supervisor:
             return
         self._journal(event, self._clock())
         held.cancel(self._batch[-1])
-        log.info("run.ended", run_id=run_id, workflow=held.workflow, status=held.status)
+        level = ENDING_LEVELS.get(held.status, logging.WARNING)
+        log.log(level, "run.ended", run_id=run_id, workflow=held.workflow, status=held.status)
 
     def resume_run(self, run_id: str, principal: str) -> None:
         """Journal that a stuck run carries on, and carry it on."""
@@ -709,8 +707,7 @@ class Supervisor:
         self._journal(event, now)
         seen = len(run.history)
         commands = engine.apply(run, event, now)
-        for observer in self._observers:
-            observer.observe(run, seen)
+        self._observers.observe(run, seen)
         self._execute(run, commands)
 
     def _execute(self, run: Run, commands: list[Command]) -> None:
@@ -739,7 +736,8 @@ class Supervisor:
         self._active_runs -= 1
         ended = self._counters.runs_ended
         ended[command.status] = ended.get(command.status, 0) + 1
-        log.info(
+        log.log(
+            ENDING_LEVELS.get(command.status, logging.WARNING),
             "run.ended",
             run_id=run.run_id,
             workflow=run.workflow,

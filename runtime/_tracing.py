@@ -14,6 +14,7 @@ event loop only builds them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -22,8 +23,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from protocols import TERMINAL_STATUSES
-from runtime._metrics import RUN_ENDINGS
+from protocols import HistoryEntry
+from runtime._metrics import RUN_ENDINGS, Handler
 from runtime._run import Run
 from runtime._trace_ids import is_sampled, sampling_bound, span_id, trace_id, traceparent
 
@@ -65,73 +66,77 @@ class RunTracer:
         none, so agents spend nothing on it and record nothing under it."""
         return traceparent(run_id, step, attempt, *more) if self.traced(run_id) else ""
 
-    def observe(self, run: Run, seen: int) -> None:
-        traced = self.traced(run.run_id)
-        if run.status in TERMINAL_STATUSES:
-            del self._decided[run.run_id]
+    def handlers(self) -> Mapping[str, Handler | None]:
+        return {
+            "step_succeeded": self._attempt_ended,
+            "step_failed": self._attempt_ended,
+            "tool_completed": self._tool_completed,
+            **dict.fromkeys(RUN_ENDINGS, self._run_ended),
+        }
+
+    def _attempt_ended(self, run: Run, entry: HistoryEntry) -> None:
+        if not self.traced(run.run_id):
+            return
+        state = run.steps.get(entry.step)
+        if state is None or not 0 < entry.attempt <= len(state.attempts):
+            return
+        attempt = state.attempts[entry.attempt - 1]
+        if not attempt.agent or attempt.ended_at is None:
+            return
+        failed = entry.event == "step_failed"
+        self._export(
+            f"step {entry.step}",
+            run,
+            span_id(run.run_id, entry.step, entry.attempt),
+            attempt.started_at,
+            attempt.ended_at,
+            {
+                "baton.step": entry.step,
+                "baton.attempt": entry.attempt,
+                "baton.agent": attempt.agent,
+                "baton.outcome": "failed" if failed else "succeeded",
+                "baton.failure": attempt.failure or "",
+            },
+            failed=failed,
+        )
+
+    def _tool_completed(self, run: Run, entry: HistoryEntry) -> None:
+        if not self.traced(run.run_id):
+            return
+        # Read as Any: comparing values of the deep `Value` union makes mypy crawl.
+        detail: dict[str, Any] = dict(entry.detail)
+        called = _called_at(run, entry.step, entry.attempt, detail.get("call"), entry.at)
+        tool = str(detail.get("tool", ""))
+        self._export(
+            f"tool {tool}",
+            run,
+            span_id(run.run_id, entry.step, entry.attempt, "tool", detail.get("call")),
+            called,
+            entry.at,
+            {"baton.step": entry.step, "baton.tool": tool},
+            failed=not detail.get("ok", True),
+            parent=span_id(run.run_id, entry.step, entry.attempt),
+        )
+
+    def _run_ended(self, run: Run, entry: HistoryEntry) -> None:
+        # The run is over: its decision is not needed again.
+        traced = self._decided.pop(run.run_id, None)
+        if traced is None:
+            traced = is_sampled(trace_id(run.run_id), self._bound)
         if not traced:
             return
-        spans: list[ReadableSpan] = []
-        for entry in run.history[seen:]:
-            if entry.event in ("step_succeeded", "step_failed"):
-                state = run.steps.get(entry.step)
-                if state is None or not 0 < entry.attempt <= len(state.attempts):
-                    continue
-                attempt = state.attempts[entry.attempt - 1]
-                if not attempt.agent or attempt.ended_at is None:
-                    continue
-                failed = entry.event == "step_failed"
-                spans.append(
-                    self._span(
-                        f"step {entry.step}",
-                        run,
-                        span_id(run.run_id, entry.step, entry.attempt),
-                        attempt.started_at,
-                        attempt.ended_at,
-                        {
-                            "baton.step": entry.step,
-                            "baton.attempt": entry.attempt,
-                            "baton.agent": attempt.agent,
-                            "baton.outcome": "failed" if failed else "succeeded",
-                            "baton.failure": attempt.failure or "",
-                        },
-                        failed=failed,
-                    )
-                )
-            elif entry.event == "tool_completed":
-                # Read as Any: comparing values of the deep `Value` union makes mypy crawl.
-                detail: dict[str, Any] = dict(entry.detail)
-                called = _called_at(run, entry.step, entry.attempt, detail.get("call"), entry.at)
-                tool = str(detail.get("tool", ""))
-                spans.append(
-                    self._span(
-                        f"tool {tool}",
-                        run,
-                        span_id(run.run_id, entry.step, entry.attempt, "tool", detail.get("call")),
-                        called,
-                        entry.at,
-                        {"baton.step": entry.step, "baton.tool": tool},
-                        failed=not detail.get("ok", True),
-                        parent=span_id(run.run_id, entry.step, entry.attempt),
-                    )
-                )
-            elif entry.event in RUN_ENDINGS:
-                spans.append(
-                    self._span(
-                        f"run {run.workflow}",
-                        run,
-                        span_id(run.run_id),
-                        run.created_at,
-                        entry.at,
-                        {"baton.workflow": run.workflow, "baton.status": run.status},
-                        failed=run.status != "completed",
-                        parent=None,
-                    )
-                )
-        for span in spans:
-            self._processor.on_end(span)
+        self._export(
+            f"run {run.workflow}",
+            run,
+            span_id(run.run_id),
+            run.created_at,
+            entry.at,
+            {"baton.workflow": run.workflow, "baton.status": run.status},
+            failed=run.status != "completed",
+            parent=None,
+        )
 
-    def _span(
+    def _export(
         self,
         name: str,
         run: Run,
@@ -142,10 +147,10 @@ class RunTracer:
         *,
         failed: bool,
         parent: int | bool | None = True,
-    ) -> ReadableSpan:
+    ) -> None:
         trace = trace_id(run.run_id)
         above = span_id(run.run_id) if parent is True else parent
-        return ReadableSpan(
+        span = ReadableSpan(
             name=name,
             context=SpanContext(trace, own, is_remote=False, trace_flags=TraceFlags(1)),
             parent=None
@@ -158,6 +163,7 @@ class RunTracer:
             start_time=int(start * 1e9),
             end_time=int(end * 1e9),
         )
+        self._processor.on_end(span)
 
     def close(self) -> None:
         """Export what is waiting and close the exporter."""

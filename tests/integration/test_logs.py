@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runtime import ControlRefused
+from runtime import ControlClient, ControlRefused
 from runtime._launch import ProcessGroup
 from tests.integration.conftest import HEARTBEAT, completed_runs
 from tests.integration.test_checkpoints import as_, held, start
@@ -40,6 +40,10 @@ async def test_runtime_agent_and_tool_host_lines_are_bound_to_the_attempt(
     quick = cluster.start_actor(f"{FLOWS}:Quick", runtime.agents)
     (charged,) = await completed_runs(runtime, "charge", {"amount": 10})
     (flaky,) = await completed_runs(runtime, "quick", {"n": 3})
+    async with ControlClient(runtime.control, keys=runtime.operator) as client:
+        # No clerk is connected: the run waits until it is cancelled.
+        stopped = await client.start_run("guarded", {"account": "a-1"})
+        await client.cancel_run(stopped, "not today")
     for process in (charger, till, quick, runtime.process):
         assert cluster.stop(process) == 0
 
@@ -58,7 +62,9 @@ async def test_runtime_agent_and_tool_host_lines_are_bound_to_the_attempt(
     assert (retry["level"], retry["run_id"], retry["step"]) == ("info", flaky, "one")
     # Routine progress is debug, below the default level: not in the log.
     assert events(ran, "step.completed") == []
-    assert {line["run_id"] for line in events(ran, "run.ended")} == {charged, flaky}
+    # A run that completes is routine too; one a person cancelled is not.
+    (ended,) = events(ran, "run.ended")
+    assert (ended["level"], ended["run_id"], ended["status"]) == ("info", stopped, "cancelled")
 
     (charging,) = events(lines_of(cluster, "Charger"), "charger.charging")
     # `session` is the name the runtime's record gives the agent; `agent` its own.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime._metrics import Observers
 from runtime._prometheus import PrometheusMetrics
 from tests.runtime.test_report import GRAPH, RUNS, drive, fails
 
@@ -20,8 +21,9 @@ def scraped(metrics: PrometheusMetrics) -> dict[tuple[str, tuple[tuple[str, str]
 
 def test_counts_and_histograms_of_a_known_workload() -> None:
     metrics = PrometheusMetrics()
+    observers = Observers([metrics])
     for index in range(RUNS):
-        metrics.observe(drive(GRAPH, index), 0)
+        observers.observe(drive(GRAPH, index), 0)
     seen = scraped(metrics)
     wf = ("workflow", "chain")
     halted = sum(1 for i in range(RUNS) if fails("c", i))
