@@ -1,10 +1,10 @@
 """`make bench`: the raw ZeroMQ floor and Baton, measured in one run, as ratios.
 
-python -m benchmarks [--quick] [--rounds N] [--json PATH]
+python -m benchmarks [--quick] [--bursts N] [--json PATH]
 
-What instrumentation costs is measured in rounds, each an uninstrumented run beside an
-instrumented one, so that both halves of a ratio see the same machine; the median
-round is the figure.
+What instrumentation costs is measured on clusters side by side, in bursts taken in
+turn (`benchmarks.instrumentation`), so that both halves of a ratio see the same
+machine; the median burst is the figure.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +19,12 @@ from pathlib import Path
 
 from benchmarks._progress import shown
 from benchmarks.floor import FloorResult, format_table, measure_floor
+from benchmarks.instrumentation import (
+    BASELINE,
+    SETUPS,
+    InstrumentationResult,
+    measure_instrumentation,
+)
 from benchmarks.workflow import TRACE_SAMPLE, WorkflowResult, measure_workflow
 
 DEFAULT_JSON = Path("benchmarks/results/latest.json")
@@ -49,25 +54,41 @@ def _report(floor: FloorResult, baton: WorkflowResult) -> str:
     return "\n".join(lines)
 
 
-def _measure(
-    label: str,
-    store: str,
-    scale: int,
-    *,
-    secure: bool = True,
-    instrumented: bool = False,
-    trace_sample: float = TRACE_SAMPLE,
-) -> WorkflowResult:
+def _measure(label: str, store: str, scale: int, *, secure: bool = True) -> WorkflowResult:
     with shown(f"Baton ({label})") as progress:
         return measure_workflow(
             secure=secure,
             store=store,
-            instrumented=instrumented,
-            trace_sample=trace_sample,
-            latency_runs=320 // scale + 20,
+            latency_runs=320 // scale,
             pipelined_runs=8_000 // scale,
             progress=progress,
         )
+
+
+def _instrumentation_report(result: InstrumentationResult) -> str:
+    lines = [
+        "",
+        "Cost of instrumentation: three clusters side by side (memory store, CURVE on), "
+        f"taking turns in bursts of {result.runs_per_burst:,} runs; each burst's steps/s "
+        "against the uninstrumented cluster's in the same burst:",
+    ]
+    described = {
+        "instrumented": f"metrics served, info logs, {TRACE_SAMPLE:.0%} of runs traced "
+        "by the runtime and every agent",
+        "every_run_traced": "the same with every run traced (--trace-sample 1)",
+    }
+    for setup, what in described.items():
+        ratios = result.ratios(setup)
+        median = result.median_ratio(setup)
+        lines += [
+            f"  {what}:",
+            f"    steps/s: {median:.3f} ({1 - median:+.1%} cost; bursts: "
+            f"{', '.join(f'{r:.3f}' for r in ratios)})",
+            f"    per-step p50, one run at a time: {result.p50_ratio(setup):.3f}x "
+            f"({result.step_p50_us[setup]:.0f} µs against "
+            f"{result.step_p50_us[BASELINE]:.0f} µs)",
+        ]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,14 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Fewer samples, for a smoke run.")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="Where to write results.")
     parser.add_argument(
-        "--rounds",
+        "--bursts",
         type=int,
-        default=3,
-        help="Rounds of uninstrumented and instrumented runs side by side (default 3).",
+        default=12,
+        help="Bursts in which the instrumented and uninstrumented clusters take turns "
+        "(default 12); the cluster that traces every run takes a third as many.",
     )
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    if args.bursts < 1:
+        parser.error(f"--bursts must be at least 1, not {args.bursts}")
     scale = 10 if args.quick else 1
     print("measuring the raw ZeroMQ floor ...", file=sys.stderr)
     floor = measure_floor(round_trips=5_000 // scale, pipelined=50_000 // scale)
@@ -92,25 +114,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         full = f"sqlite:///{folder}/full.db?synchronous=FULL"
         normal = f"sqlite:///{folder}/normal.db?synchronous=NORMAL"
         setups = [
-            ("memory_insecure", "memory://", False, False),
-            ("memory_secure", "memory://", True, False),
-            ("memory_secure_instrumented", "memory://", True, True),
-            ("sqlite_full_secure", full, True, False),
-            ("sqlite_normal_secure", normal, True, False),
+            ("memory_insecure", "memory://", False),
+            ("memory_secure", "memory://", True),
+            ("sqlite_full_secure", full, True),
+            ("sqlite_normal_secure", normal, True),
         ]
-        for key, store, secure, instrumented in setups:
-            results[key] = _measure(key, store, scale, secure=secure, instrumented=instrumented)
+        for key, store, secure in setups:
+            results[key] = _measure(key, store, scale, secure=secure)
             print(_report(floor, results[key]))
-        rounds = [(results["memory_secure"], results["memory_secure_instrumented"])]
-        for index in range(2, args.rounds + 1):
-            rounds.append(
-                (
-                    _measure(f"round {index}, uninstrumented", "memory://", scale),
-                    _measure(f"round {index}, instrumented", "memory://", scale, instrumented=True),
-                )
-            )
-        results["memory_secure_every_run_traced"] = every = _measure(
-            "every run traced", "memory://", scale, instrumented=True, trace_sample=1.0
+    with shown("Baton (instrumentation)") as progress:
+        instrumentation = measure_instrumentation(
+            bursts=args.bursts,
+            traced_bursts=max(1, args.bursts // 3),
+            runs_per_burst=1_000 // scale,
+            progress=progress,
         )
     plain, secure_result = results["memory_insecure"], results["memory_secure"]
     print(
@@ -119,24 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({1 - secure_result.steps_per_s / plain.steps_per_s:+.1%} cost)\n"
         f"  per-step p50: {secure_result.step_latency.p50_us / plain.step_latency.p50_us:.3f}x"
     )
-    throughput = [on.steps_per_s / off.steps_per_s for off, on in rounds]
-    latency = [on.step_latency.p50_us / off.step_latency.p50_us for off, on in rounds]
-    print(
-        "\nCost of instrumentation (metrics served, info logs, spans of "
-        f"{TRACE_SAMPLE:.0%} of runs exported by the runtime and every agent; memory store, "
-        "CURVE on), instrumented / uninstrumented:\n"
-        f"  steps/s: {statistics.median(throughput):.3f} "
-        f"({1 - statistics.median(throughput):+.1%} cost; rounds: "
-        f"{', '.join(f'{r:.3f}' for r in throughput)})\n"
-        f"  per-step p50: {statistics.median(latency):.3f}x "
-        f"(rounds: {', '.join(f'{r:.3f}' for r in latency)})"
-    )
-    last = rounds[-1][0]
-    print(
-        "With every run traced (--trace-sample 1), against the last uninstrumented round:\n"
-        f"  steps/s: {every.steps_per_s / last.steps_per_s:.3f} "
-        f"({1 - every.steps_per_s / last.steps_per_s:+.1%} cost)"
-    )
+    print(_instrumentation_report(instrumentation))
     async_rtt = floor.async_client.latency.p50_us
     print("\nDurable (SQLite journal, CURVE on):")
     for name in ("FULL", "NORMAL"):
@@ -151,9 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "floor": floor.to_dict(),
-                "instrumentation_rounds": {
-                    "steps_per_s_ratio": throughput,
-                    "p50_ratio": latency,
+                "instrumentation": {
+                    **dataclasses.asdict(instrumentation),
+                    "steps_per_s_ratio": {
+                        setup: instrumentation.ratios(setup)
+                        for setup in SETUPS
+                        if setup != BASELINE
+                    },
                 },
                 "baton": {setup: dataclasses.asdict(result) for setup, result in results.items()},
             },

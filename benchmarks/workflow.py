@@ -10,7 +10,10 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ from protocols import (
 )
 from runtime import ControlClient
 from runtime._keys import add_principal, init_keys
-from runtime._launch import ProcessGroup
+from runtime._launch import ProcessGroup, RuntimeProcess
 
 WORKFLOW = "benchmarks.agents:linear"
 PAYLOAD: dict[str, Any] = {"payload": {"text": "a small request", "n": 1}}
@@ -58,9 +61,15 @@ class WorkflowResult:
     runs_pipelined: int
 
 
-async def _latency(
-    control: str, keys: ClientKeys | None, runs: int, progress: Progress
-) -> tuple[Latency, int]:
+WARM_UP_RUNS = 20
+"""Runs one at a time before latency is measured: connections made, code paths warm."""
+
+
+async def step_gaps(
+    control: str, keys: ClientKeys | None, runs: int, progress: Progress, *, warm_up: int = 0
+) -> list[int]:
+    """Nanoseconds between consecutive steps of `runs` runs started one at a time, read
+    from their records; the first `warm_up` runs are not counted."""
     gaps: list[int] = []
     progress.phase("one run at a time", runs)
     async with ControlClient(control, timeout=30, keys=keys) as client:
@@ -70,14 +79,14 @@ async def _latency(
             if timed_out or record.status != "completed":
                 raise BenchError(f"run {run_id} ended {record.status}: {record.reason}")
             progress.done(index + 1)
-            if index < 20:
+            if index < warm_up:
                 continue
             marks = [h.at for h in record.history if h.event in ("run_started", "step_succeeded")]
             gaps.extend(int((b - a) * 1e9) for a, b in itertools.pairwise(marks))
-    return Latency.of_ns(gaps), runs - 20
+    return gaps
 
 
-async def _throughput(
+async def throughput(
     control: str, keys: ClientKeys | None, total: int, in_flight: int, progress: Progress
 ) -> float:
     """Keep `in_flight` runs going until `total` completed; seconds taken.
@@ -156,7 +165,9 @@ async def _throughput(
         ctx.term()
 
 
-class _Silent:
+class Silent:
+    """Progress that shows nothing."""
+
     def phase(self, name: str, total: int) -> None:
         pass
 
@@ -168,33 +179,47 @@ TRACE_SAMPLE = 0.01
 """The share of runs an instrumented benchmark traces: a production setting at this rate."""
 
 
-def _instruments(on: bool, spans: Path, sample: float, *, agent: bool = False) -> list[str]:
-    if not on:
-        return ["--log-level", "warning"]
-    traced = ["--trace-file", str(spans)]
-    if agent:
-        return ["--log-level", "info", *traced]
-    return ["--log-level", "info", *traced, "--trace-sample", str(sample), "--metrics-port", "0"]
+@dataclass(frozen=True)
+class Instruments:
+    """What the runtime and every agent of a cluster record, as an operator runs them."""
+
+    log_level: str = "warning"
+    metrics: bool = False
+    trace_sample: float | None = None
+    """The share of runs traced by the runtime and every agent; None: no tracing."""
+
+    def runtime_flags(self, spans: Path) -> list[str]:
+        flags = ["--log-level", self.log_level]
+        if self.metrics:
+            flags += ["--metrics-port", "0"]
+        if self.trace_sample is not None:
+            flags += ["--trace-file", str(spans), "--trace-sample", str(self.trace_sample)]
+        return flags
+
+    def agent_flags(self, spans: Path) -> list[str]:
+        flags = ["--log-level", self.log_level]
+        if self.trace_sample is not None:
+            flags += ["--trace-file", str(spans)]
+        return flags
 
 
-def measure_workflow(
+NONE = Instruments()
+PRODUCTION = Instruments(log_level="info", metrics=True, trace_sample=TRACE_SAMPLE)
+"""Metrics served, every process logging at info, 1% of runs traced everywhere."""
+
+
+@contextmanager
+def cluster(
     *,
     secure: bool,
     store: str = "memory://",
-    latency_runs: int = 320,
-    pipelined_runs: int = 4_000,
-    in_flight: int = 100,
+    instruments: Instruments = NONE,
     concurrency: int = 128,
-    instrumented: bool = False,
-    trace_sample: float = TRACE_SAMPLE,
-    progress: Progress | None = None,
-) -> WorkflowResult:
-    """Start a runtime and one agent process per role, measure, and stop them all.
+) -> Iterator[RuntimeProcess]:
+    """A runtime and one agent process per role, each recording what `instruments` says;
+    all stopped on leaving.
 
     `secure` runs both planes with CURVE and a key per process, as users run by default.
-    `instrumented` runs them as an operator watching production does: the runtime serves
-    Prometheus metrics, every process logs at info, and `trace_sample` of the runs are
-    traced, the runtime and every agent exporting their spans.
     """
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as folder:
         keys: Path | None = None
@@ -206,31 +231,49 @@ def measure_workflow(
         with ProcessGroup(Path(folder), keys=keys) as group:
             spans = Path(folder) / "spans"
             spans.mkdir()
-            instruments = _instruments(instrumented, spans / "runtime.jsonl", trace_sample)
-            runtime = group.start_runtime([WORKFLOW], store=store, extra=instruments)
+            runtime = group.start_runtime(
+                [WORKFLOW], store=store, extra=instruments.runtime_flags(spans / "runtime.jsonl")
+            )
             for i in range(STEPS):
                 group.start_actor(
                     f"benchmarks.agents:Bench{i}",
                     runtime.agents,
                     concurrency=concurrency,
                     label=f"bench{i}",
-                    extra=_instruments(
-                        instrumented, spans / f"bench{i}.jsonl", trace_sample, agent=True
-                    ),
+                    extra=instruments.agent_flags(spans / f"bench{i}.jsonl"),
                 )
-            operator = runtime.operator
-            progress = progress or _Silent()
-            latency, measured = anyio.run(
-                _latency, runtime.control, operator, latency_runs, progress
-            )
-            seconds = anyio.run(
-                _throughput, runtime.control, operator, pipelined_runs, in_flight, progress
-            )
+            yield runtime
+
+
+def measure_workflow(
+    *,
+    secure: bool,
+    store: str = "memory://",
+    latency_runs: int = 320,
+    pipelined_runs: int = 4_000,
+    in_flight: int = 100,
+    progress: Progress | None = None,
+) -> WorkflowResult:
+    """Start a cluster, measure per-step latency one run at a time and steps/s with
+    `in_flight` runs going, and stop it."""
+    progress = progress or Silent()
+    with cluster(secure=secure, store=store) as runtime:
+        operator = runtime.operator
+        gaps = anyio.run(
+            partial(step_gaps, warm_up=WARM_UP_RUNS),
+            runtime.control,
+            operator,
+            latency_runs + WARM_UP_RUNS,
+            progress,
+        )
+        seconds = anyio.run(
+            throughput, runtime.control, operator, pipelined_runs, in_flight, progress
+        )
     return WorkflowResult(
         store=store,
         secure=secure,
-        step_latency=latency,
-        runs_measured=measured,
+        step_latency=Latency.of_ns(gaps),
+        runs_measured=latency_runs,
         steps_per_s=pipelined_runs * STEPS / seconds,
         runs_per_s=pipelined_runs / seconds,
         in_flight=in_flight,
