@@ -203,7 +203,7 @@ class PrometheusMetrics:
         if state is None or not 0 < entry.attempt <= len(state.attempts):
             return
         attempt = state.attempts[entry.attempt - 1]
-        workflow = run.graph.workflow.name
+        workflow = run.workflow
         found = self._steps.get((workflow, entry.step))
         if found is None:
             found = self._steps[workflow, entry.step] = (
@@ -216,8 +216,9 @@ class PrometheusMetrics:
         else:
             self._one(ATTEMPTS, workflow, entry.step, "failed", attempt.failure or "").count += 1
         if attempt.agent and attempt.ended_at is not None:
-            # Inline, not `add`: this runs for every step the runtime completes.
-            seconds = max(0.0, attempt.ended_at - attempt.started_at)  # the wall clock may step back
+            # Inline, not `add`: this runs for every step the runtime completes. Not below
+            # zero, should the wall clock step back.
+            seconds = max(0.0, attempt.ended_at - attempt.started_at)
             duration.bins[bisect_left(STEP_SECONDS, seconds)] += 1
             duration.total += seconds
 
