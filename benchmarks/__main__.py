@@ -98,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--bursts",
         type=int,
-        default=12,
+        default=24,
         help="Bursts in which the instrumented and uninstrumented clusters take turns "
-        "(default 12); the cluster that traces every run takes a third as many.",
+        "(default 24); the cluster that traces every run takes a third as many.",
     )
     args = parser.parse_args(argv)
     if args.bursts < 1:
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         instrumentation = measure_instrumentation(
             bursts=args.bursts,
             traced_bursts=max(1, args.bursts // 3),
-            runs_per_burst=1_000 // scale,
+            runs_per_burst=500 // scale,
             progress=progress,
         )
     plain, secure_result = results["memory_insecure"], results["memory_secure"]

@@ -2,7 +2,7 @@
 
 The load on a shared machine drifts by a third within a minute, more than
 the cost being measured. So the clusters all run at once, idle but for the
-one being measured, and take turns in bursts of a second or so, each burst
+one being measured, and take turns in bursts of under a second, each burst
 in the other order: a ratio is taken within a burst, between runs seconds
 apart, and the median burst is the figure. The instrumented cluster takes
 turns with the uninstrumented one first; the cluster that traces every run
@@ -69,9 +69,9 @@ class InstrumentationResult:
 
 def measure_instrumentation(
     *,
-    bursts: int = 12,
-    traced_bursts: int = 4,
-    runs_per_burst: int = 1_000,
+    bursts: int = 24,
+    traced_bursts: int = 8,
+    runs_per_burst: int = 500,
     latency_runs_per_burst: int = 30,
     in_flight: int = 100,
     progress: Progress | None = None,
