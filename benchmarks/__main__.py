@@ -1,10 +1,10 @@
 """`make bench`: the raw ZeroMQ floor and Baton, measured in one run, as ratios.
 
-python -m benchmarks [--quick] [--bursts N] [--json PATH]
+python -m benchmarks [--quick] [--rounds N] [--json PATH]
 
 What instrumentation costs is measured on clusters side by side, in bursts taken in
-turn (`benchmarks.instrumentation`), so that both halves of a ratio see the same
-machine; the median burst is the figure.
+turn, in rounds of fresh clusters (`benchmarks.instrumentation`), so that both halves
+of a ratio see the same machine; the median burst is the figure.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from benchmarks._progress import shown
 from benchmarks.floor import FloorResult, format_table, measure_floor
 from benchmarks.instrumentation import (
     BASELINE,
-    SETUPS,
     InstrumentationResult,
     measure_instrumentation,
 )
@@ -69,8 +68,10 @@ def _instrumentation_report(result: InstrumentationResult) -> str:
     lines = [
         "",
         "Cost of instrumentation: three clusters side by side (memory store, CURVE on), "
-        f"taking turns in bursts of {result.runs_per_burst:,} runs; each burst's steps/s "
-        "against the uninstrumented cluster's in the same burst:",
+        f"started afresh in each of {result.rounds} round{'s' * (result.rounds != 1)}, "
+        "taking turns in bursts of "
+        f"{result.runs_per_burst:,} runs; each burst's steps/s against the uninstrumented "
+        "cluster's in the same burst:",
     ]
     described = {
         "instrumented": f"metrics served, info logs, {TRACE_SAMPLE:.0%} of runs traced "
@@ -78,7 +79,7 @@ def _instrumentation_report(result: InstrumentationResult) -> str:
         "every_run_traced": "the same with every run traced (--trace-sample 1)",
     }
     for setup, what in described.items():
-        ratios = result.ratios(setup)
+        ratios = result.ratios[setup]
         median = result.median_ratio(setup)
         lines += [
             f"  {what}:",
@@ -96,15 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Fewer samples, for a smoke run.")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="Where to write results.")
     parser.add_argument(
-        "--bursts",
+        "--rounds",
         type=int,
-        default=24,
-        help="Bursts in which the instrumented and uninstrumented clusters take turns "
-        "(default 24); the cluster that traces every run takes a third as many.",
+        default=3,
+        help="Rounds of fresh clusters in which instrumentation's cost is measured "
+        "(default 3); in each, 10 bursts of the instrumented and uninstrumented clusters "
+        "taking turns, then 3 of the one that traces every run.",
     )
     args = parser.parse_args(argv)
-    if args.bursts < 1:
-        parser.error(f"--bursts must be at least 1, not {args.bursts}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     scale = 10 if args.quick else 1
     print("measuring the raw ZeroMQ floor ...", file=sys.stderr)
     floor = measure_floor(round_trips=5_000 // scale, pipelined=50_000 // scale)
@@ -124,8 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_report(floor, results[key]))
     with shown("Baton (instrumentation)") as progress:
         instrumentation = measure_instrumentation(
-            bursts=args.bursts,
-            traced_bursts=max(1, args.bursts // 3),
+            rounds=args.rounds,
             runs_per_burst=500 // scale,
             progress=progress,
         )
@@ -151,14 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "floor": floor.to_dict(),
-                "instrumentation": {
-                    **dataclasses.asdict(instrumentation),
-                    "steps_per_s_ratio": {
-                        setup: instrumentation.ratios(setup)
-                        for setup in SETUPS
-                        if setup != BASELINE
-                    },
-                },
+                "instrumentation": dataclasses.asdict(instrumentation),
                 "baton": {setup: dataclasses.asdict(result) for setup, result in results.items()},
             },
             indent=2,
