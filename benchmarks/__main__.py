@@ -99,9 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
+        default=5,
         help="Rounds of fresh clusters in which instrumentation's cost is measured "
-        "(default 3); in each, 10 bursts of the instrumented and uninstrumented clusters "
+        "(default 5); in each, 10 bursts of the instrumented and uninstrumented clusters "
         "taking turns, then 3 of the one that traces every run.",
     )
     args = parser.parse_args(argv)

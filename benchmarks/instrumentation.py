@@ -66,7 +66,7 @@ class InstrumentationResult:
 
 def measure_instrumentation(
     *,
-    rounds: int = 3,
+    rounds: int = 5,
     bursts: int = 10,
     traced_bursts: int = 3,
     runs_per_burst: int = 500,
