@@ -249,9 +249,14 @@ def _advice(steps: Sequence[StepFigures]) -> list[str]:
                 f"{1 - failing:.0%} of first tries, with no checkpoint: review would pay"
             )
         if figures.checkpoint and figures.decisions and not figures.rejected_or_edited:
+            decided = (
+                "its one decision"
+                if figures.decisions == 1
+                else f"all {figures.decisions} decisions"
+            )
             advice.append(
-                f"the checkpoint on {figures.step!r} approved all {figures.decisions} "
-                "decisions unchanged: it has caught nothing yet"
+                f"the checkpoint on {figures.step!r} approved {decided} unchanged: "
+                "it has caught nothing yet"
             )
     return advice
 

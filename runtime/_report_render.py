@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from runtime._report import Report
+from runtime._report import Report, StepFigures
 
 
 def _rate(value: float | None) -> str:
@@ -17,6 +18,26 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def _table(title: str) -> Table:
+    # A rule under the header and none between columns: the steps table fits 80 columns,
+    # what a pipe or a log gets, with the step names whole.
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        min_width=len(title),
+    )
+
+
+def _step_name(s: StepFigures) -> Text:
+    name = Text(s.step + (" ⏸" if s.checkpoint else ""))
+    if s.consequence != "reversible":
+        name.append(f"\n{s.consequence}", style="dim")
+    return name
 
 
 def render_report(console: Console, figures: Report) -> None:
@@ -33,45 +54,44 @@ def render_report(console: Console, figures: Report) -> None:
         (_rate(figures.clean_rate), "bold"),
     )
     console.print(head)
-    steps = Table(title="steps, in the order of the graph", title_justify="left")
-    for column in (
-        "step",
-        "visits",
-        "first try",
-        "retries",
-        "failures",
-        "flagged",
-        "p50",
-        "p95",
-        "decisions",
-        "caught",
-        "human wait p50",
-    ):
-        steps.add_column(column, overflow="fold")
+    steps = _table("steps, in the order of the graph")
+    steps.add_column("step", no_wrap=True)
+    for column in ("runs", "first try", "retries", "failures", "flagged", "p50", "p95"):
+        steps.add_column(column, justify="right", no_wrap=True)
     for s in figures.steps:
-        name = s.step + (" ⏸" if s.checkpoint else "")
-        if s.consequence != "reversible":
-            name += f" ({s.consequence})"
         rate = s.first_try_success
         style = "" if rate is None or rate >= 0.95 else "yellow" if rate >= 0.8 else "red"
         steps.add_row(
-            name,
+            _step_name(s),
             str(s.visits),
             Text(_rate(rate), style=style),
             str(s.retries),
-            ", ".join(f"{kind} {n}" for kind, n in s.failures.items()),
+            "\n".join(f"{kind} {n}" for kind, n in s.failures.items()),
             str(s.flagged or ""),
             _seconds(s.p50_seconds),
             _seconds(s.p95_seconds),
-            str(s.decisions or ""),
-            str(s.rejected_or_edited or ""),
-            _seconds(s.human_wait_p50_seconds),
         )
     console.print(steps)
+    # Only the steps a person looks at: most steps of most workflows have none.
+    reviewed = [s for s in figures.steps if s.checkpoint or s.decisions]
+    if reviewed:
+        people = _table("decisions people made")
+        people.add_column("step", no_wrap=True)
+        for column in ("decisions", "rejected or edited", "wait p50"):
+            people.add_column(column, justify="right", no_wrap=True)
+        for s in reviewed:
+            people.add_row(
+                _step_name(s),
+                str(s.decisions),
+                str(s.rejected_or_edited),
+                _seconds(s.human_wait_p50_seconds),
+            )
+        console.print(people)
     if figures.clusters:
-        clusters = Table(title="where runs went wrong (failed, halted or flagged)")
-        for column in ("step", "runs", "share"):
-            clusters.add_column(column)
+        clusters = _table("where runs went wrong (failed, halted or flagged)")
+        clusters.add_column("step", no_wrap=True)
+        for column in ("runs", "share"):
+            clusters.add_column(column, justify="right", no_wrap=True)
         for c in figures.clusters:
             clusters.add_row(c.step, str(c.runs), f"{c.share:.0%}")
         console.print(clusters)

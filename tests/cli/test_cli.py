@@ -232,6 +232,24 @@ class TestReport:
         assert steps["b"]["first_try_success"] == pytest.approx(0.8)
         assert figures["clusters"][0]["step"] == "d"
 
+    def test_tables_fit_eighty_columns(self, journal: Path) -> None:
+        """What a pipe or a CI log gets: each step on one line under one header line."""
+        result = runner.invoke(
+            app,
+            ["report", "--store", f"sqlite:///{journal}", "-w", f"{REPORTED_MODULE}:WORKFLOW"],
+            env={"COLUMNS": "80"},
+        )
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        header = ["step", "runs", "first", "try", "retries", "failures", "flagged", "p50", "p95"]
+        assert header in [line.split() for line in lines]
+        rows = {line.split()[0]: line.split() for line in lines if line.strip()}
+        assert rows["b"][:3] == ["b", "40", "80.0%"], result.output
+        people = [line.rstrip() for line in lines].index("decisions people made")
+        assert lines[people + 1].split() == ["step", "decisions", "rejected", "or", "edited",
+                                             "wait", "p50"]  # fmt: skip
+
     def test_since_leaves_out_older_runs(self, journal: Path) -> None:
         result = runner.invoke(
             app,
