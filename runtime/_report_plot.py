@@ -25,6 +25,7 @@ def plot_report(figures: Report, path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
+        from matplotlib.ticker import PercentFormatter  # noqa: PLC0415
     except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib: pip install 'baton-runtime[report]'"
@@ -61,12 +62,18 @@ def plot_report(figures: Report, path: Path) -> None:
             [c.step for c in shown], [c.share for c in shown], height=0.5, color="#ef6c00"
         )
         for y, c in enumerate(shown):
-            clusters.text(c.share, y, f"  {c.runs} runs", va="center", fontsize=9)
-        clusters.set_xlim(0, 1.25)
+            runs = f"{c.runs} run" + ("s" if c.runs != 1 else "")
+            clusters.text(c.share, y, f"  {runs} ({c.share:.0%})", va="center", fontsize=9)
+        clusters.set_xlim(0, 1.3)
+        clusters.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        clusters.xaxis.set_major_formatter(PercentFormatter(1.0))
+        clusters.set_xlabel("share of the runs that failed, halted or were flagged")
+        # A bar or two keep their height, at the top, instead of filling the panel.
+        clusters.set_ylim(len(shown) - max(len(shown), 4) - 0.5, len(shown) - 0.5)
     else:
         clusters.text(0.5, 0.5, "no run failed or was flagged", ha="center", va="center")
         clusters.set_yticks([])
-    clusters.set_title("where runs went wrong (share of bad runs)", loc="left", fontsize=10)
+    clusters.set_title("where runs went wrong", loc="left", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
