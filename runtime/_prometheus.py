@@ -226,7 +226,9 @@ class PrometheusMetrics:
         self._one(FLAGGED, run.workflow, entry.step).count += 1
 
     def _decided(self, run: Run, entry: HistoryEntry) -> None:
-        decision = str(entry.detail.get("decision", ""))
+        # Read as Any: inferring `get` over the deep `Value` union takes mypy minutes.
+        detail: dict[str, Any] = dict(entry.detail)
+        decision = str(detail.get("decision", ""))
         self._one(DECISIONS, run.workflow, entry.step, decision).count += 1
         opened = _opened_at(run, entry.step, entry.seq)
         if opened is not None:
