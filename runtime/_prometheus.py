@@ -199,10 +199,9 @@ class PrometheusMetrics:
         self._one(RUN_DURATION, run.workflow, status).add(entry.at - run.created_at)
 
     def _attempt_ended(self, run: Run, entry: HistoryEntry) -> None:
-        state = run.steps.get(entry.step)
-        if state is None or not 0 < entry.attempt <= len(state.attempts):
+        attempt = run.attempt(entry.step, entry.attempt)
+        if attempt is None:
             return
-        attempt = state.attempts[entry.attempt - 1]
         workflow = run.workflow
         found = self._steps.get((workflow, entry.step))
         if found is None:

@@ -164,3 +164,10 @@ class Run:
     @property
     def workflow(self) -> str:
         return self.graph.workflow.name
+
+    def attempt(self, step: str, number: int) -> Attempt | None:
+        """Attempt `number` (from 1) of `step`, if the run has made it."""
+        state = self.steps.get(step)
+        if state is None or not 0 < number <= len(state.attempts):
+            return None
+        return state.attempts[number - 1]

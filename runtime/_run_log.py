@@ -91,7 +91,9 @@ class RunLog:
             fields["step"] = entry.step
         if entry.attempt:
             fields["attempt"] = entry.attempt
-        agent = entry.agent or _agent_of(run, entry.step, entry.attempt)
+        agent = entry.agent
+        if not agent and (ran := run.attempt(entry.step, entry.attempt)) is not None:
+            agent = ran.agent  # the entry does not name who ran the attempt
         if agent:
             fields["agent"] = agent
         if entry.principal:
@@ -100,11 +102,3 @@ class RunLog:
             fields["message"] = entry.message
         name = _NAMES.get(entry.event) or entry.event.replace("_", ".", 1)
         self._log.log(level, name, seq=entry.seq, **fields)
-
-
-def _agent_of(run: Run, step: str, attempt: int) -> str:
-    """The agent that ran attempt `attempt` of `step`, when the entry does not name it."""
-    state = run.steps.get(step) if step else None
-    if state is None or not 0 < attempt <= len(state.attempts):
-        return ""
-    return state.attempts[attempt - 1].agent

@@ -77,11 +77,8 @@ class RunTracer:
     def _attempt_ended(self, run: Run, entry: HistoryEntry) -> None:
         if not self.traced(run.run_id):
             return
-        state = run.steps.get(entry.step)
-        if state is None or not 0 < entry.attempt <= len(state.attempts):
-            return
-        attempt = state.attempts[entry.attempt - 1]
-        if not attempt.agent or attempt.ended_at is None:
+        attempt = run.attempt(entry.step, entry.attempt)
+        if attempt is None or not attempt.agent or attempt.ended_at is None:
             return
         failed = entry.event == "step_failed"
         self._export(
