@@ -55,13 +55,19 @@ LEVELS: Mapping[str, int] = {
 }
 """Each history event's level; any other is debug."""
 
-ENDING_LEVELS: Mapping[str, int] = {
+_ENDING_LEVELS: Mapping[str, int] = {
     "completed": logging.DEBUG,
     "cancelled": logging.INFO,
     "failed": logging.WARNING,
     "halted": logging.WARNING,
 }
-"""The level of `run.ended` by the run's status: a run that completes is routine."""
+
+
+def ending_level(status: str) -> int:
+    """The level of `run.ended` for a run that ended `status`: a run that completes is
+    routine, one that fails or halts a warning."""
+    return _ENDING_LEVELS.get(status, logging.WARNING)
+
 
 _NAMES: Mapping[str, str] = {"refused": "request.refused"}
 

@@ -9,7 +9,6 @@ caused: persist, then act.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -68,7 +67,7 @@ from runtime._readiness import Readiness
 from runtime._recovery import Recovered, past_record, recovered_runs
 from runtime._refusals import HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
-from runtime._run_log import ENDING_LEVELS, RunLog
+from runtime._run_log import RunLog, ending_level
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
 
@@ -582,8 +581,10 @@ class Supervisor:
             return
         self._journal(event, self._clock())
         held.cancel(self._batch[-1])
-        level = ENDING_LEVELS.get(held.status, logging.WARNING)
-        log.log(level, "run.ended", run_id=run_id, workflow=held.workflow, status=held.status)
+        log.log(
+            ending_level(held.status), "run.ended", run_id=run_id, workflow=held.workflow,
+            status=held.status,
+        )  # fmt: skip
 
     def resume_run(self, run_id: str, principal: str) -> None:
         """Journal that a stuck run carries on, and carry it on."""
@@ -737,7 +738,7 @@ class Supervisor:
         ended = self._counters.runs_ended
         ended[command.status] = ended.get(command.status, 0) + 1
         log.log(
-            ENDING_LEVELS.get(command.status, logging.WARNING),
+            ending_level(command.status),
             "run.ended",
             run_id=run.run_id,
             workflow=run.workflow,

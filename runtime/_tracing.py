@@ -116,10 +116,8 @@ class RunTracer:
         )
 
     def _run_ended(self, run: Run, entry: HistoryEntry) -> None:
-        # The run is over: its decision is not needed again.
-        traced = self._decided.pop(run.run_id, None)
-        if traced is None:
-            traced = is_sampled(trace_id(run.run_id), self._bound)
+        traced = self.traced(run.run_id)
+        del self._decided[run.run_id]  # the run is over: its decision is not needed again
         if not traced:
             return
         self._export(
