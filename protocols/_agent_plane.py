@@ -15,6 +15,8 @@ FailureReason = Literal["error", "invalid_output"]
 
 Names = Annotated[list[Name], Meta(max_length=1_024)]
 Texts = Annotated[list[Text], Meta(max_length=256)]
+TraceParent = Annotated[str, Meta(max_length=128)]
+"""A W3C `traceparent`, or "" where the runtime does not trace."""
 
 
 class ToolSpec(Message, tag="tool_spec", frozen=True):
@@ -66,7 +68,7 @@ class Assign(Message, tag="assign", frozen=True):
     tools: Names = []
     timeout_ms: Annotated[int, Meta(ge=0, le=2**31)] = 0
     flags: Annotated[dict[Name, Texts], Meta(max_length=MAX_ITEMS)] = {}
-    trace: Annotated[str, Meta(max_length=128)] = ""
+    trace: TraceParent = ""
     """W3C `traceparent` of the attempt's span, when the runtime traces: the agent's own
     spans join the run's trace under it."""
 
@@ -103,7 +105,7 @@ class ToolCall(Message, tag="tool_call", frozen=True):
     tool: Name
     args: Arguments = {}
     idempotency_key: Text = ""
-    trace: Annotated[str, Meta(max_length=128)] = ""
+    trace: TraceParent = ""
     """W3C `traceparent` of the runtime's span of the call, on calls it forwards to a tool
     host when it traces: the host's span of the call joins the run's trace under it."""
 
