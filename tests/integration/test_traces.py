@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-from runtime._launch import ProcessGroup
+from runtime._launch import ProcessGroup, RuntimeProcess
 from runtime._trace_ids import trace_id, traceparent
 from tests.integration.conftest import HEARTBEAT, completed_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 FLOWS = "tests.integration.flows"
+
+
+def traced_quick(
+    cluster: ProcessGroup, folder: Path, *flags: str
+) -> tuple[RuntimeProcess, subprocess.Popen[bytes], dict[str, Path]]:
+    """A runtime (started with `flags` too) and a Quick agent, each writing its spans to a
+    file in `folder`; and the files, by who writes them."""
+    traces = {who: folder / f"{who}.jsonl" for who in ("runtime", "quick")}
+    cluster.enroll("quick", "quick")
+    runtime = cluster.start_runtime(
+        [f"{FLOWS}:ALL"],
+        heartbeat=HEARTBEAT,
+        extra=["--trace-file", str(traces["runtime"]), *flags],
+    )
+    quick = cluster.start_actor(
+        f"{FLOWS}:Quick", runtime.agents, extra=["--trace-file", str(traces["quick"])]
+    )
+    return runtime, quick, traces
 
 
 def spans_in(path: Path) -> list[dict[str, Any]]:
@@ -132,14 +151,7 @@ async def test_agent_and_tool_host_spans_join_the_run_trace_across_processes(
 async def test_a_failed_attempt_is_an_error_span_on_the_agent_side(
     cluster: ProcessGroup, tmp_path: Path
 ) -> None:
-    traces = {who: tmp_path / f"{who}.jsonl" for who in ("runtime", "quick")}
-    cluster.enroll("quick", "quick")
-    runtime = cluster.start_runtime(
-        [f"{FLOWS}:ALL"], heartbeat=HEARTBEAT, extra=["--trace-file", str(traces["runtime"])]
-    )
-    quick = cluster.start_actor(
-        f"{FLOWS}:Quick", runtime.agents, extra=["--trace-file", str(traces["quick"])]
-    )
+    runtime, quick, traces = traced_quick(cluster, tmp_path)
     await completed_runs(runtime, "quick", {"n": 3})
     assert cluster.stop(quick) == 0
     cluster.stop(runtime.process)
@@ -164,16 +176,7 @@ async def test_a_sampled_share_of_runs_is_traced_whole_and_agents_follow(
     cluster: ProcessGroup, tmp_path: Path
 ) -> None:
     """At --trace-sample 0.5 each run is in both files, whole, or in neither."""
-    traces = {who: tmp_path / f"{who}.jsonl" for who in ("runtime", "quick")}
-    cluster.enroll("quick", "quick")
-    runtime = cluster.start_runtime(
-        [f"{FLOWS}:ALL"],
-        heartbeat=HEARTBEAT,
-        extra=["--trace-file", str(traces["runtime"]), "--trace-sample", "0.5"],
-    )
-    quick = cluster.start_actor(
-        f"{FLOWS}:Quick", runtime.agents, extra=["--trace-file", str(traces["quick"])]
-    )
+    runtime, quick, traces = traced_quick(cluster, tmp_path, "--trace-sample", "0.5")
     runs = await completed_runs(runtime, "quick", *({"n": 1} for _ in range(24)))
     for process in (quick, runtime.process):
         assert cluster.stop(process) == 0
