@@ -18,7 +18,6 @@ from __future__ import annotations
 import statistics
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
 
 import anyio
 
@@ -106,8 +105,7 @@ def measure_instrumentation(
                 for name in started
             }
             for runtime in runtimes.values():
-                warm = partial(step_gaps, warm_up=WARM_UP_RUNS)
-                anyio.run(warm, runtime.control, runtime.operator, WARM_UP_RUNS, Silent())
+                anyio.run(step_gaps, runtime.control, runtime.operator, WARM_UP_RUNS, Silent())
             for setup, count in passes:
                 for index in range(count):
                     pair = [BASELINE, setup] if index % 2 == 0 else [setup, BASELINE]
