@@ -12,7 +12,7 @@ from actors._errors import ToolFailed, ToolRefused
 from actors._task import Task
 from protocols import Arguments, Name, ToolReply, ToolSpec
 
-_REFUSALS = frozenset({"tool_refused", "unknown_tool", "tool_unavailable"})
+_REFUSALS = frozenset({"tool_refused", "unknown_tool", "tool_unavailable", "idempotency_conflict"})
 """Codes meaning the call never reached a tool, so no side effect can have happened."""
 
 
@@ -27,10 +27,12 @@ class ToolCaller(Protocol):
 class Tools:
     """The tools one task may call, through the runtime.
 
-    Each call carries the idempotency key `run_id:step:n`, where `n` counts the
-    calls of this task from 0. The key ignores the attempt on purpose: a
-    retried step that makes the same calls in the same order reuses the keys,
-    so a tool host's ledger can refuse to repeat a side effect.
+    Each call carries the key `n`, which counts the calls of this task from 0;
+    the runtime makes it the idempotency key `run_id:step:visit:n`, where `visit`
+    counts the times the run reached the step. The key ignores the attempt on
+    purpose: a retried step that makes the same calls in the same order reuses
+    the keys, so a tool host's ledger can refuse to repeat a side effect, while a
+    step that a loop reaches again does new work under new keys.
     """
 
     __slots__ = ("_caller", "_calls", "_task")
@@ -67,7 +69,7 @@ class Tools:
             data = msgspec.convert(args, Arguments)
         except msgspec.ValidationError as exc:
             raise ToolFailed(tool, "invalid_input", str(exc)) from None
-        key = f"{self._task.run_id}:{self._task.step}:{index}"
+        key = str(index)
         reply = await self._caller.call_tool(self._task, tool, data, key)
         if reply.ok:
             return reply.result

@@ -1,15 +1,20 @@
 """A tool host's ledger: each side effect by idempotency key, so that none runs twice.
 
 A step is dispatched at least once, and each of its tool calls carries the
-same key on every attempt. Before a tool with side effects runs, its key is
-committed as started; after, its reply is committed beside it. A call whose
-key is settled gets the recorded reply without running again. A call whose
-key started and never settled (the host died in between) gets an "outcome
-unknown" refusal, not a second run: at most once, with the doubt made visible.
+same key on every attempt of one visit of the step (a loop that reaches the
+step again makes new keys). Before a tool with side effects runs, its key is
+committed as started, with a digest of the tool and its arguments; after, its
+reply is committed beside it. A call whose key is settled gets the recorded
+reply without running again, but only if its arguments are the recorded ones:
+a call with other arguments under a known key is refused as a conflict. A
+call whose key started and never settled (the host died in between) gets an
+"outcome unknown" refusal, not a second run: at most once, with the doubt
+made visible.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -19,17 +24,30 @@ from pathlib import Path
 import msgspec
 
 from actors._errors import ActorError
-from protocols import ToolReply
+from protocols import Arguments, ToolReply
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS effects (
-    key TEXT PRIMARY KEY,
-    tool TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    reply BLOB,
-    settled_at REAL
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS effects (
+        key TEXT PRIMARY KEY,
+        tool TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        reply BLOB,
+        settled_at REAL
+    )
+    """,
+    # Keys claimed before digests were kept have none, and are checked by tool alone.
+    "ALTER TABLE effects ADD COLUMN digest TEXT",
 )
-"""
+"""The schema's history: migration N takes `user_version` N-1 to N."""
+
+_DIGEST_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
+
+
+def call_digest(tool: str, args: Arguments) -> str:
+    """What identifies a call's effect besides its key: the tool and its arguments,
+    encoded with sorted keys so that the same arguments always give the same digest."""
+    return hashlib.sha256(_DIGEST_ENCODER.encode((tool, args))).hexdigest()
 
 
 class LedgerError(ActorError):
@@ -50,6 +68,9 @@ class Claim:
     """The recorded reply of a settled key (its `call_id` is the first call's)."""
     problem: str = ""
     """Why the call may not run: its key started and never settled, or named another tool."""
+    conflict: bool = False
+    """The key was recorded for other arguments: the call is refused, never answered with
+    another call's reply."""
 
 
 class Ledger:
@@ -68,32 +89,63 @@ class Ledger:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(self.description, str(exc)) from None
         self._lock = threading.Lock()
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(ToolReply)
 
-    def claim(self, key: str, tool: str) -> Claim:
-        """Commit `key` as started unless it is known; say what to do with the call."""
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > len(MIGRATIONS):
+            raise sqlite3.DatabaseError(
+                f"the ledger is at schema version {version}, newer than this host's "
+                f"{len(MIGRATIONS)}"
+            )
+        if (
+            version == 0
+            and self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'effects'").fetchone()
+        ):
+            # A ledger written before versions were kept has the first table already.
+            version = 1
+        for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {number}")
+            self._db.execute("COMMIT")
+
+    def claim(self, key: str, tool: str, digest: str = "") -> Claim:
+        """Commit `key` as started unless it is known; say what to do with the call.
+
+        `digest` (see `call_digest`) binds the key to the call's arguments.
+        """
         with self._lock:
             try:
                 row = self._db.execute(
-                    "SELECT tool, reply, started_at FROM effects WHERE key = ?", (key,)
+                    "SELECT tool, reply, started_at, digest FROM effects WHERE key = ?", (key,)
                 ).fetchone()
                 if row is None:
                     self._db.execute(
-                        "INSERT INTO effects (key, tool, started_at) VALUES (?, ?, ?)",
-                        (key, tool, time.time()),
+                        "INSERT INTO effects (key, tool, started_at, digest) VALUES (?, ?, ?, ?)",
+                        (key, tool, time.time(), digest or None),
                     )
                     return Claim(fresh=True)
             except sqlite3.Error as exc:
                 raise LedgerError(self.description, str(exc)) from None
-        recorded_tool, reply, started_at = row
+        recorded_tool, reply, started_at, recorded_digest = row
         if recorded_tool != tool:
             return Claim(
-                fresh=False, problem=f"key {key!r} was used for tool {recorded_tool!r} already"
+                fresh=False,
+                conflict=True,
+                problem=f"key {key!r} was used for tool {recorded_tool!r} already",
+            )
+        if digest and recorded_digest and digest != recorded_digest:
+            return Claim(
+                fresh=False,
+                conflict=True,
+                problem=f"key {key!r} was used for a call of {tool!r} with other arguments; "
+                "a recorded reply never answers a different call",
             )
         if reply is None:
             return Claim(

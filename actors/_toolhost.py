@@ -13,7 +13,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from actors._errors import describe
-from actors._ledger import Ledger, LedgerError
+from actors._ledger import Ledger, LedgerError, call_digest
 from actors._tools import ToolDefinition, define_tool, tool_options
 from protocols import ErrorCode, KillPoints, ToolCall, ToolReply, ToolSpec, Value, clip
 
@@ -76,9 +76,10 @@ async def run_tool(
 
     With a `ledger`, a tool that is not read-only runs at most once per
     idempotency key: a known key gets its recorded reply, or a refusal when its
-    outcome is unknown. A tool that raises is taken at its word that nothing
-    happened, so its key is free again for the step's next attempt. What it logs
-    is bound to the call's run, step, attempt and tool, on top of `log`'s own.
+    outcome is unknown or when it was recorded for other arguments. A tool that
+    raises is taken at its word that nothing happened, so its key is free again
+    for the step's next attempt. What it logs is bound to the call's run, step,
+    attempt and tool, on top of `log`'s own.
     """
     log = (log or _log).bind(
         run_id=call.run_id, step=call.step, attempt=call.attempt, tool=call.tool
@@ -94,9 +95,14 @@ async def run_tool(
         return await _execute(host, definition, args, call, log)
     key = call.idempotency_key
     try:
-        claim = await anyio.to_thread.run_sync(ledger.claim, key, call.tool)
+        claim = await anyio.to_thread.run_sync(
+            ledger.claim, key, call.tool, call_digest(call.tool, call.args)
+        )
     except LedgerError as exc:
         return _refusal(call, "tool_unavailable", clip(str(exc)))
+    if claim.conflict:
+        log.warning("tool.conflict", idempotency_key=key, reason=claim.problem)
+        return _refusal(call, "idempotency_conflict", claim.problem)
     if claim.reply is not None:
         log.info("tool.replayed", idempotency_key=key, ok=claim.reply.ok)
         return msgspec.structs.replace(claim.reply, call_id=call.call_id)

@@ -105,6 +105,9 @@ class ToolCall(Message, tag="tool_call", frozen=True):
     tool: Name
     args: Arguments = {}
     idempotency_key: Text = ""
+    """From an agent, the call's key within its task (the n-th call: "n"); from the runtime
+    to a tool host, the idempotency key the runtime made of it, `run_id:step:visit:n`,
+    the same for every attempt of one visit of the step. Empty: the call has no key."""
     trace: TraceParent = ""
     """W3C `traceparent` of the runtime's span of the call, on calls it forwards to a tool
     host when it traces: the host's span of the call joins the run's trace under it."""

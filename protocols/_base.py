@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Bumped on any change a peer of the previous version could not decode."""
 
 Count = Annotated[int, Meta(ge=0, le=2**53)]
@@ -26,6 +26,7 @@ ErrorCode = Literal[
     "unknown_tool",
     "tool_failed",
     "tool_unavailable",
+    "idempotency_conflict",
     "unknown_workflow",
     "unknown_run",
     "invalid_input",

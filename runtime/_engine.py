@@ -278,6 +278,10 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
         "args": dict(event.args),
         "idempotency_key": event.idempotency_key,
     }
+    if state is not None and event.idempotency_key:
+        # The agent's key counts calls within its task; the visit makes a step that a loop
+        # reaches again do new work, while every attempt of one visit shares its keys.
+        detail["idempotency_key"] = _idempotency_key(run, event.step, state, event.idempotency_key)
     if state is None:
         out.append(
             RefuseToolCall(
@@ -296,7 +300,7 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
         out.append(
             ForwardToolCall(
                 run.run_id, event.step, event.attempt, event.agent, event.call, event.tool,
-                dict(event.args), event.idempotency_key,
+                dict(event.args), detail["idempotency_key"],
             )
         )  # fmt: skip
         return
@@ -312,6 +316,10 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
     out.append(CancelTask(run.run_id, event.step, event.attempt, "tool refused"))
     out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
     _fail(run, event.step, state, "tool_refused", message, now, out)
+
+
+def _idempotency_key(run: Run, step: str, state: StepState, call_key: str) -> str:
+    return f"{run.run_id}:{step}:{state.visits}:{call_key}"
 
 
 def _output_problem(step: Step, outputs: dict[str, Any]) -> str | None:

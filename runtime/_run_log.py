@@ -89,7 +89,18 @@ class RunLog:
         table.update(dict.fromkeys(RUN_ENDINGS))
         debug = enabled(logging.DEBUG)
         table[OTHER_EVENTS] = partial(self._write, logging.DEBUG) if debug else None
+        if enabled(logging.WARNING):
+            table["tool_completed"] = self._tool_completed
         return table
+
+    def _tool_completed(self, run: Run, entry: HistoryEntry) -> None:
+        """Routine, except a call refused because its key was recorded for another call:
+        a workflow whose steps call tools differently on a retry must hear of it."""
+        detail = entry.detail
+        conflict = isinstance(detail, dict) and detail.get("error") == "idempotency_conflict"
+        level = logging.WARNING if conflict else logging.DEBUG
+        if conflict or self._log.is_enabled_for(level):
+            self._write(level, run, entry)
 
     def _write(self, level: int, run: Run, entry: HistoryEntry) -> None:
         fields: dict[str, Any] = {"run_id": run.run_id, "workflow": run.workflow}

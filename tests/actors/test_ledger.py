@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from actors import ToolHost, tool
-from actors._ledger import Ledger, LedgerError
+from actors._ledger import Ledger, LedgerError, call_digest
 from actors._toolhost import run_tool
 from protocols import ToolCall, ToolReply
 
@@ -81,6 +81,41 @@ class TestLedger:
         claim = ledger.claim("k", "refund")
         assert "was used for tool 'charge'" in claim.problem
 
+    def test_a_key_is_bound_to_its_arguments(self) -> None:
+        """A known key claimed for other arguments is a conflict, never a replay."""
+        ledger = Ledger(None)
+        ledger.claim("k", "charge", call_digest("charge", {"amount": 5}))
+        ledger.settle("k", ToolReply(call_id=1, ok=True, result="charged 5"))
+        same = ledger.claim("k", "charge", call_digest("charge", {"amount": 5}))
+        other = ledger.claim("k", "charge", call_digest("charge", {"amount": 7}))
+        assert not same.conflict
+        assert same.reply == ToolReply(call_id=1, ok=True, result="charged 5")
+        assert (other.conflict, other.reply) == (True, None)
+        assert "with other arguments" in other.problem
+
+    def test_the_digest_ignores_the_order_of_arguments(self) -> None:
+        assert call_digest("t", {"a": 1, "b": [1, {"x": 2, "y": 3}]}) == call_digest(
+            "t", {"b": [1, {"y": 3, "x": 2}], "a": 1}
+        )
+        assert call_digest("t", {"a": 1}) != call_digest("u", {"a": 1})
+
+    def test_a_ledger_written_before_digests_is_migrated_and_kept(self, tmp_path: Path) -> None:
+        """Keys recorded by an older host keep replaying; new claims record their digest."""
+        path = tmp_path / "till.db"
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TABLE effects (key TEXT PRIMARY KEY, tool TEXT NOT NULL, "
+                "started_at REAL NOT NULL, reply BLOB, settled_at REAL)"
+            )
+            db.execute("INSERT INTO effects VALUES ('old', 'charge', 0, NULL, NULL)")
+        ledger = Ledger(path)
+        assert "outcome unknown" in ledger.claim("old", "charge", "d1").problem
+        assert ledger.claim("new", "charge", "d1").fresh
+        assert ledger.claim("new", "charge", "d2").conflict
+        ledger.close()
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (2,)
+
     def test_a_released_key_is_free_again(self) -> None:
         ledger = Ledger(None)
         ledger.claim("k", "charge")
@@ -118,6 +153,16 @@ class TestRunToolWithLedger:
         retried = await run_tool(till, call(2, amount=5), ledger)
         assert (failed.ok, failed.error) == (False, "tool_failed")
         assert retried.ok
+        assert till.charged == [5]
+
+    async def test_a_call_with_other_arguments_under_a_known_key_is_refused(self) -> None:
+        """The recorded reply answers only the call it was recorded for; the other is refused
+        as a conflict and does not run."""
+        till, ledger = Till(), Ledger(None)
+        await run_tool(till, call(1, amount=5), ledger)
+        reply = await run_tool(till, call(2, amount=7), ledger)
+        assert (reply.ok, reply.error, reply.call_id) == (False, "idempotency_conflict", 2)
+        assert "other arguments" in reply.message
         assert till.charged == [5]
 
     async def test_unknown_outcome_is_refused_not_rerun(self) -> None:

@@ -48,7 +48,7 @@ class TestCallRoundTrip:
     async def test_idempotency_keys_count_calls_and_ignore_the_attempt(
         self, runtime: FakeRuntime, attempt: int
     ) -> None:
-        """The n-th call of a task is keyed `run:step:n`, whatever the attempt."""
+        """The n-th call of a task is keyed `n`, whatever the attempt: the runtime scopes it."""
         async with serving(CallingAgent(), runtime):
             identity, _ = await runtime.accept()
             message = calling(("add", {"a": 1}), ("add", {"a": 2}), attempt=attempt)
@@ -59,7 +59,7 @@ class TestCallRoundTrip:
                 keys.append(call.idempotency_key)
                 await runtime.send(identity, ToolReply(call_id=call.call_id, ok=True))
             await runtime.expect(StepResult)
-        assert keys == ["r1:s1:0", "r1:s1:1"]
+        assert keys == ["0", "1"]
 
     @pytest.mark.parametrize(
         ("code", "error"),

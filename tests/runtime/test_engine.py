@@ -36,7 +36,7 @@ from runtime._run import Run
 from runtime._workflow import Decision, Node, Role, Route, Step, Workflow, chain
 
 RUN = "run-1"
-ROLE = Role("worker", tools=["search", "mail"])
+ROLE = Role("worker", tools=["search", "mail", "charge", "publish"])
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class CallsTool:
 
     tool: str
     agent_tools: tuple[str, ...]
-    then: Ok = field(default_factory=Ok)
+    then: Ok | Fail = field(default_factory=Ok)
 
 
 Outcome = Ok | Fail | TimesOut | Hold | CallsTool
@@ -145,7 +145,13 @@ class Driver:
                 request = ToolCallRequested(
                     RUN, task.step, task.attempt, agent, list(agent_tools), 1, tool, {}, "idem-1"
                 )
-                if not any(isinstance(c, RefuseToolCall) for c in self.feed(request)):
+                if any(isinstance(c, RefuseToolCall) for c in self.feed(request)):
+                    return
+                if isinstance(then, Fail):
+                    kind, message = then.kind, then.message
+                    failed = StepFailed(RUN, task.step, task.attempt, kind, message, agent)
+                    self.feed(failed)
+                else:
                     self.feed(self.success(task, then, agent))
 
     def success(self, task: Dispatch, outcome: Ok, agent: str) -> StepSucceeded:
@@ -578,7 +584,7 @@ class TestToolCalls:
         graph = compile_steps(step("look", tools=["search"]))
         driver = Driver(graph, {"look": [CallsTool("search", ("search", "mail"))]})
         assert driver.of(ForwardToolCall) == [
-            ForwardToolCall(RUN, "look", 1, "worker-1", 1, "search", {}, "idem-1")
+            ForwardToolCall(RUN, "look", 1, "worker-1", 1, "search", {}, f"{RUN}:look:1:idem-1")
         ]
         assert [h.message for h in driver.history("tool_called")] == ["search"]
         assert driver.run.status == "completed"
@@ -606,6 +612,38 @@ class TestToolCalls:
         assert (attempt.failure, attempt.message) == ("tool_refused", message)
         assert driver.run.status == "halted"
         assert [h.message for h in driver.history("tool_refused")] == [message]
+
+
+class TestIdempotencyKeys:
+    """The runtime scopes an agent's call key to the run, the step and the visit."""
+
+    def test_every_attempt_of_one_visit_shares_the_key(self) -> None:
+        """A retried step's calls reuse their keys, so the host's ledger replays them."""
+        graph = compile_steps(
+            step("pay", tools=["charge"], on_failure=Retry(attempts=3, backoff=1.0, jitter=0.0))
+        )
+        fails = CallsTool("charge", ("charge",), then=Fail())
+        driver = Driver(graph, {"pay": [fails, CallsTool("charge", ("charge",))]})
+        keys = [c.idempotency_key for c in driver.of(ForwardToolCall)]
+        assert [c.attempt for c in driver.of(ForwardToolCall)] == [1, 2]
+        assert keys == [f"{RUN}:pay:1:idem-1"] * 2
+
+    def test_a_step_a_loop_reaches_again_gets_new_keys(self) -> None:
+        """Each visit of a looping step is new work: its calls are keyed by the visit."""
+        graph = compile_steps(
+            step("draft", writes={"good": bool}, tools=["publish"]),
+            Decision("good?", [Route(key("good") == False, "draft", limit=2)], default="ship"),  # noqa: E712
+            step("ship", reads=["good"]),
+            edges=[("draft", "good?")],
+        )
+        again = CallsTool("publish", ("publish",), then=Ok({"good": False}))
+        done = CallsTool("publish", ("publish",), then=Ok({"good": True}))
+        driver = Driver(graph, {"draft": [again, again, done]})
+        keys = [c.idempotency_key for c in driver.of(ForwardToolCall)]
+        assert keys == [f"{RUN}:draft:{visit}:idem-1" for visit in (1, 2, 3)]
+        recorded = [h.detail["idempotency_key"] for h in driver.history("tool_called")]
+        assert recorded == keys
+        assert driver.run.status == "completed"
 
 
 class TestLoops:
