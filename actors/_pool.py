@@ -7,10 +7,11 @@ import contextvars
 import math
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
+from msgspec import structs
 from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
@@ -28,12 +29,28 @@ from protocols import (
     RuntimeMessage,
     StepFailure,
     StepResult,
+    TaskRef,
     ToolCall,
     ToolReply,
 )
 
 TaskKey = tuple[str, str, int]
-Job = Assign | ToolCall
+
+
+class _CallJob:
+    """A tool call admitted to the pool, with the session it came in on."""
+
+    __slots__ = ("call", "repeats", "session")
+
+    def __init__(self, call: ToolCall, session: int) -> None:
+        self.call = call
+        self.session = session
+        self.repeats: list[tuple[int, int]] = []
+        """(call id, session) of each repeat of this call that waits for its reply."""
+
+
+Job = Assign | _CallJob
+Attached = Literal["attached", "conflict", "absent"]
 
 
 class _Started:
@@ -105,6 +122,11 @@ class Pool:
         self._log = log
         self._admitted = 0
         self._tasks: dict[TaskKey, anyio.CancelScope] = {}
+        self._calls: dict[str, _CallJob] = {}
+        """Admitted tool calls by idempotency key: a repeat waits for the first's reply."""
+        self.session = 0
+        """Counts the sessions with the runtime: replies go only to the session that asked,
+        since a runtime that restarted numbers its calls anew."""
         self._running = False
         self._queue: deque[Job] = deque()
         self._idle: deque[tuple[asyncio.Task[Any], asyncio.Future[Job | _Started]]] = deque()
@@ -122,7 +144,35 @@ class Pool:
     def running(self, key: TaskKey) -> bool:
         return key in self._tasks
 
-    def admit(self, job: Job) -> bool:
+    def running_tasks(self) -> list[TaskRef]:
+        """The tasks admitted and not finished, for a new session to take up."""
+        return [TaskRef(run_id=r, step=s, attempt=a) for r, s, a in self._tasks]
+
+    def running_calls(self) -> list[str]:
+        """The idempotency keys of the tool calls admitted and not finished."""
+        return list(self._calls)
+
+    def new_session(self) -> None:
+        """The runtime welcomed us again: what the previous session asked is answered to it
+        no more; its repeats, asked again in this session, are."""
+        self.session += 1
+
+    def attach(self, call: ToolCall) -> Attached:
+        """Answer `call` with the reply of the call under its key that is already admitted,
+        when it finishes; `conflict` if that call had other arguments, `absent` if none is.
+
+        A repeat arrives when the runtime restarted or lost us while the first call ran:
+        running it again would be refused by the ledger as an unknown outcome.
+        """
+        job = self._calls.get(call.idempotency_key) if call.idempotency_key else None
+        if job is None:
+            return "absent"
+        if (job.call.tool, job.call.args) != (call.tool, call.args):
+            return "conflict"
+        job.repeats.append((call.call_id, self.session))
+        return "attached"
+
+    def admit(self, job: Assign | ToolCall) -> bool:
         """Start or queue `job` unless the pool is full or not running.
 
         Called outside any task (from the event loop's reader callback) with a
@@ -131,6 +181,17 @@ class Pool:
         """
         if self._admitted >= self.capacity or not self._running:
             return False
+        if isinstance(job, ToolCall):
+            return self._admit(self._call_job(job))
+        return self._admit(job)
+
+    def _call_job(self, call: ToolCall) -> _CallJob:
+        job = _CallJob(call, self.session)
+        if call.idempotency_key:
+            self._calls[call.idempotency_key] = job
+        return job
+
+    def _admit(self, job: Job) -> bool:
         scope = None
         deadline = math.inf
         if isinstance(job, Assign):
@@ -288,7 +349,36 @@ class Pool:
                 mark.fail(f"{outcome.reason}: {outcome.message}")
             return outcome
 
-    async def _run_call(self, call: ToolCall) -> None:
+    async def _run_call(self, job: _CallJob) -> None:
+        call = job.call
+        try:
+            reply = await self._call_tool(call)
+        finally:
+            if self._calls.get(call.idempotency_key) is job:
+                del self._calls[call.idempotency_key]
+        frame = self._codec.encode(reply)
+        if len(frame) > self._codec.max_frame:
+            text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
+            reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)
+            frame = self._codec.encode(reply)
+        if not job.repeats and job.session == self.session:
+            self._send(frame)
+            return
+        for call_id, session in [(call.call_id, job.session), *job.repeats]:
+            if session != self.session:
+                self._log.info(
+                    "tool.reply_dropped",
+                    run_id=call.run_id,
+                    step=call.step,
+                    tool=call.tool,
+                    idempotency_key=call.idempotency_key,
+                    reason="asked in an earlier session with the runtime",
+                )
+                continue
+            answer = reply if call_id == call.call_id else structs.replace(reply, call_id=call_id)
+            self._send(frame if answer is reply else self._codec.encode(answer))
+
+    async def _call_tool(self, call: ToolCall) -> ToolReply:
         assert isinstance(self._actor, ToolHost)
         self._counters.tool_calls += 1
         if self._spans is None or not call.trace:
@@ -305,9 +395,4 @@ class Pool:
                 )
                 if not reply.ok:
                     mark.fail(f"{reply.error}: {reply.message}")
-        frame = self._codec.encode(reply)
-        if len(frame) > self._codec.max_frame:
-            text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
-            reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)
-            frame = self._codec.encode(reply)
-        self._send(frame)
+        return reply

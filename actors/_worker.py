@@ -144,16 +144,14 @@ class Worker:
         self._stop = stop
         self._register_timeout = register_timeout
         self._codec = actor_side_codec()
-        self._register_frame = self._codec.encode(
-            Register(
-                protocol=PROTOCOL_VERSION,
-                name=name,
-                role=identity.role,
-                kind=identity.kind,
-                tools=list(identity.tools),
-                capacity=concurrency,
-                specs=list(identity.specs),
-            )
+        self._registration = Register(
+            protocol=PROTOCOL_VERSION,
+            name=name,
+            role=identity.role,
+            kind=identity.kind,
+            tools=list(identity.tools),
+            capacity=concurrency,
+            specs=list(identity.specs),
         )
         self._log = structlog.get_logger("baton.actors").bind(agent=name, role=identity.role)
         self._rng = random.Random()
@@ -332,7 +330,14 @@ class Worker:
     def _register(self, conn: _Connection) -> None:
         conn.registered = False
         conn.deadline = anyio.current_time() + self._register_timeout
-        conn.link.send_nowait(self._register_frame)
+        # What still runs from an earlier session is declared, so that the runtime takes
+        # it up instead of placing it twice or counting this actor idle.
+        register = msgspec.structs.replace(
+            self._registration,
+            tasks=self._pool.running_tasks(),
+            calls=self._pool.running_calls(),
+        )
+        conn.link.send_nowait(self._codec.encode(register))
 
     def _tick(self, conn: _Connection) -> bool:
         """Run the connection's timers; False when it should be dropped."""
@@ -427,6 +432,7 @@ class Worker:
         conn.next_beat = anyio.current_time() + conn.interval
         self._specs = {spec.name: spec for spec in welcome.tool_specs}
         self._live = conn
+        self._pool.new_session()
         self._pool.log_as(welcome.session)
         self._log.info(
             "actor.registered",
@@ -475,6 +481,21 @@ class Worker:
         refusal: tuple[ErrorCode, str] | None = None
         if self._kind != "tool_host":
             refusal = ("unknown_tool", "an agent serves no tools")
+        elif (attached := self._pool.attach(call)) == "attached":
+            self._log.info(
+                "tool.repeat_attached",
+                run_id=call.run_id,
+                step=call.step,
+                tool=call.tool,
+                idempotency_key=call.idempotency_key,
+            )
+        elif attached == "conflict":
+            text = (
+                f"a call with key {call.idempotency_key!r} and other arguments is running; "
+                "a reply never answers a different call"
+            )
+            self._log.warning("tool.conflict", idempotency_key=call.idempotency_key, reason=text)
+            refusal = ("idempotency_conflict", text)
         elif not self._pool.admit(call):
             refusal = ("overloaded", f"capacity {self._pool.capacity}")
         if refusal is not None:

@@ -17,6 +17,7 @@ from protocols._agent_plane import Register as Register
 from protocols._agent_plane import RuntimeMessage as RuntimeMessage
 from protocols._agent_plane import StepFailure as StepFailure
 from protocols._agent_plane import StepResult as StepResult
+from protocols._agent_plane import TaskRef as TaskRef
 from protocols._agent_plane import ToolCall as ToolCall
 from protocols._agent_plane import ToolReply as ToolReply
 from protocols._agent_plane import ToolSpec as ToolSpec
@@ -137,6 +138,7 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "StepView",
+    "TaskRef",
     "Text",
     "ToolCall",
     "ToolReply",

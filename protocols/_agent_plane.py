@@ -31,8 +31,22 @@ class ToolSpec(Message, tag="tool_spec", frozen=True):
 ToolSpecs = Annotated[list[ToolSpec], Meta(max_length=1_024)]
 
 
+class TaskRef(Message, tag="task_ref", frozen=True):
+    """One attempt of one step, by name."""
+
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+
+
 class Register(Message, tag="register", frozen=True):
-    """First message of a session: who the actor is and what it may do or serve."""
+    """First message of a session: who the actor is and what it may do or serve.
+
+    An actor that registers again (the runtime restarted, or the connection was
+    lost) says what it is still running, so that the runtime neither places more
+    on it than its capacity nor runs the same work twice: an agent its tasks, a
+    tool host the idempotency keys of its calls.
+    """
 
     protocol: Count
     name: Name
@@ -41,6 +55,8 @@ class Register(Message, tag="register", frozen=True):
     tools: Names = []
     capacity: Annotated[int, Meta(ge=1, le=4_096)] = 1
     specs: ToolSpecs = []
+    tasks: Annotated[list[TaskRef], Meta(max_length=4_096)] = []
+    calls: Annotated[list[Text], Meta(max_length=4_096)] = []
 
 
 class Welcome(Message, tag="welcome", frozen=True):

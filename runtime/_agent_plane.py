@@ -8,6 +8,7 @@ whatever it sends waits in the supervisor's outbox for the batch's commit.
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from protocols import (
     Register,
     StepFailure,
     StepResult,
+    TaskRef,
     ToolCall,
     ToolReply,
     Welcome,
@@ -41,6 +43,7 @@ from runtime._events import (
     ForwardToolCall,
     JournalEvent,
     RefuseToolCall,
+    StepDeferred,
     StepDispatched,
     StepFailed,
     StepSucceeded,
@@ -78,6 +81,10 @@ class AgentPlaneCounters:
     results: int = 0
     tool_calls: int = 0
     tool_calls_refused: int = 0
+    deferred: int = 0
+    """Steps and tool calls put back in their queue because the actor had no room."""
+    adopted: int = 0
+    """Tasks taken up from an agent that registered again while running them."""
     crash_loops: int = 0
     """Times a role went over its restart budget."""
 
@@ -113,7 +120,9 @@ class AgentPlane:
         self._queues: defaultdict[str, deque[Dispatch]] = defaultdict(deque)
         self._tool_queues: defaultdict[str, deque[PendingToolCall]] = defaultdict(deque)
         self._tool_calls: dict[int, PendingToolCall] = {}
-        self._next_call = 1
+        # Not 1: a tool host still answering the calls of a runtime that ran here before
+        # must find none of those ids in use again.
+        self._next_call = secrets.randbits(40) + 1
         self.counters = AgentPlaneCounters()
 
     def agents_by_role(self) -> dict[str, int]:
@@ -249,10 +258,21 @@ class AgentPlane:
             idempotency_key=command.idempotency_key,
         )
         self._next_call += 1
+        running = self._registry.running_keys.get(pending.idempotency_key)
+        if running is not None:
+            self._send_repeat(running, pending)
+            return
         # With no host serving the tool yet, the call waits as a step waits for an
         # agent; the step's timeout bounds the wait.
         self._tool_queues[command.tool].append(pending)
         self._pump_tool(command.tool)
+
+    def _send_repeat(self, host: Session, pending: PendingToolCall) -> None:
+        """Send a call to the host that is running it already: it answers with that run's
+        reply when it finishes, so the call needs no room of its own."""
+        host.attached.add(pending.call)
+        self._tool_calls[pending.call] = pending
+        self._send_tool_call(host, pending)
 
     def _pump_tool(self, tool: str) -> None:
         queue = self._tool_queues.get(tool)
@@ -264,21 +284,24 @@ class AgentPlane:
             pending = queue.popleft()
             host.tool_calls.add(pending.call)
             self._tool_calls[pending.call] = pending
-            self._send_agent(
-                host.identity,
-                ToolCall(
-                    call_id=pending.call,
-                    run_id=pending.run_id,
-                    step=pending.step,
-                    attempt=pending.attempt,
-                    tool=pending.tool,
-                    args=pending.args,
-                    idempotency_key=pending.idempotency_key,
-                    trace=self._trace(
-                        pending.run_id, pending.step, pending.attempt, "tool", pending.agent_call
-                    ),
+            self._send_tool_call(host, pending)
+
+    def _send_tool_call(self, host: Session, pending: PendingToolCall) -> None:
+        self._send_agent(
+            host.identity,
+            ToolCall(
+                call_id=pending.call,
+                run_id=pending.run_id,
+                step=pending.step,
+                attempt=pending.attempt,
+                tool=pending.tool,
+                args=pending.args,
+                idempotency_key=pending.idempotency_key,
+                trace=self._trace(
+                    pending.run_id, pending.step, pending.attempt, "tool", pending.agent_call
                 ),
-            )
+            ),
+        )
 
     def _tool_failed(self, pending: PendingToolCall, code: ErrorCode, message: str) -> None:
         self._answer_tool_call(pending, ok=False, error=code, message=message)
@@ -339,11 +362,19 @@ class AgentPlane:
         session.in_flight.clear()
         if died and session.kind == "agent":
             self._count_death(session.role)
-        for call in sorted(session.tool_calls):
+        for call in sorted(session.tool_calls | session.attached):
             pending = self._tool_calls.pop(call, None)
-            if pending is not None:
+            if pending is None:
+                continue
+            if pending.idempotency_key:
+                # A keyed call is safe to ask again: the next host (or this one, back)
+                # answers it from its ledger, or says its outcome is unknown.
+                self._tool_queues[pending.tool].appendleft(pending)
+            else:
                 self._tool_failed(pending, "tool_unavailable", f"tool host {session.name} was lost")
-        for tool in session.tools if session.kind == "tool_host" else ():
+        session.tool_calls.clear()
+        session.attached.clear()
+        for tool in sorted(session.tools) if session.kind == "tool_host" else ():
             self._pump_tool(tool)
 
     def _count_death(self, role: str) -> None:
@@ -410,7 +441,10 @@ class AgentPlane:
         session.last_seen = self._host.monotonic()
         match message:
             case Heartbeat():
-                pass
+                carried = session.carried
+                session.reported(message.in_flight)
+                if session.carried < carried:
+                    self._pump_session(session)
             case StepResult() | StepFailure():
                 if self._release(session, message):
                     self.counters.results += 1
@@ -421,8 +455,42 @@ class AgentPlane:
                 self._on_tool_reply(session, message)
             case Bye():
                 self.lose(session, f"said bye: {message.reason}" if message.reason else "said bye")
+            case Error(code="overloaded"):
+                self._on_overloaded(session, message)
             case Error():
                 log.warning("agent.error", agent=session.name, code=message.code, ref=message.ref)
+
+    def _pump_session(self, session: Session) -> None:
+        """Place queued work on `session`'s role or tools, now that it may have room."""
+        if session.kind == "agent":
+            self._pump_role(session.role)
+            return
+        for tool in sorted(session.tools):
+            self._pump_tool(tool)
+
+    def _on_overloaded(self, session: Session, message: Error) -> None:
+        """An agent had no room for an assignment: back-pressure, not a failure. The
+        attempt goes back to the queue, and the agent counts as full until it reports."""
+        run_id, _, rest = message.ref.partition("/")
+        step, _, attempt = rest.rpartition("/")
+        key = (run_id, step, int(attempt)) if attempt.isdigit() else None
+        if key is None or key not in session.in_flight:
+            log.warning("agent.error", agent=session.name, code=message.code, ref=message.ref)
+            return
+        session.in_flight.discard(key)
+        self._registry.holders.pop(key, None)
+        session.fill()
+        self.counters.deferred += 1
+        log.info("step.deferred", agent=session.name, run_id=run_id, step=step, attempt=key[2])
+        self._host.apply(
+            StepDeferred(
+                run_id=run_id,
+                step=step,
+                attempt=key[2],
+                agent=session.name,
+                message=clip(message.message),
+            )
+        )
 
     def _unregistered(self, identity: bytes, who: str, message: ActorMessage) -> None:
         """A message from a connection with no session: refused, and audited if about a run."""
@@ -541,12 +609,67 @@ class AgentPlane:
             kind=session.kind,
             capacity=session.capacity,
             principal=session.principal_name,
+            running=len(message.tasks) + len(message.calls),
         )
         if session.kind == "agent":
+            self._adopt(session, message.tasks)
             self._pump_role(session.role)
         else:
-            for tool in session.tools:
+            self._take_up_calls(session, message.calls)
+            for tool in sorted(session.tools):
                 self._pump_tool(tool)
+
+    def _adopt(self, session: Session, tasks: Sequence[TaskRef]) -> None:
+        """Take up the tasks an agent says it is still running: an attempt waiting in the
+        queue stays with it instead of being placed again; one no longer wanted is cancelled
+        (it takes the agent's room until the agent reports it stopped)."""
+        for ref in tasks:
+            key = (ref.run_id, ref.step, ref.attempt)
+            run = self._host.runs.get(ref.run_id)
+            state = run.steps.get(ref.step) if run is not None else None
+            if (
+                state is not None
+                and state.attempt == ref.attempt
+                and state.status == "queued"
+                and key not in self._registry.holders
+                and len(session.in_flight) < session.capacity
+            ):
+                session.in_flight.add(key)
+                self._registry.holders[key] = session
+                self.counters.adopted += 1
+                self._host.apply(
+                    StepDispatched(
+                        run_id=ref.run_id, step=ref.step, attempt=ref.attempt, agent=session.name
+                    )
+                )
+                continue
+            session.carry(session.carried + 1)
+            self._send_agent(
+                session.identity,
+                Cancel(
+                    run_id=ref.run_id,
+                    step=ref.step,
+                    attempt=ref.attempt,
+                    reason="the runtime no longer waits for this attempt",
+                ),
+            )
+
+    def _take_up_calls(self, host: Session, calls: Sequence[str]) -> None:
+        """Note the calls a host says it is still running: repeats of them, waiting now or
+        asked later, go to it and are answered when the first finishes."""
+        keys = {key for key in calls if key}
+        host.carry(len(calls))
+        host.running_calls = keys
+        for key in keys:
+            self._registry.running_keys[key] = host
+        for tool in sorted(host.tools):
+            queue = self._tool_queues.get(tool)
+            if not queue:
+                continue
+            repeats = [p for p in queue if p.idempotency_key in keys]
+            for pending in repeats:
+                queue.remove(pending)
+                self._send_repeat(host, pending)
 
     def _registration_problem(
         self, message: Register, principal: Principal | None
@@ -614,14 +737,25 @@ class AgentPlane:
         )
 
     def _on_tool_reply(self, host: Session, message: ToolReply) -> None:
-        pending = self._tool_calls.get(message.call_id)
-        if pending is None or message.call_id not in host.tool_calls:
-            self._host.reject(
-                "stale_tool_reply", host.identity, str(message.call_id), host.principal_name
-            )
+        call = message.call_id
+        pending = self._tool_calls.get(call)
+        if pending is None or (call not in host.tool_calls and call not in host.attached):
+            self._host.reject("stale_tool_reply", host.identity, str(call), host.principal_name)
             return
-        del self._tool_calls[message.call_id]
-        host.tool_calls.discard(message.call_id)
+        del self._tool_calls[call]
+        if call in host.attached:
+            # The call the host was running when it registered has finished (or finished
+            # just before its repeat arrived, which the host then had to take in anew).
+            host.attached.discard(call)
+            host.carried = max(0, host.carried - 1)
+            if self._registry.running_keys.get(pending.idempotency_key) is host:
+                del self._registry.running_keys[pending.idempotency_key]
+            host.running_calls.discard(pending.idempotency_key)
+        else:
+            host.tool_calls.discard(call)
+        if message.error == "overloaded":
+            self._defer_tool_call(host, pending)
+            return
         self._answer_tool_call(
             pending,
             ok=message.ok,
@@ -632,6 +766,21 @@ class AgentPlane:
         # The host has room again for any tool it serves, not only this call's.
         for tool in sorted(host.tools):
             self._pump_tool(tool)
+
+    def _defer_tool_call(self, host: Session, pending: PendingToolCall) -> None:
+        """The host had no room: the call waits at the head of its queue (the step's timeout
+        bounds the wait) and the host counts as full until it reports or answers again."""
+        host.fill()
+        self.counters.deferred += 1
+        log.info(
+            "tool.deferred",
+            host=host.name,
+            run_id=pending.run_id,
+            step=pending.step,
+            tool=pending.tool,
+        )
+        self._tool_queues[pending.tool].appendleft(pending)
+        self._pump_tool(pending.tool)
 
 
 def _action(message: StepResult | StepFailure | ToolCall) -> str:

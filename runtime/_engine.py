@@ -34,6 +34,7 @@ from runtime._events import (
     RunResumed,
     RunStarted,
     StartTimer,
+    StepDeferred,
     StepDispatched,
     StepFailed,
     StepSucceeded,
@@ -45,6 +46,9 @@ from runtime._graph import Graph
 from runtime._policies import Escalate, EscalateTo, Goto, Halt, ProceedWithFlag, Reject, Retry
 from runtime._run import Attempt, OpenDecision, Run, StepState
 from runtime._workflow import Decision, Step
+
+MAX_CALL_KEY = 256
+"""The longest call key an agent may give that is kept as it is; a longer one is hashed."""
 
 
 def start(graph: Graph, event: RunStarted, now: float) -> tuple[Run, list[Command]]:
@@ -92,6 +96,8 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
     match event:
         case StepDispatched():
             _on_dispatched(run, event, now, out)
+        case StepDeferred():
+            _on_deferred(run, event, now, out)
         case StepSucceeded():
             _on_succeeded(run, event, now, out)
         case StepFailed():
@@ -150,6 +156,21 @@ def _on_dispatched(run: Run, event: StepDispatched, now: float, out: list[Comman
     _record(run, now, "step_dispatched", step=event.step, attempt=event.attempt, agent=event.agent)
     step = run.graph.step(event.step)
     out.append(StartTimer(run.run_id, "timeout", event.step, event.attempt, step.timeout))
+
+
+def _on_deferred(run: Run, event: StepDeferred, now: float, out: list[Command]) -> None:
+    state = _current(run, event.step, event.attempt, "running")
+    if state is None or state.attempts[-1].agent != event.agent:
+        _record_stale(run, now, event.step, event.attempt, "step_deferred", event.agent)
+        return
+    _record(
+        run, now, "step_requeued", step=event.step, attempt=event.attempt, agent=event.agent,
+        message=f"the agent had no room for it; it is dispatched again ({event.message})",
+    )  # fmt: skip
+    state.status = "queued"
+    state.attempts[-1].agent = ""
+    out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
+    out.append(_dispatch(run, event.step, state))
 
 
 def _on_succeeded(run: Run, event: StepSucceeded, now: float, out: list[Command]) -> None:
@@ -319,6 +340,9 @@ def _on_tool_call(run: Run, event: ToolCallRequested, now: float, out: list[Comm
 
 
 def _idempotency_key(run: Run, step: str, state: StepState, call_key: str) -> str:
+    if len(call_key) > MAX_CALL_KEY:
+        # Still one key per call, and the whole stays within a message's text limit.
+        call_key = "sha256-" + hashlib.sha256(call_key.encode()).hexdigest()
     return f"{run.run_id}:{step}:{state.visits}:{call_key}"
 
 

@@ -37,6 +37,16 @@ class StepDispatched(Event, frozen=True, tag="step_dispatched"):
     agent: Text
 
 
+class StepDeferred(Event, frozen=True, tag="step_deferred"):
+    """The agent an attempt was placed on had no room for it (it said it was overloaded):
+    the attempt goes back to its role's queue, spending nothing of its step's policy."""
+
+    step: Name
+    attempt: Count
+    agent: Text
+    message: Text = ""
+
+
 class StepSucceeded(Event, frozen=True, tag="step_succeeded"):
     step: Name
     attempt: Count
@@ -139,6 +149,7 @@ class RequestRefused(Event, frozen=True, tag="refused"):
 JournalEvent = (
     RunStarted
     | StepDispatched
+    | StepDeferred
     | StepSucceeded
     | StepFailed
     | TimerFired

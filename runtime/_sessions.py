@@ -17,14 +17,18 @@ class Session:
     """One registered actor process on the agent plane."""
 
     __slots__ = (
+        "attached",
         "capacity",
+        "carried",
         "identity",
         "in_flight",
         "kind",
         "last_seen",
+        "live",
         "name",
         "principal",
         "role",
+        "running_calls",
         "tool_calls",
         "tools",
     )
@@ -51,6 +55,16 @@ class Session:
         self.in_flight: set[TaskKey] = set()
         self.tool_calls: set[int] = set()
         """Runtime call ids this tool host is serving."""
+        self.attached: set[int] = set()
+        """Runtime call ids sent to this host as repeats of calls it was already running
+        when it registered: answered when those finish, and taking no room of their own."""
+        self.running_calls: set[str] = set()
+        """Idempotency keys of calls the host was running when it registered."""
+        self.carried = 0
+        """Work the actor says it runs that the runtime did not place on it (from an earlier
+        session, or not yet cancelled): it takes room all the same."""
+        self.live = True
+        """False once the session ended: nothing still queued for it may be sent."""
         self.last_seen = now
 
     @property
@@ -64,7 +78,24 @@ class Session:
 
     @property
     def load(self) -> int:
-        return len(self.in_flight) + len(self.tool_calls)
+        return len(self.in_flight) + len(self.tool_calls) + self.carried
+
+    def carry(self, jobs: int) -> None:
+        """Count `jobs` the runtime did not place as taking room, up to the capacity."""
+        placed = len(self.in_flight) + len(self.tool_calls)
+        self.carried = max(0, min(jobs, self.capacity - placed))
+
+    def reported(self, in_flight: int) -> None:
+        """The actor says it runs `in_flight` jobs: what the runtime did not place counts too.
+
+        Jobs placed but not yet arrived, or finished but not yet answered, make the
+        report lower than the runtime's own count, never higher.
+        """
+        self.carry(in_flight - len(self.in_flight) - len(self.tool_calls))
+
+    def fill(self) -> None:
+        """The actor said it had no room: count it full until it reports or answers again."""
+        self.carry(self.capacity)
 
     @property
     def free(self) -> int:
@@ -128,6 +159,8 @@ class Registry:
         self.tools: dict[str, Pool] = {}
         self.specs: dict[str, ToolSpec] = {}
         self.holders: dict[TaskKey, Session] = {}
+        self.running_keys: dict[str, Session] = {}
+        """Idempotency keys of calls that a host said, when it registered, it was running."""
 
     def unique_name(self, wanted: str) -> str:
         """`wanted`, or it with the first free `-N` suffix: still a valid name."""
@@ -154,6 +187,7 @@ class Registry:
                 self.specs[spec.name] = spec
 
     def remove(self, session: Session) -> None:
+        session.live = False
         self.by_identity.pop(session.identity, None)
         if self.by_key.get(session.key) is session:
             del self.by_key[session.key]
@@ -167,6 +201,9 @@ class Registry:
                 pool.remove(session)
         for key in session.in_flight:
             self.holders.pop(key, None)
+        for call_key in session.running_calls:
+            if self.running_keys.get(call_key) is session:
+                del self.running_keys[call_key]
 
     def count_by_role(self) -> dict[str, int]:
         return {role: len(pool.sessions) for role, pool in self.roles.items() if pool.sessions}

@@ -59,6 +59,7 @@ from protocols import (
     StepResult,
     StepStatus,
     StepView,
+    TaskRef,
     ToolCall,
     ToolReply,
     ToolSpec,
@@ -138,6 +139,8 @@ tool_specs = every_field(
 )
 spec_lists = st.lists(tool_specs, max_size=2)
 
+task_refs = every_field(TaskRef, run_id=names, step=names, attempt=attempts)
+
 AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
     Register: every_field(
         Register,
@@ -148,6 +151,8 @@ AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         tools=name_lists,
         capacity=st.integers(1, 4_096),
         specs=spec_lists,
+        tasks=st.lists(task_refs, max_size=2),
+        calls=text_lists,
     ),
     Welcome: every_field(
         Welcome,

@@ -66,6 +66,7 @@ PUBLIC_NAMES = [
     "StepResult",
     "StepStatus",
     "StepView",
+    "TaskRef",
     "Text",
     "ToolCall",
     "ToolReply",

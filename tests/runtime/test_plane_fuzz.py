@@ -1907,10 +1907,12 @@ class Peers:
 
     def register(self, identity: bytes, name: str, **fields: Any) -> list[bytes]:
         role = fields.pop("role", "worker")
-        return self.agent(identity, Register(protocol=1, name=name, role=role, **fields))
+        return self.agent(
+            identity, Register(protocol=PROTOCOL_VERSION, name=name, role=role, **fields)
+        )
 
     def start(self) -> str:
-        (frame,) = self.client(StartRun(id=1, protocol=1, workflow=self.graph.name))
+        (frame,) = self.client(StartRun(id=1, protocol=PROTOCOL_VERSION, workflow=self.graph.name))
         accepted = CLIENT.decode(frame)
         assert isinstance(accepted, RunAccepted)
         return accepted.run_id
@@ -1923,7 +1925,7 @@ class Peers:
         ]
 
     def record(self, run_id: str) -> bytes:
-        (frame,) = self.client(GetRun(id=2, protocol=1, run_id=run_id))
+        (frame,) = self.client(GetRun(id=2, protocol=PROTOCOL_VERSION, run_id=run_id))
         return frame
 
 
@@ -1984,7 +1986,7 @@ class TestFoundDefects:
         if view == "record":
             assert isinstance(CLIENT.decode(peers.record(run_id)), RunReply)
         else:
-            (frame,) = peers.client(ListRuns(id=3, protocol=1))
+            (frame,) = peers.client(ListRuns(id=3, protocol=PROTOCOL_VERSION))
             assert isinstance(CLIENT.decode(frame), RunsReply)
 
     def test_agent_lost_after_a_long_bye_journals_a_readable_event(self) -> None:
@@ -2039,7 +2041,7 @@ class TestFoundDefects:
         peers = Peers(TINY)
         run_id = peers.start()
         for _ in range(2):
-            peers.client(WaitRun(id=7, protocol=1, run_id=run_id, timeout_ms=1_000))
+            peers.client(WaitRun(id=7, protocol=PROTOCOL_VERSION, run_id=run_id, timeout_ms=1_000))
         peers.world.tick(2.0)
         answers = [CLIENT.decode(f) for _, f in peers.world.control_out[1:]]
         assert [a.id for a in answers] == [7, 7]
