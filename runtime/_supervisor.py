@@ -372,7 +372,10 @@ class Supervisor:
         batch, self._batch = self._batch, []
         await self.store.append(batch)
         for run, event in zip(resumed, events, strict=True):
-            self._execute(run, engine.apply(run, event, now))
+            seen = len(run.history)
+            commands = engine.apply(run, event, now)
+            self._observers.observe(run, seen)
+            self._execute(run, commands)
         held = sum(1 for h in self.held.values() if h.status == "stuck")
         stuck = held + sum(1 for r in self.runs.values() if r.status == "stuck")
         if resumed or ended or self.held:
