@@ -21,6 +21,7 @@ from runtime._checkpoints import Checkpoint
 from runtime._events import (
     CancelTask,
     CancelTimer,
+    ClockJumped,
     Command,
     DecisionMade,
     Dispatch,
@@ -72,6 +73,11 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             principal=event.principal, message=f"{event.action}: {event.code}: {event.message}",
             detail={"action": event.action, "code": event.code},
         )  # fmt: skip
+        return out
+    if isinstance(event, ClockJumped):
+        # A stuck run's deadlines move too: they count again once it is resumed.
+        if run.status not in TERMINAL_STATUSES:
+            _move_deadlines(run, event.skew, now)
         return out
     if isinstance(event, RunCancelled) and run.status not in TERMINAL_STATUSES:
         run.updated_at = now
@@ -385,6 +391,7 @@ def _fail(
         if state.tries < policy.attempts:
             delay = policy.delay(state.tries, _spread(run.run_id, name, state.attempt))
             state.status = "retry_wait"
+            state.retry_at = now + delay
             _record(
                 run, now, "retry_scheduled", step=name, attempt=state.attempt,
                 message=f"attempt {state.tries + 1} of {policy.attempts} in {delay:.3g}s",
@@ -606,9 +613,7 @@ def _carry_on(run: Run, now: float, out: list[Command]) -> None:
             out.append(_dispatch(run, name, state))
         elif state.status == "retry_wait":
             out.append(
-                StartTimer(
-                    run.run_id, "retry", name, state.attempt, _retry_left(run, name, state, now)
-                )
+                StartTimer(run.run_id, "retry", name, state.attempt, _retry_left(state, now))
             )
         elif state.status == "awaiting_decision":
             waiting = run.decisions[name]
@@ -617,14 +622,36 @@ def _carry_on(run: Run, now: float, out: list[Command]) -> None:
                 out.append(StartTimer(run.run_id, "decision", name, waiting.attempt, left))
 
 
-def _retry_left(run: Run, name: str, state: StepState, now: float) -> float:
-    """Seconds left of a retry wait that began when the attempt failed."""
-    attempt = state.attempts[-1]
-    policy = run.graph.policies[name][attempt.failure or "error"]
-    if not isinstance(policy, Retry) or attempt.ended_at is None:
-        return 0.0
-    delay = policy.delay(state.tries, _spread(run.run_id, name, state.attempt))
-    return max(0.0, attempt.ended_at + delay - now)
+def _retry_left(state: StepState, now: float) -> float:
+    """Seconds left of a retry wait."""
+    return 0.0 if state.retry_at is None else max(0.0, state.retry_at - now)
+
+
+def has_deadlines(run: Run) -> bool:
+    """Whether the run, not ended, waits for a wall-clock time: a decision that may time
+    out, or a retry."""
+    if run.status in TERMINAL_STATUSES:
+        return False
+    if any(waiting.deadline is not None for waiting in run.decisions.values()):
+        return True
+    return any(state.status == "retry_wait" for state in run.steps.values())
+
+
+def _move_deadlines(run: Run, skew: float, now: float) -> None:
+    """The wall clock jumped by `skew`: every deadline moves with it, keeping the real time
+    it had left. Timers already started run on the monotonic clock and need nothing."""
+    for waiting in run.decisions.values():
+        if waiting.deadline is not None:
+            waiting.deadline += skew
+    for state in run.steps.values():
+        if state.status == "retry_wait" and state.retry_at is not None:
+            state.retry_at += skew
+    _record(
+        run, now, "clock_jumped",
+        message=f"the wall clock jumped {skew:+.0f}s; deadlines moved with it, keeping the "
+        "time they had left",
+        detail={"skew": skew},
+    )  # fmt: skip
 
 
 def _open_checkpoint(

@@ -7,7 +7,7 @@ replayed; commands are never stored, so they are plain slotted dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -15,6 +15,8 @@ from protocols import Arguments, Data, DecisionKind, ErrorCode, FailureKind, Nam
 from protocols._base import Confidence, Count
 
 TimerPurpose = Literal["timeout", "retry", "decision"]
+Skew = Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)]
+"""Seconds the wall clock moved: finite, and within a few decades."""
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="event"):
@@ -106,6 +108,17 @@ class RunRecovered(Event, frozen=True, tag="run_recovered"):
     budget: Count = 0
 
 
+class ClockJumped(Event, frozen=True, tag="clock_jumped"):
+    """The wall clock moved `skew` seconds (forward if positive) against the monotonic clock.
+
+    The run keeps its deadlines as wall-clock times: each moves with the clock, so that
+    it keeps the real time it had left, and a later restart finds it in the clock's
+    present frame.
+    """
+
+    skew: Skew
+
+
 class RunResumed(Event, frozen=True, tag="run_resumed"):
     """An operator let a stuck run carry on."""
 
@@ -157,6 +170,7 @@ JournalEvent = (
     | ToolCallCompleted
     | RequestRefused
     | RunRecovered
+    | ClockJumped
     | RunResumed
     | RunCancelled
     | DecisionMade

@@ -94,7 +94,16 @@ class OpenDecision:
 class StepState:
     """A node's progress in one run."""
 
-    __slots__ = ("attempt", "attempts", "stands_for", "status", "tally", "tries", "visits")
+    __slots__ = (
+        "attempt",
+        "attempts",
+        "retry_at",
+        "stands_for",
+        "status",
+        "tally",
+        "tries",
+        "visits",
+    )
 
     def __init__(self) -> None:
         self.status: StepStatus = "pending"
@@ -108,6 +117,8 @@ class StepState:
         """Incoming edges resolved so far: fired (True) or ruled out (False)."""
         self.stands_for: str | None = None
         """For a fallback step in flight: the step it replaces."""
+        self.retry_at: float | None = None
+        """While it waits to retry: when the wait ends, on the wall clock as it is now."""
 
 
 class Run:

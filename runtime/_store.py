@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import anyio
 import msgspec
 
+from runtime._clock import ClockReading
 from runtime._errors import ConfigError, StoreError
 from runtime._events import JournalEvent
 
@@ -32,6 +33,14 @@ MIGRATIONS: tuple[str, ...] = (
         body BLOB NOT NULL,
         PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS clock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        wall REAL NOT NULL,
+        monotonic REAL NOT NULL,
+        boot TEXT NOT NULL
+    );
     """,
 )
 """The schema's history: migration N takes `user_version` N-1 to N, in one transaction."""
@@ -55,11 +64,19 @@ class Store(Protocol):
     @property
     def description(self) -> str: ...
 
-    async def append(self, records: Sequence[JournalRecord]) -> None:
-        """Make every record durable (as the store defines it), all or none."""
+    async def append(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> None:
+        """Make every record durable (as the store defines it), all or none; with `reading`,
+        in the same transaction, the clock reading they and the records after are taken on."""
 
-    def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
+    def append_nowait(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> bool:
         """Append at once if this store can without waiting; False means use `append`."""
+
+    async def clock_reading(self) -> ClockReading | None:
+        """The clock reading appended last, if any."""
 
     async def journal(self, run_id: str) -> list[JournalRecord]:
         """A run's records in order."""
@@ -75,15 +92,22 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._journals: dict[str, list[JournalRecord]] = {}
+        self._reading: ClockReading | None = None
 
     @property
     def description(self) -> str:
         return "memory://"
 
-    async def append(self, records: Sequence[JournalRecord]) -> None:
-        self.append_nowait(records)
+    async def append(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> None:
+        self.append_nowait(records, reading)
 
-    def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
+    def append_nowait(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> bool:
+        if reading is not None:
+            self._reading = reading
         journals = self._journals
         for record in records:
             journal = journals.get(record.run_id)
@@ -99,8 +123,12 @@ class MemoryStore:
     async def run_ids(self) -> list[str]:
         return list(self._journals)
 
+    async def clock_reading(self) -> ClockReading | None:
+        return self._reading
+
     async def close(self) -> None:
         self._journals.clear()
+        self._reading = None
 
 
 class SqliteStore:
@@ -166,26 +194,37 @@ class SqliteStore:
                 f"BEGIN; {MIGRATIONS[number - 1]} PRAGMA user_version = {number}; COMMIT;"
             )
 
-    def append_nowait(self, records: Sequence[JournalRecord]) -> bool:
+    def append_nowait(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> bool:
         if not self.inline:
             return False
-        if records:
-            self._write(self._rows(records))
+        if records or reading is not None:
+            self._write(self._rows(records), reading)
         return True
 
-    async def append(self, records: Sequence[JournalRecord]) -> None:
-        if records:
+    async def append(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> None:
+        if records or reading is not None:
             rows = self._rows(records)
-            await anyio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
+            await anyio.to_thread.run_sync(self._write, rows, reading, limiter=self._limiter)
 
     def _rows(self, records: Sequence[JournalRecord]) -> list[tuple[str, int, float, bytes]]:
         return [(r.run_id, r.seq, r.at, self._encoder.encode(r.event)) for r in records]
 
-    def _write(self, rows: list[tuple[str, int, float, bytes]]) -> None:
+    def _write(
+        self, rows: list[tuple[str, int, float, bytes]], reading: ClockReading | None
+    ) -> None:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+                if reading is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO clock VALUES (1, ?, ?, ?)",
+                        (reading.wall, reading.monotonic, reading.boot),
+                    )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
@@ -197,6 +236,14 @@ class SqliteStore:
 
     async def run_ids(self) -> list[str]:
         return await anyio.to_thread.run_sync(self._run_ids, limiter=self._limiter)
+
+    async def clock_reading(self) -> ClockReading | None:
+        return await anyio.to_thread.run_sync(self._clock_reading, limiter=self._limiter)
+
+    def _clock_reading(self) -> ClockReading | None:
+        with self._lock:
+            row = self._db.execute("SELECT wall, monotonic, boot FROM clock").fetchone()
+        return None if row is None else ClockReading(row[0], row[1], row[2])
 
     def _run_ids(self) -> list[str]:
         with self._lock:

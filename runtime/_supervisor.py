@@ -35,12 +35,14 @@ from runtime import _engine as engine
 from runtime._agent_plane import AgentPlane
 from runtime._authenticator import ZAP_DOMAIN, Authenticator, PrincipalBook
 from runtime._catalog import Catalog
+from runtime._clock import TOLERANCE, ClockReading, boot_id, clock_skew
 from runtime._config import RuntimeConfig, Security
 from runtime._control_plane import ControlPlane, WaitKey
 from runtime._errors import BatonError, StoreError
 from runtime._events import (
     CancelTask,
     CancelTimer,
+    ClockJumped,
     Command,
     Dispatch,
     ForwardToolCall,
@@ -133,12 +135,15 @@ class Supervisor:
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        boot: str | None = None,
     ) -> None:
         """`security=None` runs without CURVE: for loopback development only.
 
         New runs start on `graphs`; `previous` are earlier versions, loaded so that
         runs which started on them finish on them (`CatalogError` if they clash).
         `kill_points` names places where the process kills itself, to rehearse crashes.
+        `boot` names the boot `monotonic` counts from (by default the system's boot id):
+        readings of it taken in another boot are not compared with it.
         """
         self.config = config
         self._kill_points = kill_points or KillPoints()
@@ -152,6 +157,11 @@ class Supervisor:
         self.graphs = self.catalog.current
         self._clock = clock
         self._monotonic = monotonic
+        self._boot = boot_id() if boot is None else boot
+        self._reading: ClockReading | None = None
+        """The clock reading the journal's latest events were taken on."""
+        self._reading_due: ClockReading | None = None
+        """A new reading, to be committed with the next batch."""
         self.runs: dict[str, Run] = {}
         self.held: dict[str, HeldRun] = {}
         """Runs whose journals cannot be folded: kept, shown as stuck, and cancellable."""
@@ -348,6 +358,8 @@ class Supervisor:
         The `RunRecovered` events are made durable before any is folded, so that a
         run whose recovery crashes the runtime counts against its recovery budget
         each time, and is parked once over it instead of crash-looping the runtime.
+        If the wall clock jumped since the journal's last clock reading, the runs'
+        deadlines move with it first, in the same commit as the new reading.
         """
         ended = 0
         resumed: list[Run] = []
@@ -365,18 +377,75 @@ class Supervisor:
             self._active_runs += 1
             if run.status == "running":
                 resumed.append(run)
-        now = self._clock()
-        events = [RunRecovered(run.run_id, budget=self.config.recovery_budget) for run in resumed]
+        here = self._read_clock()
+        now = here.wall
+        timed = [run for run in self.runs.values() if engine.has_deadlines(run)]
+        skew, reading = self._skew_at_start(await self.store.clock_reading(), here, len(timed))
+        events: list[JournalEvent] = [ClockJumped(run.run_id, skew) for run in timed if skew]
+        events += [RunRecovered(run.run_id, budget=self.config.recovery_budget) for run in resumed]
         for event in events:
             self._journal(event, now)
         batch, self._batch = self._batch, []
-        await self.store.append(batch)
-        for run, event in zip(resumed, events, strict=True):
-            self._execute(run, engine.apply(run, event, now))
+        await self.store.append(batch, reading)
+        self._reading = reading
+        for event in events:
+            run = self.runs[event.run_id]
+            seen = len(run.history)
+            commands = engine.apply(run, event, now)
+            self._observers.observe(run, seen)
+            self._execute(run, commands)
         held = sum(1 for h in self.held.values() if h.status == "stuck")
         stuck = held + sum(1 for r in self.runs.values() if r.status == "stuck")
         if resumed or ended or self.held:
             log.info("runtime.recovered", resumed=len(resumed), ended=ended, stuck=stuck)
+
+    def _read_clock(self) -> ClockReading:
+        return ClockReading(self._clock(), self._monotonic(), self._boot)
+
+    def _skew_at_start(
+        self, before: ClockReading | None, here: ClockReading, timed: int
+    ) -> tuple[float, ClockReading]:
+        """How far the wall clock jumped since the journal's last clock reading, for the
+        deadlines of `timed` runs to move by (0 if it did not, or if nothing tells), and
+        the reading the journal goes on from."""
+        skew = clock_skew(before, here)
+        if before is None or skew is None:
+            if timed:
+                why = (
+                    "the journal holds no clock reading yet"
+                    if before is None
+                    else "the machine restarted since the journal's last clock reading"
+                )
+                log.info(
+                    "clock.unchecked", runs=timed,
+                    reason=f"{why}: deadlines are kept by the wall clock as it is now",
+                )  # fmt: skip
+            return 0.0, here
+        if abs(skew) <= TOLERANCE:
+            # The reading before still holds, so that small moves add up to a jump in time.
+            return 0.0, before
+        self._log_jump(skew, timed, "at start")
+        return skew, here
+
+    def _check_clock(self) -> None:
+        """Move the deadlines of runs by a jump of the wall clock seen while running, and
+        commit the new reading with them."""
+        here = self._read_clock()
+        skew = clock_skew(self._reading, here)
+        if skew is None or abs(skew) <= TOLERANCE:
+            return
+        timed = [run for run in self.runs.values() if engine.has_deadlines(run)]
+        self._log_jump(skew, len(timed), "while running")
+        for run in timed:
+            self.apply(ClockJumped(run.run_id, skew))
+        self._reading = self._reading_due = here
+
+    def _log_jump(self, skew: float, timed: int, noticed: str) -> None:
+        log.warning(
+            "clock.jumped", skew=round(skew, 3), runs=timed, noticed=noticed,
+            message=f"the wall clock moved {skew:+.0f}s against the monotonic clock; "
+            "deadlines keep the real time they had left",
+        )  # fmt: skip
 
     def _say_goodbye(self, agents: zmq.Socket[bytes]) -> None:
         payload, identities = self._agents.goodbyes()
@@ -462,11 +531,11 @@ class Supervisor:
             return
         if self._fatal is not None:
             return
-        batch, outbox = self._batch, self._outbox
-        self._batch, self._outbox = [], []
+        batch, outbox, reading = self._batch, self._outbox, self._reading_due
+        self._batch, self._outbox, self._reading_due = [], [], None
         self._committing = True
         assert self._tasks is not None
-        self._tasks.start_soon(self._commit, batch, outbox)
+        self._tasks.start_soon(self._commit, batch, outbox, reading)
 
     def _append_now(self) -> bool:
         """Append the batch if the store can at once; False to await it (or if it failed)."""
@@ -474,7 +543,7 @@ class Supervisor:
         if rehearsing:
             self._pass_kill_points(self._batch, StepSucceeded, "result-received")
         try:
-            appended = self.store.append_nowait(self._batch)
+            appended = self.store.append_nowait(self._batch, self._reading_due)
         except StoreError as exc:
             self._store_failed(exc)
             return False
@@ -482,6 +551,7 @@ class Supervisor:
             if rehearsing:
                 self._pass_kill_points(self._batch, StepDispatched, "dispatch-persisted")
             self._batch = []
+            self._reading_due = None
             self._counters.batches += 1
         return appended
 
@@ -503,12 +573,14 @@ class Supervisor:
         self._fatal = exc
         self.stop()
 
-    async def _commit(self, batch: list[JournalRecord], outbox: list[Outgoing]) -> None:
+    async def _commit(
+        self, batch: list[JournalRecord], outbox: list[Outgoing], reading: ClockReading | None
+    ) -> None:
         rehearsing = self._kill_points.armed
         if rehearsing:
             self._pass_kill_points(batch, StepSucceeded, "result-received")
         try:
-            await self.store.append(batch)
+            await self.store.append(batch, reading)
         except StoreError as exc:
             self._committing = False
             self._store_failed(exc)
@@ -788,6 +860,7 @@ class Supervisor:
         for limiter in self._limiters:
             limiter.prune()
         self._refusals.prune()
+        self._check_clock()
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:

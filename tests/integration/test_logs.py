@@ -4,13 +4,14 @@ attempt, agent and principal it is about, at the level an operator filters on.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime import ControlClient, ControlRefused
-from runtime._launch import ProcessGroup
-from tests.integration.conftest import HEARTBEAT, completed_runs
+from runtime._launch import ProcessGroup, RuntimeProcess
+from tests.integration.conftest import HEARTBEAT, completed_runs, wait_for
 from tests.integration.test_checkpoints import as_, held, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -112,3 +113,51 @@ async def test_decisions_and_refusals_name_the_principal(cluster: ProcessGroup) 
     assert made["message"].startswith("approve: within budget")
     # In the order the history has them.
     assert opened["seq"] < refused["seq"] < made["seq"]
+
+
+async def test_a_restart_logs_each_run_it_takes_up(cluster: ProcessGroup, tmp_path: Path) -> None:
+    """Each run a restarted runtime takes up is a line of its own, as is a run parked for
+    having been taken up too often, and the operator who lets it carry on."""
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+
+    def restarted(label: str) -> RuntimeProcess:
+        return cluster.start_runtime(
+            [f"{FLOWS}:ALL"], label=label, store=store, heartbeat=HEARTBEAT,
+            extra=["--recovery-budget", "1"],
+        )  # fmt: skip
+
+    first = restarted("runtime-1")
+    async with ControlClient(first.control, keys=first.operator) as client:
+        # Held at its checkpoint: in flight with no agent connected.
+        run_id = await client.start_run("spend", {"amount": 500})
+        await wait_for(client, run_id, lambda r: bool(r.pending))
+    killed(first)
+    killed(restarted("runtime-2"))
+    third = restarted("runtime-3")
+    async with ControlClient(third.control, keys=third.operator) as client:
+        assert (await client.resume_run(run_id)).status == "waiting"
+    assert cluster.stop(third.process) == 0
+
+    (recovered,) = events(lines_of(cluster, "runtime-2"), "run.recovered")
+    assert {k: recovered[k] for k in ("level", "run_id", "workflow")} == {
+        "level": "info",
+        "run_id": run_id,
+        "workflow": "spend",
+    }
+    ran = lines_of(cluster, "runtime-3")
+    assert events(ran, "run.recovered") == []
+    (stuck,) = events(ran, "run.stuck")
+    assert (stuck["level"], stuck["run_id"]) == ("warning", run_id)
+    assert "restarted 2 times in a row" in stuck["message"]
+    (resumed,) = events(ran, "run.resumed")
+    assert {k: resumed[k] for k in ("level", "run_id", "workflow", "principal")} == {
+        "level": "info",
+        "run_id": run_id,
+        "workflow": "spend",
+        "principal": "operator",
+    }
+
+
+def killed(runtime: RuntimeProcess) -> None:
+    runtime.process.kill()
+    runtime.process.wait()

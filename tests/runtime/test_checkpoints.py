@@ -12,11 +12,13 @@ from runtime._decisions import Refusal, check_decision
 from runtime._engine import apply, start
 from runtime._events import (
     CancelTimer,
+    ClockJumped,
     Command,
     DecisionMade,
     Dispatch,
     RunEnded,
     RunRecovered,
+    RunResumed,
     RunStarted,
     StartTimer,
     StepDispatched,
@@ -270,6 +272,49 @@ class TestDurable:
         assert dispatched(commands) == []
         assert [t.delay for t in commands if isinstance(t, StartTimer)] == [pytest.approx(40.0)]
         assert rebuilt.decisions["pay"].digest == d.run.decisions["pay"].digest
+
+    def test_a_wall_clock_jump_leaves_the_deadline_its_real_time(self) -> None:
+        """An hour's wait opened at t, the runtime down 100 s, back with its wall clock an
+        hour ahead: 3500 s are left, and stay left through a later restart."""
+        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
+        d.succeed("quote", {"price": 500})
+        opened = d.now
+        back = opened + 100 + 3600
+        d.journal += [
+            JournalRecord(RUN, len(d.journal) + 1, back, ClockJumped(RUN, 3600.0)),
+            JournalRecord(RUN, len(d.journal) + 2, back, RunRecovered(RUN)),
+        ]
+        run = replay(Catalog([d.graph]), d.journal[:-2])
+        apply(run, ClockJumped(RUN, 3600.0), back)
+        commands = apply(run, RunRecovered(RUN), back)
+        assert run.decisions["pay"].deadline == opened + 7200
+        assert [t.delay for t in commands if isinstance(t, StartTimer)] == [3500.0]
+        assert [h.event for h in run.history[-2:]] == ["clock_jumped", "run_recovered"]
+        again = replay(Catalog([d.graph]), d.journal)
+        assert record_view(again) == record_view(run)
+        commands = apply(again, RunRecovered(RUN), back + 50)
+        assert [t.delay for t in commands if isinstance(t, StartTimer)] == [3450.0]
+
+    def test_a_stuck_run_keeps_its_deadline_until_it_is_resumed(self) -> None:
+        """Parked, then the clock set back an hour, then resumed: the wait is not an hour
+        longer for it."""
+        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
+        d.succeed("quote", {"price": 500})
+        opened = d.now
+        apply(d.run, RunRecovered(RUN, budget=1), opened + 10)
+        apply(d.run, RunRecovered(RUN, budget=1), opened + 20)
+        assert d.run.status == "stuck"
+        apply(d.run, ClockJumped(RUN, -3600.0), opened + 30 - 3600)
+        commands = apply(d.run, RunResumed(RUN, "olga"), opened + 40 - 3600)
+        assert [t.delay for t in commands if isinstance(t, StartTimer)] == [3560.0]
+
+    def test_an_ended_run_is_left_as_it_ended(self) -> None:
+        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
+        d.succeed("quote", {"price": 500})
+        d.decide("pay", "reject")
+        seen = len(d.run.history)
+        assert d.feed(ClockJumped(RUN, 3600.0)) == []
+        assert len(d.run.history) == seen
 
 
 class TestCheckDecision:

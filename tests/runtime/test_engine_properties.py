@@ -24,6 +24,7 @@ from runtime._engine import apply, start
 from runtime._events import (
     CancelTask,
     CancelTimer,
+    ClockJumped,
     Command,
     DecisionMade,
     Dispatch,
@@ -275,6 +276,7 @@ def snapshot(run: Run) -> dict[str, Any]:
                 state.tries,
                 dict(state.tally),
                 state.stands_for,
+                state.retry_at,
                 [
                     (a.number, a.agent, a.outcome, a.failure, a.message, a.started_at, a.ended_at)
                     for a in state.attempts
@@ -406,6 +408,22 @@ class EngineMachine(RuleBasedStateMachine):
         finally:
             self.recovering = False
 
+    @precondition(lambda self: self.run.status in {"running", "stuck"})
+    @rule(skew=st.sampled_from([-3600.0, -2.5, 2.5, 3600.0]))
+    def clock_jumps(self, skew: float) -> None:
+        """The runtime saw its wall clock jump: the run's deadlines move with it."""
+        deadlines = {n: d.deadline for n, d in self.run.decisions.items()}
+        retries = {n: s.retry_at for n, s in self.run.steps.items()}
+        self.feed(ClockJumped(RUN, skew))
+        for name, deadline in deadlines.items():
+            moved = self.run.decisions[name].deadline
+            assert moved == (None if deadline is None else deadline + skew)
+        for name, state in self.run.steps.items():
+            before = retries[name]
+            if state.status == "retry_wait":
+                assert before is not None
+                assert state.retry_at == before + skew
+
     @precondition(lambda self: self.run.status == "stuck")
     @rule()
     def resume(self) -> None:
@@ -533,10 +551,11 @@ class EngineMachine(RuleBasedStateMachine):
     def duplicate(self, data: st.DataObject) -> None:
         """An event already journaled, the start included, arrives again.
 
-        Not a restart or a resumption: those come from the runtime itself, once per start or
-        once per stuck spell, never off the network (the `restart` and `resume` rules make them).
+        Not a restart, a resumption or a clock jump: those come from the runtime itself, never
+        off the network (the `restart`, `resume` and `clock_jumps` rules make them).
         """
-        delivered = [e for e, _ in self.journal if not isinstance(e, RunRecovered | RunResumed)]
+        from_runtime = RunRecovered | RunResumed | ClockJumped
+        delivered = [e for e, _ in self.journal if not isinstance(e, from_runtime)]
         self.feed(data.draw(st.sampled_from(delivered)))
 
     @precondition(lambda self: self.tasks)

@@ -7,6 +7,7 @@ import pytest
 from runtime._catalog import Catalog, CatalogError
 from runtime._engine import apply, start
 from runtime._events import (
+    ClockJumped,
     Dispatch,
     JournalEvent,
     RunRecovered,
@@ -38,6 +39,16 @@ GRAPH = compile_workflow(
     )
 )
 GRAPHS = Catalog([GRAPH])
+SLOW = compile_workflow(
+    Workflow(
+        "slow",
+        roles=[Role("worker")],
+        steps=[
+            Step("a", role="worker", writes=["x"], on_failure=Retry(3, backoff=10.0, jitter=0.0))
+        ],
+    )
+)
+"""One step that retries after 10 s."""
 
 
 def lived() -> tuple[Run, list[JournalRecord]]:
@@ -150,26 +161,23 @@ class TestRecovered:
 
     def test_a_retry_wait_resumes_with_the_time_it_had_left(self) -> None:
         """Failed at t=11 with a 10 s backoff, recovered at t=15: the retry fires in 6 s."""
-        graph = compile_workflow(
-            Workflow(
-                "slow",
-                roles=[Role("worker")],
-                steps=[
-                    Step(
-                        "a",
-                        role="worker",
-                        writes=["x"],
-                        on_failure=Retry(attempts=3, backoff=10.0, jitter=0.0),
-                    )
-                ],
-            )
-        )
-        started = RunStarted(RUN, "slow", "1", graph.fingerprint, {})
-        run, _ = start(graph, started, 10.0)
+        run, _ = start(SLOW, RunStarted(RUN, "slow", "1", SLOW.fingerprint, {}), 10.0)
         apply(run, StepDispatched(RUN, "a", 1, "w"), 10.5)
         failed = apply(run, StepFailed(RUN, "a", 1, "error", "boom", "w"), 11.0)
         assert [c.delay for c in failed if isinstance(c, StartTimer)] == [10.0]
         resumed = apply(run, RunRecovered(RUN), 15.0)
+        assert [(c.purpose, c.delay) for c in resumed if isinstance(c, StartTimer)] == [
+            ("retry", pytest.approx(6.0))
+        ]
+
+    def test_a_retry_wait_keeps_its_time_through_a_wall_clock_set_back(self) -> None:
+        """Failed at t=11 with a 10 s backoff; back at t=15 on a wall clock set back an hour:
+        the retry fires in 6 s, not in an hour and 6 s."""
+        run, _ = start(SLOW, RunStarted(RUN, "slow", "1", SLOW.fingerprint, {}), 10.0)
+        apply(run, StepDispatched(RUN, "a", 1, "w"), 10.5)
+        apply(run, StepFailed(RUN, "a", 1, "error", "boom", "w"), 11.0)
+        apply(run, ClockJumped(RUN, -3600.0), 15.0 - 3600)
+        resumed = apply(run, RunRecovered(RUN), 15.0 - 3600)
         assert [(c.purpose, c.delay) for c in resumed if isinstance(c, StartTimer)] == [
             ("retry", pytest.approx(6.0))
         ]

@@ -1,4 +1,5 @@
-"""The SQLite journal: schema migrations, integrity at start, and online backups."""
+"""The SQLite journal: schema migrations, integrity at start, clock readings, and online
+backups."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
+from runtime._clock import ClockReading
 from runtime._errors import StoreError
 from runtime._events import RunStarted, StepDispatched
-from runtime._store import SCHEMA_VERSION, JournalRecord, SqliteStore, backup
+from runtime._store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    JournalRecord,
+    MemoryStore,
+    SqliteStore,
+    backup,
+)
 from runtime.cli import app
 
 runner = CliRunner()
@@ -62,6 +71,67 @@ class TestSchema:
             return await SqliteStore(tmp_path / "j.db").run_ids()
 
         assert anyio.run(listed) == ["run-0", "run-1", "run-2"]
+
+    def test_a_journal_of_the_first_schema_is_brought_up_to_date(self, tmp_path: Path) -> None:
+        with sqlite3.connect(tmp_path / "j.db") as db:
+            db.executescript(f"{MIGRATIONS[0]} PRAGMA user_version = 1;")
+            db.execute("INSERT INTO events VALUES ('run-x', 1, 3.0, x'00')")
+
+        async def opened() -> ClockReading | None:
+            store = SqliteStore(tmp_path / "j.db")
+            try:
+                return await store.clock_reading()
+            finally:
+                await store.close()
+
+        assert anyio.run(opened) is None
+        with sqlite3.connect(tmp_path / "j.db") as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+            assert db.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+class TestClockReading:
+    """The clock reading a batch was journaled on commits with it, or not at all."""
+
+    def test_it_is_kept_until_the_next_one(self, tmp_path: Path) -> None:
+        reading = ClockReading(1_700_000_000.5, 1_234.25, "boot")
+        started = JournalRecord("r", 1, 1.0, RunStarted("r", "w", "1", "f", {}))
+        dispatched = JournalRecord("r", 2, 2.0, StepDispatched("r", "a", 1, "agent"))
+
+        async def write() -> tuple[ClockReading | None, ClockReading | None]:
+            store = SqliteStore(tmp_path / "j.db")
+            await store.append([started], reading)
+            store.append_nowait([dispatched])
+            await store.close()
+            store = SqliteStore(tmp_path / "j.db")
+            kept = await store.clock_reading()
+            later = ClockReading(1_700_000_100.0, 1_334.0, "boot")
+            store.append_nowait([], later)
+            return kept, await store.clock_reading()
+
+        assert anyio.run(write) == (reading, ClockReading(1_700_000_100.0, 1_334.0, "boot"))
+
+    def test_a_batch_that_fails_leaves_the_reading_before_it(self, tmp_path: Path) -> None:
+        first = ClockReading(100.0, 10.0, "boot")
+        started = JournalRecord("r", 1, 1.0, RunStarted("r", "w", "1", "f", {}))
+
+        async def write() -> ClockReading | None:
+            store = SqliteStore(tmp_path / "j.db")
+            await store.append([started], first)
+            with pytest.raises(StoreError):
+                await store.append([started], ClockReading(4_000.0, 20.0, "boot"))
+            return await store.clock_reading()
+
+        assert anyio.run(write) == first
+
+    def test_a_memory_store_keeps_the_last(self) -> None:
+        async def write() -> ClockReading | None:
+            store = MemoryStore()
+            await store.append([], ClockReading(1.0, 2.0, "boot"))
+            store.append_nowait([])
+            return await store.clock_reading()
+
+        assert anyio.run(write) == ClockReading(1.0, 2.0, "boot")
 
 
 class TestBackup:
