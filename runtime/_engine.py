@@ -107,39 +107,13 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
         case StepSucceeded():
             _on_succeeded(run, event, now, out)
         case StepFailed():
-            state = _current(run, event.step, event.attempt, "running")
-            if state is None and not event.agent:
-                # The runtime itself may fail an attempt still waiting for an agent.
-                state = _current(run, event.step, event.attempt, "queued")
-            if state is None or (event.agent and state.attempts[-1].agent != event.agent):
-                _record_stale(run, now, event.step, event.attempt, "step_failed", event.message)
-            else:
-                _record(
-                    run,
-                    now,
-                    "step_failed",
-                    step=event.step,
-                    attempt=event.attempt,
-                    agent=event.agent,
-                    principal=event.principal,
-                    message=f"{event.kind}: {event.message}",
-                )
-                _fail(run, event.step, state, event.kind, event.message, now, out)
+            _on_failed(run, event, now, out)
         case TimerFired():
             _on_timer(run, event, now, out)
         case ToolCallRequested():
             _on_tool_call(run, event, now, out)
         case ToolCallCompleted():
-            _record(
-                run,
-                now,
-                "tool_completed",
-                step=event.step,
-                attempt=event.attempt,
-                message=f"{event.tool}: ok" if event.ok else f"{event.tool}: {event.error}",
-                detail={"call": event.call, "tool": event.tool, "ok": event.ok}
-                | ({"error": event.error, "error_message": event.message} if not event.ok else {}),
-            )
+            _on_tool_completed(run, event, now)
         case RunStarted():
             _record(run, now, "duplicate_start", message="a run id can start only once")
         case RunRecovered():
@@ -148,6 +122,40 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             _on_decision(run, event, now, out)
     _settle(run, now, out)
     return out
+
+
+def _on_failed(run: Run, event: StepFailed, now: float, out: list[Command]) -> None:
+    state = _current(run, event.step, event.attempt, "running")
+    if state is None and not event.agent:
+        # The runtime itself may fail an attempt still waiting for an agent.
+        state = _current(run, event.step, event.attempt, "queued")
+    if state is None or (event.agent and state.attempts[-1].agent != event.agent):
+        _record_stale(run, now, event.step, event.attempt, "step_failed", event.message)
+        return
+    _record(
+        run,
+        now,
+        "step_failed",
+        step=event.step,
+        attempt=event.attempt,
+        agent=event.agent,
+        principal=event.principal,
+        message=f"{event.kind}: {event.message}",
+    )
+    _fail(run, event.step, state, event.kind, event.message, now, out)
+
+
+def _on_tool_completed(run: Run, event: ToolCallCompleted, now: float) -> None:
+    _record(
+        run,
+        now,
+        "tool_completed",
+        step=event.step,
+        attempt=event.attempt,
+        message=f"{event.tool}: ok" if event.ok else f"{event.tool}: {event.error}",
+        detail={"call": event.call, "tool": event.tool, "ok": event.ok}
+        | ({"error": event.error, "error_message": event.message} if not event.ok else {}),
+    )
 
 
 def _on_dispatched(run: Run, event: StepDispatched, now: float, out: list[Command]) -> None:
