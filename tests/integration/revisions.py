@@ -33,7 +33,9 @@ revision = Workflow(
             timeout=60,
             on_failure=Retry(attempts=3, backoff=0.01),
         ),
-        Decision("qa_gate", [Route(key("round") < ROUNDS, "draft", limit=ROUNDS)], default="settle"),
+        Decision(
+            "qa_gate", [Route(key("round") < ROUNDS, "draft", limit=ROUNDS)], default="settle"
+        ),
         Step(
             "settle",
             role="settler",
