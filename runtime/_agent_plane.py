@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+import zmq
 
 from protocols import (
     PROTOCOL_VERSION,
@@ -71,8 +72,10 @@ class AgentHost(RefusalHost, Protocol):
 
     def monotonic(self) -> float: ...
 
-    def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
-        """Send after the batch's commit."""
+    def queue_agent_frame(
+        self, identity: bytes, payload: bytes, session: Session | None = None
+    ) -> None:
+        """Send after the batch's commit; with `session`, only if it is still live then."""
 
 
 @dataclass(slots=True)
@@ -158,8 +161,8 @@ class AgentPlane:
         self.counters.tool_calls_refused += 1
         agent = self._registry.by_name.get(command.agent)
         if agent is not None:
-            self._send_agent(
-                agent.identity,
+            self._send_session(
+                agent,
                 ToolReply(
                     call_id=command.call, ok=False, error=command.code, message=command.message
                 ),
@@ -172,7 +175,7 @@ class AgentPlane:
             if now - session.last_seen > 3 * self._heartbeat:
                 self.lose(session, f"silent for {now - session.last_seen:.1f}s", died=True)
             else:
-                self._host.queue_agent_frame(session.identity, beat)
+                self._host.queue_agent_frame(session.identity, beat, session)
 
     def unreachable(self, identity: bytes) -> None:
         session = self._registry.by_identity.get(identity)
@@ -208,8 +211,8 @@ class AgentPlane:
             session.in_flight.add(key)
             self._registry.holders[key] = session
             self.counters.steps_dispatched += 1
-            self._send_agent(
-                session.identity,
+            self._send_session(
+                session,
                 Assign(
                     run_id=command.run_id,
                     step=command.step,
@@ -236,8 +239,8 @@ class AgentPlane:
             return
         session.in_flight.discard(key)
         run_id, step, attempt = key
-        self._send_agent(
-            session.identity, Cancel(run_id=run_id, step=step, attempt=attempt, reason=reason)
+        self._send_session(
+            session, Cancel(run_id=run_id, step=step, attempt=attempt, reason=reason)
         )
         self._pump_role(session.role)
 
@@ -248,7 +251,7 @@ class AgentPlane:
         self.counters.tool_calls += 1
         pending = PendingToolCall(
             call=self._next_call,
-            agent=agent.identity,
+            agent=agent,
             agent_call=command.call,
             run_id=command.run_id,
             step=command.step,
@@ -287,8 +290,8 @@ class AgentPlane:
             self._send_tool_call(host, pending)
 
     def _send_tool_call(self, host: Session, pending: PendingToolCall) -> None:
-        self._send_agent(
-            host.identity,
+        self._send_session(
+            host,
             ToolCall(
                 call_id=pending.call,
                 run_id=pending.run_id,
@@ -316,7 +319,7 @@ class AgentPlane:
         message: str = "",
     ) -> None:
         """Give the agent its answer under its own call id, and journal the outcome."""
-        self._send_agent(
+        self._send_session(
             pending.agent,
             ToolReply(
                 call_id=pending.agent_call, ok=ok, result=result, error=error, message=message
@@ -396,12 +399,30 @@ class AgentPlane:
                 self._fail_unplaced(command)
 
     def _send_agent(self, identity: bytes, message: Message) -> None:
+        """Answer whichever connection holds `identity` now: refusals of its frames."""
         self._host.queue_agent_frame(identity, self._codec.encode(message))
 
+    def _send_session(self, session: Session, message: Message) -> None:
+        """Send to `session` only: dropped if the session ends before the frame leaves, so
+        that nothing meant for it reaches another key's connection on its routing id."""
+        self._host.queue_agent_frame(session.identity, self._codec.encode(message), session)
+
+    def disconnected(self, fd: int) -> None:
+        """A connection of the plane closed: the session on it, if any, has ended."""
+        session = self._registry.by_fd.get(fd)
+        if session is not None:
+            self.lose(session, "its connection closed", died=True)
+
     def on_frame(
-        self, identity: bytes, principal: Principal | None, payload: bytes | memoryview, parts: int
+        self,
+        identity: bytes,
+        principal: Principal | None,
+        payload: bytes | memoryview,
+        parts: int,
+        frame: zmq.Frame | None = None,
     ) -> None:
-        """Handle one frame from `identity`, sent under `principal`'s key (None: insecure)."""
+        """Handle one frame from `identity`, sent under `principal`'s key (None: insecure);
+        `frame` is the ZeroMQ frame it came in, which knows its connection."""
         who = "" if principal is None else principal.name
         if parts != 1:
             self._host.reject("malformed", identity, f"{parts} frames, expected 1", who)
@@ -423,8 +444,11 @@ class AgentPlane:
         if session is not None and session.key != (
             b"" if principal is None else principal.public_key
         ):
-            # The routing id is the peer's choice: a session answers to its key alone.
+            # The routing id is the peer's choice: a session answers to its key alone. Another
+            # key's connection on its routing id means the session's own connection is gone,
+            # and nothing more of the session's may leave on that routing id.
             self._host.reject("identity_mismatch", identity, session.name, who)
+            self.lose(session, "another key's connection took its routing id", died=True)
             self._send_agent(
                 identity,
                 Error(
@@ -433,7 +457,7 @@ class AgentPlane:
             )
             return
         if isinstance(message, Register):
-            self._register(identity, principal, message, session)
+            self._register(identity, principal, message, session, _descriptor(frame))
             return
         if session is None:
             self._unregistered(identity, who, message)
@@ -542,7 +566,7 @@ class AgentPlane:
             ref = f"{key[0]}/{key[1]}/{key[2]}"
             text = "this attempt is not assigned to you (cancelled, timed out or unknown)"
             self._host.reject("stale_result", session.identity, ref, session.principal_name)
-            self._send_agent(session.identity, Error(code="stale", message=text, ref=ref))
+            self._send_session(session, Error(code="stale", message=text, ref=ref))
             self._host.audit(
                 message.run_id, session.principal_name or session.name, _action(message),
                 "stale", f"{text} (agent {session.name})", step=message.step,
@@ -560,6 +584,7 @@ class AgentPlane:
         principal: Principal | None,
         message: Register,
         existing: Session | None,
+        fd: int = -1,
     ) -> None:
         refusal = self._registration_problem(message, principal)
         if refusal is None and principal is not None:
@@ -591,10 +616,11 @@ class AgentPlane:
             self._host.monotonic(),
             principal,
         )
+        session.fd = fd
         self._registry.add(session, message.specs)
         specs = [self._registry.specs[t] for t in message.tools if t in self._registry.specs]
-        self._send_agent(
-            identity,
+        self._send_session(
+            session,
             Welcome(
                 protocol=PROTOCOL_VERSION,
                 session=session.name,
@@ -644,8 +670,8 @@ class AgentPlane:
                 )
                 continue
             session.carry(session.carried + 1)
-            self._send_agent(
-                session.identity,
+            self._send_session(
+                session,
                 Cancel(
                     run_id=ref.run_id,
                     step=ref.step,
@@ -817,6 +843,16 @@ def _outcome_event(
         agent=session.name,
         principal=session.principal_name,
     )
+
+
+def _descriptor(frame: zmq.Frame | None) -> int:
+    """The runtime's descriptor of the connection `frame` came in on, or -1."""
+    if frame is None:
+        return -1
+    try:
+        return int(frame.get(zmq.SRCFD))
+    except zmq.ZMQError:
+        return -1
 
 
 def _untraced(*_: object) -> str:

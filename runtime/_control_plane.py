@@ -99,7 +99,12 @@ class ControlPlane:
         """Per run: (client, request id, summary only) of each wait still open."""
 
     def on_frame(
-        self, identity: bytes, principal: Principal | None, payload: bytes | memoryview, parts: int
+        self,
+        identity: bytes,
+        principal: Principal | None,
+        payload: bytes | memoryview,
+        parts: int,
+        frame: object = None,
     ) -> None:
         """Answer one request from `identity`, sent under `principal`'s key (None: insecure)."""
         host = self._host

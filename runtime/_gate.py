@@ -18,8 +18,9 @@ from runtime._authenticator import PrincipalBook
 from runtime._principals import Principal
 from runtime._rate import RateLimiter
 
-Handler = Callable[[bytes, Principal | None, bytes | memoryview, int], None]
-"""Takes (routing id, principal or None when insecure, first payload part, number of parts)."""
+Handler = Callable[[bytes, Principal | None, bytes | memoryview, int, zmq.Frame | None], None]
+"""Takes (routing id, principal or None when insecure, first payload part, number of parts,
+and the frame of that part, which knows the connection it came in on)."""
 
 Refuse = Callable[[str, bytes, str, str], bool]
 """Counts and logs a dropped frame: (reason, routing id, detail, principal name)."""
@@ -95,7 +96,7 @@ class Gate:
                 budget -= DROP_WEIGHT
                 self._over_limit(identity, identity, "")
                 continue
-            handler(identity, None, b"" if first is None else first.buffer, parts)
+            handler(identity, None, b"" if first is None else first.buffer, parts, first)
 
     def _drain_secure(
         self, sock: zmq.Socket[bytes], book: PrincipalBook, handler: Handler, limit: int
@@ -126,7 +127,7 @@ class Gate:
                 budget -= DROP_WEIGHT
                 self._over_limit(head.bytes, principal.name, principal.name)
                 continue
-            handler(head.bytes, principal, first.buffer, parts)
+            handler(head.bytes, principal, first.buffer, parts, first)
 
     def _over_limit(self, identity: bytes, key: str | bytes, principal: str) -> None:
         self._count("rate_limited")

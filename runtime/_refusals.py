@@ -22,6 +22,8 @@ HANDSHAKE_FAILURES = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
 """The monitor events of a plane's socket that say a peer failed its handshake."""
+CONNECTION_CLOSED = zmq.EVENT_DISCONNECTED
+"""The monitor event of a connection that closed; its value is the connection's descriptor."""
 
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -96,18 +98,23 @@ class Refusals:
     def snapshot(self) -> Mapping[str, int]:
         return dict(self.counts)
 
-    def read_handshakes(self, monitor: zmq.Socket[bytes]) -> None:
+    def read_monitor(self, monitor: zmq.Socket[bytes]) -> list[int]:
         """Count and log the failed handshakes a plane's monitor reports: a wrong server
-        key, no CURVE, or a key the authenticator refused (which it logged already)."""
-        # Asking first spares a receive that fails on every turn: handshakes rarely fail.
+        key, no CURVE, or a key the authenticator refused (which it logged already); the
+        descriptors of the connections it reports closed."""
+        closed: list[int] = []
+        # Asking first spares a receive that fails on every turn: monitors are mostly quiet.
         if not int(monitor.getsockopt(_EVENTS)) & _POLLIN:
-            return
+            return closed
         while True:
             try:
                 parts = monitor.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return closed
             event = parse_monitor_message(parts)
+            if event["event"] == CONNECTION_CLOSED:
+                closed.append(int(event["value"]))
+                continue
             reason = _HANDSHAKE_REASONS.get(int(event["event"]), "handshake_failed")
             self.count(reason)
             if reason != "handshake_refused":

@@ -20,6 +20,7 @@ class Session:
         "attached",
         "capacity",
         "carried",
+        "fd",
         "identity",
         "in_flight",
         "kind",
@@ -63,6 +64,9 @@ class Session:
         self.carried = 0
         """Work the actor says it runs that the runtime did not place on it (from an earlier
         session, or not yet cancelled): it takes room all the same."""
+        self.fd = -1
+        """The descriptor of the session's connection in the runtime (-1: not known), so that
+        the connection's closing ends the session at once."""
         self.live = True
         """False once the session ended: nothing still queued for it may be sent."""
         self.last_seen = now
@@ -107,7 +111,7 @@ class PendingToolCall:
     """A tool call between an agent and a host, under the runtime's own call id."""
 
     call: int
-    agent: bytes
+    agent: Session
     agent_call: int
     run_id: str
     step: str
@@ -159,6 +163,7 @@ class Registry:
         self.tools: dict[str, Pool] = {}
         self.specs: dict[str, ToolSpec] = {}
         self.holders: dict[TaskKey, Session] = {}
+        self.by_fd: dict[int, Session] = {}
         self.running_keys: dict[str, Session] = {}
         """Idempotency keys of calls that a host said, when it registered, it was running."""
 
@@ -178,6 +183,8 @@ class Registry:
         if session.key:
             self.by_key[session.key] = session
         self.by_name[session.name] = session
+        if session.fd >= 0:
+            self.by_fd[session.fd] = session
         if session.kind == "agent":
             self.roles.setdefault(session.role, Pool()).add(session)
         else:
@@ -192,6 +199,8 @@ class Registry:
         if self.by_key.get(session.key) is session:
             del self.by_key[session.key]
         self.by_name.pop(session.name, None)
+        if self.by_fd.get(session.fd) is session:
+            del self.by_fd[session.fd]
         pool = self.roles.get(session.role)
         if pool is not None and session.kind == "agent":
             pool.remove(session)

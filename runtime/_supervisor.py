@@ -67,9 +67,10 @@ from runtime._principals import Principals
 from runtime._rate import RateLimiter
 from runtime._readiness import Readiness
 from runtime._recovery import Recovered, past_record, recovered_runs
-from runtime._refusals import HANDSHAKE_FAILURES, Refusals
+from runtime._refusals import CONNECTION_CLOSED, HANDSHAKE_FAILURES, Refusals
 from runtime._run import Run
 from runtime._run_log import RunLog, ending_level
+from runtime._sessions import Session
 from runtime._store import JournalRecord, Store
 from runtime._timers import Timers
 
@@ -79,7 +80,9 @@ _SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _SEND_LAST = int(zmq.NOBLOCK)
 
 TimerKey = tuple[Hashable, ...]
-Outgoing = tuple[zmq.Socket[bytes], bytes, bytes]
+Outgoing = tuple[zmq.Socket[bytes], bytes, bytes, Session | None]
+"""A frame to send: the socket, the routing id, the payload, and the session it is for (None:
+for whichever connection holds the routing id)."""
 
 MAX_AUDITED_REFUSALS = 100
 """Refusals recorded in one run's history; beyond this they are only counted and logged,
@@ -209,6 +212,8 @@ class Supervisor:
             self._control_limited,
         )  # fmt: skip
         self._monitors: list[zmq.Socket[bytes]] = []
+        self._agent_monitor: zmq.Socket[bytes] | None = None
+        """Reports the agent plane's closed connections, which end their sessions at once."""
         self._stopping = False
         self._fatal: BatonError | AuthenticatorDied | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -218,8 +223,7 @@ class Supervisor:
         """A batch is being made durable; the next one gathers meanwhile."""
         self._sleeps_until: float | None = None
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
-        self.bound_agents = ""
-        self.bound_control = ""
+        self.bound_agents = self.bound_control = ""
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -314,7 +318,7 @@ class Supervisor:
             if self._book is not None:
                 self._authenticator = Authenticator(ctx, self._book, self._refusals.count)
                 self._authenticator.start()
-            agents = self._bind(ctx, self.config.agents)
+            agents = self._bind(ctx, self.config.agents, watch_closes=True)
             control = self._bind(ctx, self.config.control)
         except zmq.ZMQError:
             if self._authenticator is not None:
@@ -328,7 +332,9 @@ class Supervisor:
         self._control_sync = control
         self._context = ctx
 
-    def _bind(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
+    def _bind(
+        self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, *, watch_closes: bool = False
+    ) -> zmq.Socket[bytes]:
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -344,7 +350,14 @@ class Supervisor:
             sock.curve_secretkey = self.security.keys.secret
             sock.curve_publickey = self.security.keys.public
             sock.zap_domain = ZAP_DOMAIN.encode()
-            self._monitors.append(sock.get_monitor_socket(HANDSHAKE_FAILURES))
+        events = (HANDSHAKE_FAILURES if self.security is not None else 0) | (
+            CONNECTION_CLOSED if watch_closes else 0
+        )
+        if events:
+            monitor = sock.get_monitor_socket(events)
+            self._monitors.append(monitor)
+            if watch_closes:
+                self._agent_monitor = monitor
         try:
             sock.bind(endpoint)
         except zmq.ZMQError:
@@ -514,7 +527,11 @@ class Supervisor:
         self._fire_timers()
         self._handle_unreachable()
         for monitor in self._monitors:
-            self._refusals.read_handshakes(monitor)
+            self._read_monitor(monitor)
+
+    def _read_monitor(self, monitor: zmq.Socket[bytes]) -> None:
+        for fd in self._refusals.read_monitor(monitor):
+            self._agents.disconnected(fd)
 
     def _commit_or_send(self) -> None:
         """Start making the batch durable, or send at once what needs no commit.
@@ -602,7 +619,14 @@ class Supervisor:
         self._send(outbox)
 
     def _send(self, outbox: list[Outgoing]) -> None:
-        for sock, identity, payload in outbox:
+        if self._agent_monitor is not None:
+            # A session whose connection closed since the last turn ends before anything
+            # addressed to it leaves: its routing id may be another key's connection now.
+            self._read_monitor(self._agent_monitor)
+        for sock, identity, payload, session in outbox:
+            if session is not None and not session.live:
+                self._refusals.count("session_ended")
+                continue
             try:
                 # Part by part: `send_multipart` checks each part and combines enum flags.
                 # Only the routing id can be refused; the payload then always follows.
@@ -682,7 +706,9 @@ class Supervisor:
             self.reject("send_failed", identity, str(exc))
 
     def send_control(self, identity: bytes, message: Message) -> None:
-        self._outbox.append((self._control_sync, identity, self._control_codec.encode(message)))
+        self._outbox.append(
+            (self._control_sync, identity, self._control_codec.encode(message), None)
+        )
 
     def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
         """Count a refused frame and log it unless its like was logged within a second;
@@ -761,8 +787,10 @@ class Supervisor:
     def monotonic(self) -> float:
         return self._monotonic()
 
-    def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
-        self._outbox.append((self._agents_sync, identity, payload))
+    def queue_agent_frame(
+        self, identity: bytes, payload: bytes, session: Session | None = None
+    ) -> None:
+        self._outbox.append((self._agents_sync, identity, payload, session))
 
     # -- events and commands -----------------------------------------------------------------
 

@@ -168,12 +168,13 @@ class TestToolHostKilled:
     async def test_after_the_effect_and_before_the_ledger_knows_it(
         self, enrolled: ProcessGroup, tmp_path: Path, charges: Path
     ) -> None:
-        """The charge happened but its outcome is unknown: the retry is refused rather than
-        charging again, and the run stops saying so."""
+        """The charge happened but its outcome is unknown: the call asked again of the next
+        till, and the retry's, are refused rather than charging again, and the run stops
+        saying so."""
         record = await till_killed_at(enrolled, tmp_path / "journal.db", "tool-executed", 900)
         assert record.status == "halted"
         assert charged(charges) == ["charge 900"]
-        assert tool_events(enrolled, "till-2") == ["tool.not_rerun"]
+        assert tool_events(enrolled, "till-2") == ["tool.not_rerun", "tool.not_rerun"]
         attempts = record.steps["settle"].attempts
         assert [a.outcome for a in attempts] == ["failed", "failed"]
         assert "outcome unknown" in attempts[-1].message
@@ -181,10 +182,11 @@ class TestToolHostKilled:
     async def test_after_the_ledger_knows_it_and_before_the_reply(
         self, enrolled: ProcessGroup, tmp_path: Path, charges: Path
     ) -> None:
-        """The reply was lost with the host: the retry's call gets the recorded receipt."""
+        """The reply was lost with the host: the call is asked again of the next till, which
+        answers with the recorded receipt, and the attempt is not spent."""
         record = await till_killed_at(enrolled, tmp_path / "journal.db", "tool-settled", 1000)
         assert record.status == "completed"
         assert record.data["receipt"] == "receipt for 1000"
         assert charged(charges) == ["charge 1000"]
         assert tool_events(enrolled, "till-2") == ["tool.replayed"]
-        assert [a.outcome for a in record.steps["settle"].attempts] == ["failed", "succeeded"]
+        assert [a.outcome for a in record.steps["settle"].attempts] == ["succeeded"]

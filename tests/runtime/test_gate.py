@@ -45,7 +45,11 @@ def open_gate(refused: list[str]) -> Gate:
 
 def drain_until(gate: Gate, router: zmq.Socket[bytes], calls: list[Call], count: int) -> None:
     def handler(
-        identity: bytes, principal: Principal | None, payload: bytes | memoryview, parts: int
+        identity: bytes,
+        principal: Principal | None,
+        payload: bytes | memoryview,
+        parts: int,
+        frame: object = None,
     ) -> None:
         calls.append((identity, bytes(payload), parts))
 

@@ -250,8 +250,12 @@ class World:
             )
         )
 
-    def queue_agent_frame(self, identity: bytes, payload: bytes) -> None:
-        self.agent_out.append((identity, payload))
+    def queue_agent_frame(
+        self, identity: bytes, payload: bytes, session: Session | None = None
+    ) -> None:
+        # The supervisor drops, when it sends, what is for a session that has ended since.
+        if session is None or session.live:
+            self.agent_out.append((identity, payload))
 
     def send_control(self, identity: bytes, message: Message) -> None:
         self.control_out.append((identity, self._control_codec.encode(message)))
