@@ -1,4 +1,4 @@
-"""Chaos: the example workflow while the runtime and the actors are killed at random.
+"""Chaos: workflows while the runtime (and the actors) are killed at random.
 
 The runtime journals to SQLite and is SIGKILLed several times, each time
 restarted on the same file and endpoints; agents and the tool host are
@@ -23,10 +23,12 @@ from protocols import TERMINAL_STATUSES, ClientKeys
 from runtime import ControlClient, ControlRefused, RuntimeUnavailable
 from runtime._launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT
+from tests.integration.revisions import expected_effects
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 EXAMPLE = "examples.customer_ops:workflow"
+REVISIONS = "tests.integration.revisions"
 AGENTS = "examples.customer_ops.agents"
 RUNS = 200
 RUNTIME_KILLS = 3
@@ -224,3 +226,97 @@ async def test_runs_survive_killed_runtimes_and_actors_without_repeated_effects(
     assert not sent_twice, f"side effects repeated: {sent_twice[:3]}"
     assert {s.run_id for s in journaled} >= set(chaos.accepted)
     assert statuses["completed"] > RUNS // 2
+
+
+REVISION_RUNS = 40
+REVISION_KILLS = 3
+SLOW_TOOL = 1.0
+"""Seconds each `apply_text` call takes: the runtime is killed while such calls run."""
+REVISION_ACTORS: dict[str, tuple[str, str, int]] = {
+    "press": (f"{REVISIONS}:Press", "tools:press", 6),
+    "drafter": (f"{REVISIONS}:Drafter", "drafter", 4),
+    "settler": (f"{REVISIONS}:Settler", "settler", 12),
+}
+
+
+async def applying_now(runtime: RuntimeProcess, runs: list[str]) -> int:
+    """How many of `runs` have their slow call forwarded to the host and not yet answered."""
+    async with ControlClient(runtime.control, keys=runtime.operator, timeout=10) as client:
+        records = [await client.get_run(run_id) for run_id in runs]
+    busy = 0
+    for record in records:
+        calls = [h.event for h in record.history if h.detail.get("tool") == "apply_text"]
+        busy += calls == ["tool_called"]
+    return busy
+
+
+async def test_loops_and_slow_tools_survive_killed_runtimes_with_every_effect_once(
+    cluster: ProcessGroup, tmp_path: Path
+) -> None:
+    """40 runs of a workflow whose looping step calls a ledger tool on every visit and whose
+    last step calls a tool that takes a second; the runtime SIGKILLed 3 times while such
+    calls run: no run lost or halted, and every effect made exactly once, none missing."""
+    effects = tmp_path / "effects.txt"
+    database = tmp_path / "journal.db"
+    for name, (_, role, _) in REVISION_ACTORS.items():
+        cluster.enroll(name, role)
+    seed = random.randrange(2**32)
+    kills = set(random.Random(seed).sample(range(5, REVISION_RUNS - 5), REVISION_KILLS))
+    env = {"BATON_TEST_LEDGER": str(effects), "BATON_TEST_SLOW": str(SLOW_TOOL)}
+
+    def start_runtime(previous: RuntimeProcess | None) -> RuntimeProcess:
+        ports = {} if previous is None else {"agents": previous.agents, "control": previous.control}
+        return cluster.start_runtime(
+            [f"{REVISIONS}:revision"],
+            label="runtime" if previous is None else f"runtime-{len(busy_at_kills)}",
+            heartbeat=HEARTBEAT,
+            store=f"sqlite:///{database}",
+            **ports,
+        )
+
+    busy_at_kills: list[int] = []
+    runtime = start_runtime(None)
+    for name, (spec, _, concurrency) in REVISION_ACTORS.items():
+        cluster.start_actor(spec, runtime.agents, concurrency=concurrency, principal=name, env=env)
+    runs: dict[str, str] = {}
+    began = time.monotonic()
+    with anyio.fail_after(TIME_LIMIT):
+        for index in range(REVISION_RUNS):
+            topic = f"topic-{index}"
+            async with ControlClient(runtime.control, keys=runtime.operator, timeout=10) as c:
+                runs[await c.start_run("revision", {"topic": topic, "round": 0})] = topic
+            if index not in kills:
+                continue
+            while True:  # polled: the runtime's record is the only place to see calls running
+                busy = await applying_now(runtime, list(runs))
+                if busy:
+                    break
+                await anyio.sleep(0.02)
+            busy_at_kills.append(busy)
+            runtime.process.kill()
+            runtime.process.wait()
+            runtime = start_runtime(runtime)
+        async with ControlClient(runtime.control, keys=runtime.operator, timeout=10) as client:
+            outcomes = [await client.wait_run(run_id, max_wait=60) for run_id in runs]
+            journaled = await client.list_runs(limit=10_000)
+    elapsed = time.monotonic() - began
+
+    statuses = Counter(record.status for record, _ in outcomes)
+    made = Counter(effects.read_text().splitlines())
+    wanted = Counter(line for run, topic in runs.items() for line in expected_effects(run, topic))
+    repeated = sorted(line for line, n in made.items() if n > 1)
+    missing = sorted((wanted - made).elements())
+    print(
+        f"seed {seed}: {len(runs)} runs in {elapsed:.1f} s; runtime killed {len(busy_at_kills)}x "
+        f"with {busy_at_kills} slow calls running; outcomes {dict(statuses)}; "
+        f"effects {sum(made.values())} of {sum(wanted.values())} wanted, "
+        f"{len(repeated)} repeated, {len(missing)} missing"
+    )
+    assert len(busy_at_kills) == REVISION_KILLS
+    assert {s.run_id for s in journaled} >= set(runs), "an accepted run was lost"
+    assert statuses == {"completed": REVISION_RUNS}, [
+        (r.run_id, r.status, r.reason) for r, _ in outcomes if r.status != "completed"
+    ]
+    assert not repeated, repeated[:3]
+    assert not missing, missing[:3]
+    assert made == wanted
