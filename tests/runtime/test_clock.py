@@ -8,14 +8,18 @@ a restart, whatever the wall clock says.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import pytest
-from structlog.testing import capture_logs
+import structlog
+from structlog.typing import EventDict, WrappedLogger
 
+import runtime._supervisor
 from protocols import RunRecord
 from runtime import ControlClient
 from runtime._checkpoints import Checkpoint
@@ -54,6 +58,24 @@ T = TypeVar("T")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """What the supervisor logs meanwhile, each line with its `log_level`, whatever
+    structlog's global configuration (a CLI run in this process caches its loggers)."""
+    kept: list[dict[str, Any]] = []
+
+    def keep(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+        kept.append({**event, "log_level": name})
+        raise structlog.DropEvent
+
+    logger = structlog.wrap_logger(
+        None, processors=[keep], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG)
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime._supervisor, "log", logger)
+        yield kept
 
 
 class Clocks:
