@@ -529,9 +529,13 @@ class Supervisor:
         for monitor in self._monitors:
             self._read_monitor(monitor)
 
-    def _read_monitor(self, monitor: zmq.Socket[bytes]) -> None:
-        for fd in self._refusals.read_monitor(monitor):
+    def _read_monitor(self, monitor: zmq.Socket[bytes]) -> bool:
+        """Count failed handshakes and end the sessions whose connections closed; True if
+        any connection closed."""
+        closed = self._refusals.read_monitor(monitor)
+        for fd in closed:
             self._agents.disconnected(fd)
+        return bool(closed)
 
     def _commit_or_send(self) -> None:
         """Start making the batch durable, or send at once what needs no commit.
@@ -619,10 +623,15 @@ class Supervisor:
         self._send(outbox)
 
     def _send(self, outbox: list[Outgoing]) -> None:
-        if self._agent_monitor is not None:
+        if (
+            self._agent_monitor is not None
+            and self._read_monitor(self._agent_monitor)
+            and self._readiness is not None
+        ):
             # A session whose connection closed since the last turn ends before anything
             # addressed to it leaves: its routing id may be another key's connection now.
-            self._read_monitor(self._agent_monitor)
+            # What ending it journaled is committed by the loop's next turn.
+            self._readiness.wake()
         for sock, identity, payload, session in outbox:
             if session is not None and not session.live:
                 self._refusals.count("session_ended")
