@@ -57,6 +57,7 @@ from runtime._refusals import RefusalHost
 from runtime._restarts import RestartBudget
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
+from runtime._workflow import Step
 
 log = structlog.get_logger("baton.runtime")
 
@@ -653,8 +654,12 @@ class AgentPlane:
             key = (ref.run_id, ref.step, ref.attempt)
             run = self._host.runs.get(ref.run_id)
             state = run.steps.get(ref.step) if run is not None else None
+            node = run.graph.nodes.get(ref.step) if run is not None else None
             if (
                 state is not None
+                # Only a step of the agent's own role: the claim is the agent's word alone.
+                and isinstance(node, Step)
+                and node.role == session.role
                 and state.attempt == ref.attempt
                 and state.status == "queued"
                 and key not in self._registry.holders

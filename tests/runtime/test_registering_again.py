@@ -15,7 +15,18 @@ from protocols import (
     ToolCall,
     ToolReply,
 )
+from runtime._graph import compile_workflow
+from runtime._workflow import Role, Step, Workflow
 from tests.runtime.test_plane_fuzz import AGENT, TINY, Peers
+
+TWO_ROLES = compile_workflow(
+    Workflow(
+        "two_roles",
+        roles=[Role("worker"), Role("checker")],
+        steps=[Step("a", role="worker", writes=["x"]), Step("b", role="checker", reads=["x"])],
+        edges=[("a", "b")],
+    )
+)
 
 
 def decoded(frames: list[bytes]) -> list[object]:
@@ -56,6 +67,15 @@ class TestAgentRegisteringAgain:
         result = StepResult(run_id=run_id, step="a", attempt=1, outputs={"x": 1})
         peers.agent(b"agent", result)
         assert peers.world.runs[run_id].steps["a"].status == "completed"
+
+    def test_an_attempt_of_another_role_is_not_taken_up(self) -> None:
+        """An agent cannot claim a step of a role it does not hold by saying it runs it."""
+        peers = Peers(TWO_ROLES)
+        run_id = peers.start()
+        ref = TaskRef(run_id=run_id, step="a", attempt=1)
+        replies = decoded(peers.register(b"agent", "c", role="checker", tasks=[ref]))
+        assert [(m.run_id, m.step) for m in replies if isinstance(m, Cancel)] == [(run_id, "a")]
+        assert peers.world.runs[run_id].steps["a"].status == "queued"
 
     def test_an_attempt_no_longer_wanted_is_cancelled_and_takes_room_until_reported(
         self,
