@@ -263,7 +263,7 @@ class AgentPlane:
         )
         self._next_call += 1
         running = self._registry.running_keys.get(pending.idempotency_key)
-        if running is not None:
+        if running is not None and pending.tool in running.tools:
             self._send_repeat(running, pending)
             return
         # With no host serving the tool yet, the call waits as a step waits for an
@@ -697,7 +697,7 @@ class AgentPlane:
             queue = self._tool_queues.get(tool)
             if not queue:
                 continue
-            repeats = [p for p in queue if p.idempotency_key in keys]
+            repeats = [p for p in queue if p.idempotency_key in keys and p.tool == tool]
             for pending in repeats:
                 queue.remove(pending)
                 self._send_repeat(host, pending)

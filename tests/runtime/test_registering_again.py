@@ -142,3 +142,15 @@ class TestHostRegisteringAgain:
         peers.agent(b"host", ToolReply(call_id=repeat.call_id, ok=True, result="high"))
         (answer,) = sent_to(peers, b"agent", ToolReply)
         assert (answer.call_id, answer.result) == (7, "high")
+
+    def test_a_host_gets_no_call_of_a_tool_it_does_not_serve_by_naming_its_key(self) -> None:
+        """The keys a host declares are its word alone: a call of another tool under one of
+        them goes to a host serving that tool."""
+        peers = Peers(TINY)
+        run_id, task = calling_agent(peers)
+        key = f"{run_id}:a:1:0"
+        peers.register(b"liar", "liar", kind="tool_host", tools=["fetch"], calls=[key])
+        peers.register(b"host", "host", kind="tool_host", tools=["search"])
+        peers.agent(b"agent", call(task, 7))
+        assert sent_to(peers, b"liar", ToolCall) == []
+        assert [m.idempotency_key for m in sent_to(peers, b"host", ToolCall)] == [key]
