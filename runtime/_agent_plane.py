@@ -53,7 +53,7 @@ from runtime._events import (
 )
 from runtime._graph import Graph
 from runtime._principals import Principal
-from runtime._refusals import RefusalHost
+from runtime._refusals import REPLY_TEXT, RefusalHost
 from runtime._restarts import RestartBudget
 from runtime._run import Run
 from runtime._sessions import PendingToolCall, Registry, Session, TaskKey
@@ -425,21 +425,23 @@ class AgentPlane:
         """Handle one frame from `identity`, sent under `principal`'s key (None: insecure);
         `frame` is the ZeroMQ frame it came in, which knows its connection."""
         who = "" if principal is None else principal.name
+        # Refusals are answered at the pace `reject` keeps: a peer that sends bad frames
+        # and reads nothing would otherwise have the runtime hold a reply for each.
         if parts != 1:
-            self._host.reject("malformed", identity, f"{parts} frames, expected 1", who)
-            self._send_agent(
-                identity, Error(code="malformed", message="send one frame per message")
-            )
+            if self._host.reject("malformed", identity, f"{parts} frames, expected 1", who):
+                self._send_agent(
+                    identity, Error(code="malformed", message="send one frame per message")
+                )
             return
         try:
             message: ActorMessage = self._codec.decode(payload)
         except ProtocolError as exc:
-            self._host.reject(exc.reason, identity, exc.detail, who)
-            code: ErrorCode = (
-                "oversize" if exc.reason == "oversize" else
-                "malformed" if exc.reason == "malformed" else "invalid_message"
-            )  # fmt: skip
-            self._send_agent(identity, Error(code=code, message=str(exc)))
+            if self._host.reject(exc.reason, identity, exc.detail, who):
+                code: ErrorCode = (
+                    "oversize" if exc.reason == "oversize" else
+                    "malformed" if exc.reason == "malformed" else "invalid_message"
+                )  # fmt: skip
+                self._send_agent(identity, Error(code=code, message=clip(str(exc), REPLY_TEXT)))
             return
         session = self._registry.by_identity.get(identity)
         if session is not None and session.key != (
@@ -448,14 +450,11 @@ class AgentPlane:
             # The routing id is the peer's choice: a session answers to its key alone. Another
             # key's connection on its routing id means the session's own connection is gone,
             # and nothing more of the session's may leave on that routing id.
-            self._host.reject("identity_mismatch", identity, session.name, who)
+            answer = self._host.reject("identity_mismatch", identity, session.name, who)
             self.lose(session, "another key's connection took its routing id", died=True)
-            self._send_agent(
-                identity,
-                Error(
-                    code="unauthorized", message="this connection's key does not own the session"
-                ),
-            )
+            if answer:
+                text = "this connection's key does not own the session"
+                self._send_agent(identity, Error(code="unauthorized", message=text))
             return
         if isinstance(message, Register):
             self._register(identity, principal, message, session, _descriptor(frame))
@@ -599,11 +598,11 @@ class AgentPlane:
         if refusal is not None:
             code, text = refusal
             who = "" if principal is None else principal.name
-            self._host.reject(code, identity, text, who)
-            log.warning(
-                "agent.refused", name=message.name, role=message.role, code=code, principal=who
-            )
-            self._send_agent(identity, Error(code=code, message=text))
+            if self._host.reject(code, identity, text, who):
+                log.warning(
+                    "agent.refused", name=message.name, role=message.role, code=code, principal=who
+                )
+                self._send_agent(identity, Error(code=code, message=clip(text, REPLY_TEXT)))
             return
         if existing is not None:
             self.lose(existing, "registered again", died=True)

@@ -30,6 +30,7 @@ from protocols import (
     RunsReply,
     StartRun,
     WaitRun,
+    clip,
 )
 from runtime._decisions import Refusal, check_decision, may_list, may_see
 from runtime._events import DecisionMade
@@ -37,7 +38,7 @@ from runtime._graph import Graph
 from runtime._held import HeldRun
 from runtime._principals import Principal
 from runtime._record import pending_decisions, record_view, summary
-from runtime._refusals import RefusalHost
+from runtime._refusals import REPLY_TEXT, RefusalHost
 from runtime._run import Run
 
 WaitKey = tuple[str, bytes, int, str]
@@ -109,28 +110,23 @@ class ControlPlane:
         """Answer one request from `identity`, sent under `principal`'s key (None: insecure)."""
         host = self._host
         who = "" if principal is None else principal.name
+        # Refusals are answered at the pace `reject` keeps: a client that sends bad frames
+        # and reads nothing would otherwise have the runtime hold a reply for each.
         if parts != 1:
-            host.reject("malformed", identity, f"{parts} frames, expected 1", who)
-            self._error(identity, 0, "malformed", "one frame per request")
+            if host.reject("malformed", identity, f"{parts} frames, expected 1", who):
+                self._error(identity, 0, "malformed", "one frame per request")
             return
         try:
             request = self._codec.decode(payload)
         except ProtocolError as exc:
-            host.reject(exc.reason, identity, exc.detail, who)
-            self._error(
-                identity,
-                0,
-                "oversize" if exc.reason == "oversize" else "invalid_message",
-                str(exc),
-            )
+            if host.reject(exc.reason, identity, exc.detail, who):
+                code: ErrorCode = "oversize" if exc.reason == "oversize" else "invalid_message"
+                self._error(identity, 0, code, clip(str(exc), REPLY_TEXT))
             return
         if request.protocol != PROTOCOL_VERSION:
-            self._error(
-                identity,
-                request.id,
-                "incompatible_protocol",
-                f"this runtime speaks protocol {PROTOCOL_VERSION}, not {request.protocol}",
-            )
+            text = f"this runtime speaks protocol {PROTOCOL_VERSION}, not {request.protocol}"
+            if host.reject("incompatible_protocol", identity, text, who):
+                self._error(identity, request.id, "incompatible_protocol", text)
             return
         if not self._authorised(identity, principal, request):
             return
@@ -171,8 +167,8 @@ class ControlPlane:
         needs = "'operator'" if acts else "'operator' or 'viewer'"
         action = _ACTIONS[type(request)]
         text = f"principal {who!r} may not {action.replace('_', ' ')}: it needs role {needs}"
-        self._host.reject("unauthorized", identity, text, who)
-        self._error(identity, request.id, "unauthorized", text)
+        if self._host.reject("unauthorized", identity, text, who):
+            self._error(identity, request.id, "unauthorized", text)
         run_id = getattr(request, "run_id", None)
         if isinstance(run_id, str) and not isinstance(request, StartRun):
             self._host.audit(run_id, who, action, "unauthorized", text)
@@ -341,7 +337,10 @@ class ControlPlane:
         who = "" if principal is None else principal.name
         run = self._host.runs.get(request.run_id)
         if run is None:
-            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            # Any key may ask to decide, so this is a refusal, paced as one, not an answer.
+            text = clip(f"no run {request.run_id!r}", REPLY_TEXT)
+            if self._host.reject("unknown_run", identity, text, who):
+                self._error(identity, request.id, "unknown_run", text)
             return
         outcome = (
             Refusal("unauthorized", "a decision needs an authenticated approver")
@@ -349,8 +348,8 @@ class ControlPlane:
             else check_decision(run, principal, request)
         )
         if isinstance(outcome, Refusal):
-            self._host.reject(outcome.code, identity, outcome.message, who)
-            self._error(identity, request.id, outcome.code, outcome.message)
+            if self._host.reject(outcome.code, identity, outcome.message, who):
+                self._error(identity, request.id, outcome.code, clip(outcome.message, REPLY_TEXT))
             self._host.audit(
                 run.run_id, who, f"decide_{request.decision}", outcome.code, outcome.message,
                 step=request.step, attempt=request.attempt,

@@ -1,8 +1,9 @@
-"""Per-principal rate limits: a token bucket each, so that one flooding peer is cut off alone."""
+"""Per-principal rate limits: a token bucket each, so that one flooding peer is cut off alone;
+and the pace of answers to refused frames, per peer and in all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -87,3 +88,88 @@ class RateLimiter:
     def forget(self, key: str | bytes) -> None:
         """Drop `key`'s bucket (its peer is gone), keeping memory bounded by live peers."""
         self._buckets.pop(key, None)
+
+
+@dataclass(slots=True)
+class _Pace:
+    tokens: float
+    refilled_at: float
+    held: int = 0
+    """Refusals held back since the last one let through."""
+
+
+class Pacer:
+    """Lets through bursts of up to `burst` refusals per key and then `rate` a second, and
+    across all keys at most `total_rate` a second in bursts of up to `total_burst`.
+
+    What it lets through is answered and logged; the rest is only counted. The
+    per-key pace keeps one peer from being sent a reply for every bad frame it
+    sends (replies it need not read, which the runtime would hold for it); the
+    total keeps many peers (or, without CURVE, many connections) from
+    multiplying that.
+    """
+
+    __slots__ = ("_clock", "_paces", "_total", "burst", "rate", "total_burst", "total_rate")
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        rate: float = 1.0,
+        burst: float = 10.0,
+        total_rate: float = 100.0,
+        total_burst: float = 1_000.0,
+    ) -> None:
+        if min(rate, total_rate) <= 0 or min(burst, total_burst) < 1:
+            raise ValueError("rates must be positive and bursts at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.total_rate = total_rate
+        self.total_burst = total_burst
+        self._clock = clock
+        self._paces: dict[Hashable, _Pace] = {}
+        self._total = _Pace(total_burst, clock())
+
+    def due(self, key: Hashable) -> int | None:
+        """None when `key`'s refusal is to be held back; else how many of its refusals were
+        held back since the last one let through."""
+        now = self._clock()
+        pace = self._paces.get(key)
+        if pace is None:
+            pace = self._paces[key] = _Pace(self.burst, now)
+        else:
+            _refill(pace, now, self.rate, self.burst)
+        if pace.tokens < 1.0 or not self.spend(now):
+            pace.held += 1
+            return None
+        pace.tokens -= 1.0
+        held, pace.held = pace.held, 0
+        return held
+
+    def spend(self, now: float | None = None) -> bool:
+        """Take one answer from the total allowance; False when there is none left."""
+        total = self._total
+        _refill(total, self._clock() if now is None else now, self.total_rate, self.total_burst)
+        if total.tokens < 1.0:
+            return False
+        total.tokens -= 1.0
+        return True
+
+    def prune(self) -> None:
+        """Forget keys whose allowance has refilled: peers quiet for a while, or gone."""
+        now = self._clock()
+        rate, burst = self.rate, self.burst
+        quiet = [
+            k for k, p in self._paces.items() if p.tokens + (now - p.refilled_at) * rate >= burst
+        ]
+        for key in quiet:
+            del self._paces[key]
+
+    def __len__(self) -> int:
+        return len(self._paces)
+
+
+def _refill(pace: _Pace, now: float, rate: float, burst: float) -> None:
+    if now > pace.refilled_at:
+        pace.tokens = min(burst, pace.tokens + (now - pace.refilled_at) * rate)
+        pace.refilled_at = now

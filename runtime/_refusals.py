@@ -1,4 +1,5 @@
-"""Counting refusals, and logging them at a pace a flood cannot turn into a flood of lines."""
+"""Counting refusals, and logging and answering them at a pace a flood cannot turn into a
+flood of lines, or of replies queued for a peer that does not read them."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from protocols import ErrorCode
+from runtime._rate import Pacer
 
 log = structlog.get_logger("baton.runtime")
 
-LOG_EVERY = 1.0
-"""Seconds between two log lines about one peer's refusals of one kind."""
+REPLY_TEXT = 256
+"""Longest explanation an error reply to a refused frame carries: the log has the detail,
+and a short reply costs little to hold for a peer that does not read."""
 
 HANDSHAKE_FAILURES = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -39,8 +42,8 @@ class RefusalHost(Protocol):
     """What either plane needs of the supervisor to refuse a frame."""
 
     def reject(self, reason: str, identity: bytes, detail: str = "", principal: str = "") -> bool:
-        """Count a refused frame; True when it was logged too (the first of its kind from
-        that peer within a second), so that replies can be paced by it."""
+        """Count a refused frame; True when it was logged too, and is to be answered: the
+        pace of `Refusals`, per principal (per connection without one) and in all."""
 
     def audit(
         self,
@@ -57,43 +60,46 @@ class RefusalHost(Protocol):
 
 
 class Refusals:
-    """Every refusal counted by reason; each logged unless its peer's last of the kind
-    was logged less than `LOG_EVERY` seconds ago."""
+    """Every refusal counted by reason; logged and answered at the pace of a `Pacer`.
 
-    __slots__ = ("_logged_at", "_monotonic", "counts")
+    A refusal is paced by its kind and its sender: the principal in secure mode,
+    so that more connections with one key do not earn it more answers, else the
+    connection's routing id.
+    """
+
+    __slots__ = ("_pacer", "counts")
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
-        self._monotonic = monotonic
+        self._pacer = Pacer(monotonic)
         self.counts: dict[str, int] = {}
-        self._logged_at: dict[tuple[str, bytes], float] = {}
 
     def count(self, reason: str) -> None:
         """Count a refusal that is logged elsewhere, or not at all."""
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
     def refuse(self, reason: str, peer: bytes, detail: str, principal: str) -> bool:
-        """Count a refused frame and log it if due; True when logged (callers pace their
-        replies by it too)."""
+        """Count a refused frame and log it if due; True when logged, and so to be answered."""
         self.count(reason)
-        now = self._monotonic()
-        if now - self._logged_at.get((reason, peer), -LOG_EVERY) < LOG_EVERY:
+        held = self._pacer.due((reason, principal or peer))
+        if held is None:
             return False
-        self._logged_at[(reason, peer)] = now
         log.warning(
             "frame.rejected",
             reason=reason,
             peer=peer.hex(),
             principal=principal,
             detail=detail[:200],
+            **({"suppressed": held} if held else {}),
         )
         return True
 
+    def may_answer(self) -> bool:
+        """Whether a reply paced elsewhere (a rate limit's) fits the total allowance."""
+        return self._pacer.spend()
+
     def prune(self) -> None:
-        """Forget log times that no longer hold a line back."""
-        now = self._monotonic()
-        stale = [key for key, at in self._logged_at.items() if now - at >= LOG_EVERY]
-        for key in stale:
-            del self._logged_at[key]
+        """Forget the pace of peers that have been quiet."""
+        self._pacer.prune()
 
     def snapshot(self) -> Mapping[str, int]:
         return dict(self.counts)

@@ -767,6 +767,8 @@ class Supervisor:
 
     def _agents_limited(self, identity: bytes, principal: str, dropped: int) -> None:
         self._log_limited(identity, principal, dropped)
+        if not self._refusals.may_answer():
+            return
         message = Error(
             code="rate_limited",
             message=f"over {self.config.rate_limit:g} frames/s: {dropped} dropped",
@@ -775,6 +777,8 @@ class Supervisor:
 
     def _control_limited(self, identity: bytes, principal: str, dropped: int) -> None:
         self._log_limited(identity, principal, dropped)
+        if not self._refusals.may_answer():
+            return
         message = ControlError(
             id=0,
             code="rate_limited",

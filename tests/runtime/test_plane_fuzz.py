@@ -1218,7 +1218,7 @@ class Fuzz:
         self.stats.decoded[type(request).__name__] += 1
         rid = request.id
         if request.protocol != PROTOCOL_VERSION:
-            return ControlExpectation(rid, None, "incompatible_protocol")
+            return ControlExpectation(rid, "incompatible_protocol", "incompatible_protocol")
         if self.secure and not isinstance(request, Decide):
             acts = isinstance(request, StartRun | CancelRun | ResumeRun)
             allowed = who is not None and (
@@ -1287,7 +1287,7 @@ class Fuzz:
         """Authority from the key's approver groups, then the version shown, then the values."""
         run = self.world.runs.get(request.run_id)
         if run is None:
-            return ControlExpectation(rid, None, "unknown_run")
+            return ControlExpectation(rid, "unknown_run", "unknown_run")
         if self.secure and who is None:
             return ControlExpectation(rid, "unauthorized", "unauthorized")
         waiting = run.decisions.get(request.step)

@@ -1,10 +1,11 @@
-"""Per-principal rate limits: a token bucket each, reported at a bounded pace."""
+"""Per-principal rate limits: a token bucket each, reported at a bounded pace; and the pace
+at which refusals are answered."""
 
 from __future__ import annotations
 
 import pytest
 
-from runtime._rate import RateLimiter
+from runtime._rate import Pacer, RateLimiter
 
 
 class Clock:
@@ -75,3 +76,59 @@ class TestRateLimiter:
     def test_nonsense_settings_are_refused(self, rate: float, burst: float) -> None:
         with pytest.raises(ValueError, match="rate must be positive"):
             RateLimiter(rate=rate, burst=burst, clock=Clock())
+
+
+class TestPacer:
+    """Which refusals are answered: a burst, then one a second per key; a cap in all."""
+
+    def test_a_burst_then_one_a_second_with_the_count_held_back(self) -> None:
+        """Each refusal let through says how many of its key's were held back before it."""
+        clock = Clock()
+        pacer = Pacer(clock, rate=1, burst=3)
+        assert [pacer.due("a") for _ in range(5)] == [0, 0, 0, None, None]
+        clock.now += 0.5
+        assert pacer.due("a") is None
+        clock.now += 0.5
+        assert pacer.due("a") == 3
+        assert pacer.due("a") is None
+
+    def test_keys_are_paced_apart(self) -> None:
+        """One peer's refusals do not spend another's answers."""
+        pacer = Pacer(Clock(), rate=1, burst=1)
+        assert pacer.due(("malformed", "flooder")) == 0
+        assert pacer.due(("malformed", "flooder")) is None
+        assert pacer.due(("invalid", "flooder")) == 0
+        assert pacer.due(("malformed", "neighbour")) == 0
+
+    def test_the_total_caps_all_keys_together(self) -> None:
+        """Many keys at their own pace still get no more than the total between them, and
+        a key held back for want of it is told so when next let through."""
+        clock = Clock()
+        pacer = Pacer(clock, rate=1, burst=1, total_rate=10, total_burst=10)
+        let_through = [pacer.due(n) for n in range(100)]
+        assert sum(held is not None for held in let_through) == 10
+        assert not pacer.spend()
+        clock.now += 0.25
+        assert pacer.spend()
+        clock.now += 1.0
+        assert pacer.due(50) == 1
+
+    def test_quiet_keys_are_forgotten(self) -> None:
+        """Memory follows the peers refused lately, not every peer ever refused."""
+        clock = Clock()
+        pacer = Pacer(clock, rate=1, burst=2)
+        for key in ("gone", "busy", "busy", "busy"):
+            pacer.due(key)
+        clock.now += 1.5
+        pacer.prune()
+        assert len(pacer) == 1
+        clock.now += 1.0
+        pacer.prune()
+        assert len(pacer) == 0
+
+    @pytest.mark.parametrize(
+        "settings", [{"rate": 0}, {"burst": 0.5}, {"total_rate": -1}, {"total_burst": 0}]
+    )
+    def test_nonsense_settings_are_refused(self, settings: dict[str, float]) -> None:
+        with pytest.raises(ValueError, match="rates must be positive"):
+            Pacer(Clock(), **settings)
