@@ -42,8 +42,14 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str | bytes, _Bucket] = {}
 
-    def allow(self, key: str | bytes) -> bool:
-        """Take a token for `key`; False (and the drop counted) when its bucket is empty."""
+    def allow(self, key: str | bytes, parts: int = 1) -> bool:
+        """Take a token per part of a message from `key`; False (and the drop counted) when
+        its bucket holds less than one.
+
+        Parts after the first are taken even from a message that is dropped, and may
+        leave the bucket in debt: the runtime had to read every one of them, so a peer
+        sending messages of many parts is cut off for as long as its rate takes to pay.
+        """
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -52,8 +58,9 @@ class RateLimiter:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.refilled_at) * self.rate)
             bucket.refilled_at = now
         if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+            bucket.tokens -= parts
             return True
+        bucket.tokens -= parts - 1
         bucket.dropped += 1
         return False
 

@@ -125,6 +125,10 @@ class _Counters:
 class Supervisor:
     """Runs the loaded workflows for connected agents. Start with `serve()`."""
 
+    _long_read: tuple[float, float] | None = None
+    """While the agent plane reads a message of many parts: when it began, and when the
+    agents are next beaten to."""
+
     def __init__(
         self,
         graphs: Sequence[Graph],
@@ -483,6 +487,10 @@ class Supervisor:
             await readiness.wait(timeout)
             self._turn()
             self._commit_or_send()
+            if self._agent_gate.reading or self._control_gate.reading:
+                # A message of many parts is read over many turns, none of which waits:
+                # let the loop's other tasks (the ZAP handler, a commit) run between them.
+                await anyio.lowlevel.checkpoint()
 
     def _on_readable(self) -> None:
         """A socket has messages: with a store that appends at once, handle them right here.
@@ -524,7 +532,11 @@ class Supervisor:
         max_batch = self.config.max_batch
         self._agent_gate.drain(self._agents_sync, self._agents.on_frame, max_batch)
         self._control_gate.drain(self._control_sync, self._control.on_frame, max_batch)
-        self._fire_timers()
+        if self._agent_gate.reading:
+            self._beat_while_reading()
+        else:
+            self._long_read = None
+            self._fire_timers()
         self._handle_unreachable()
         for monitor in self._monitors:
             self._read_monitor(monitor)
@@ -536,6 +548,23 @@ class Supervisor:
         for fd in closed:
             self._agents.disconnected(fd)
         return bool(closed)
+
+    def _beat_while_reading(self) -> None:
+        """Beat to the agents while the agent plane reads a message of many parts.
+
+        What agents sent after that message waits unread behind it, so the timers wait
+        until it is read: heartbeats and step timeouts would judge agents by a silence
+        that is the runtime's. Meanwhile the agents are beaten to, so that they do not
+        take the runtime for lost, and judged as of when the reading began.
+        """
+        now = self._monotonic()
+        if self._long_read is None:
+            self._long_read = (now, now + self.config.heartbeat / 2)
+            return
+        began, beat_at = self._long_read
+        if now >= beat_at:
+            self._agents.heartbeat(began)
+            self._long_read = (began, now + self.config.heartbeat / 2)
 
     def _commit_or_send(self) -> None:
         """Start making the batch durable, or send at once what needs no commit.

@@ -77,6 +77,41 @@ class TestRateLimiter:
         with pytest.raises(ValueError, match="rate must be positive"):
             RateLimiter(rate=rate, burst=burst, clock=Clock())
 
+    def test_a_message_costs_a_token_per_part_and_its_debt_cuts_the_peer_off(self) -> None:
+        """A message of 1,000 parts passes with tokens to spare, then leaves its sender
+        out for as long as its rate takes to pay for the other 990."""
+        clock = Clock()
+        limiter = RateLimiter(rate=10, burst=10, clock=clock)
+        assert limiter.allow("a", parts=1_000)
+        assert not limiter.allow("a")
+        clock.now += 98.0
+        assert not limiter.allow("a")
+        assert limiter.allow("quiet")
+        clock.now += 1.2
+        assert limiter.allow("a")
+
+    def test_parts_of_a_dropped_message_are_paid_for_too(self) -> None:
+        """Dropping a message spares its first part's token, as for any dropped frame, but
+        not the others: each was read."""
+        clock = Clock()
+        limiter = RateLimiter(rate=1, burst=1, clock=clock)
+        assert limiter.allow("a")
+        assert not limiter.allow("a")
+        assert not limiter.allow("a", parts=5)
+        clock.now += 4.5
+        assert not limiter.allow("a")
+        clock.now += 0.5
+        assert limiter.allow("a")
+
+    def test_a_bucket_in_debt_is_not_pruned(self) -> None:
+        """Forgetting a peer that owes tokens would forgive it."""
+        clock = Clock()
+        limiter = RateLimiter(rate=10, burst=10, clock=clock)
+        limiter.allow("a", parts=100)
+        clock.now += 5
+        limiter.prune()
+        assert len(limiter) == 1
+
 
 class TestPacer:
     """Which refusals are answered: a burst, then one a second per key; a cap in all."""
