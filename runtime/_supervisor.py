@@ -406,11 +406,7 @@ class Supervisor:
         await self.store.append(batch, reading)
         self._reading = reading
         for event in events:
-            run = self.runs[event.run_id]
-            seen = len(run.history)
-            commands = engine.apply(run, event, now)
-            self._observers.observe(run, seen)
-            self._execute(run, commands)
+            self._fold(self.runs[event.run_id], event, now)
         held = sum(1 for h in self.held.values() if h.status == "stuck")
         stuck = held + sum(1 for r in self.runs.values() if r.status == "stuck")
         if resumed or ended or self.held:
@@ -848,6 +844,11 @@ class Supervisor:
             return
         now = self._clock()
         self._journal(event, now)
+        self._fold(run, event, now)
+
+    def _fold(self, run: Run, event: JournalEvent, now: float) -> None:
+        """Fold a journaled `event` into `run`, show the observers what it wrote in the run's
+        history, and carry out its commands."""
         seen = len(run.history)
         commands = engine.apply(run, event, now)
         self._observers.observe(run, seen)
