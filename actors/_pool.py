@@ -361,9 +361,6 @@ class Pool:
             text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
             reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)
             frame = self._codec.encode(reply)
-        if not job.repeats and job.session == self.session:
-            self._send(frame)
-            return
         for call_id, session in [(call.call_id, job.session), *job.repeats]:
             if session != self.session:
                 self._log.info(
@@ -375,8 +372,10 @@ class Pool:
                     reason="asked in an earlier session with the runtime",
                 )
                 continue
-            answer = reply if call_id == call.call_id else structs.replace(reply, call_id=call_id)
-            self._send(frame if answer is reply else self._codec.encode(answer))
+            if call_id == call.call_id:
+                self._send(frame)
+            else:
+                self._send(self._codec.encode(structs.replace(reply, call_id=call_id)))
 
     async def _call_tool(self, call: ToolCall) -> ToolReply:
         assert isinstance(self._actor, ToolHost)
