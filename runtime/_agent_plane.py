@@ -639,11 +639,9 @@ class AgentPlane:
         )
         if session.kind == "agent":
             self._adopt(session, message.tasks)
-            self._pump_role(session.role)
         else:
             self._take_up_calls(session, message.calls)
-            for tool in sorted(session.tools):
-                self._pump_tool(tool)
+        self._pump_session(session)
 
     def _adopt(self, session: Session, tasks: Sequence[TaskRef]) -> None:
         """Take up the tasks an agent says it is still running: an attempt waiting in the
@@ -689,14 +687,13 @@ class AgentPlane:
         asked later, go to it and are answered when the first finishes."""
         keys = {key for key in calls if key}
         host.carry(len(calls))
-        host.running_calls = keys
         for key in keys:
             self._registry.running_keys[key] = host
         for tool in sorted(host.tools):
             queue = self._tool_queues.get(tool)
             if not queue:
                 continue
-            repeats = [p for p in queue if p.idempotency_key in keys and p.tool == tool]
+            repeats = [p for p in queue if p.idempotency_key in keys]
             for pending in repeats:
                 queue.remove(pending)
                 self._send_repeat(host, pending)
@@ -780,7 +777,6 @@ class AgentPlane:
             host.carried = max(0, host.carried - 1)
             if self._registry.running_keys.get(pending.idempotency_key) is host:
                 del self._registry.running_keys[pending.idempotency_key]
-            host.running_calls.discard(pending.idempotency_key)
         else:
             host.tool_calls.discard(call)
         if message.error == "overloaded":
@@ -794,8 +790,7 @@ class AgentPlane:
             message=message.message,
         )
         # The host has room again for any tool it serves, not only this call's.
-        for tool in sorted(host.tools):
-            self._pump_tool(tool)
+        self._pump_session(host)
 
     def _defer_tool_call(self, host: Session, pending: PendingToolCall) -> None:
         """The host had no room: the call waits at the head of its queue (the step's timeout

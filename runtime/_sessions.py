@@ -29,7 +29,6 @@ class Session:
         "name",
         "principal",
         "role",
-        "running_calls",
         "tool_calls",
         "tools",
     )
@@ -59,8 +58,6 @@ class Session:
         self.attached: set[int] = set()
         """Runtime call ids sent to this host as repeats of calls it was already running
         when it registered: answered when those finish, and taking no room of their own."""
-        self.running_calls: set[str] = set()
-        """Idempotency keys of calls the host was running when it registered."""
         self.carried = 0
         """Work the actor says it runs that the runtime did not place on it (from an earlier
         session, or not yet cancelled): it takes room all the same."""
@@ -81,13 +78,17 @@ class Session:
         return "" if self.principal is None else self.principal.name
 
     @property
+    def placed(self) -> int:
+        """Jobs the runtime placed on the actor and has not had answered."""
+        return len(self.in_flight) + len(self.tool_calls)
+
+    @property
     def load(self) -> int:
-        return len(self.in_flight) + len(self.tool_calls) + self.carried
+        return self.placed + self.carried
 
     def carry(self, jobs: int) -> None:
         """Count `jobs` the runtime did not place as taking room, up to the capacity."""
-        placed = len(self.in_flight) + len(self.tool_calls)
-        self.carried = max(0, min(jobs, self.capacity - placed))
+        self.carried = max(0, min(jobs, self.capacity - self.placed))
 
     def reported(self, in_flight: int) -> None:
         """The actor says it runs `in_flight` jobs: what the runtime did not place counts too.
@@ -95,7 +96,7 @@ class Session:
         Jobs placed but not yet arrived, or finished but not yet answered, make the
         report lower than the runtime's own count, never higher.
         """
-        self.carry(in_flight - len(self.in_flight) - len(self.tool_calls))
+        self.carry(in_flight - self.placed)
 
     def fill(self) -> None:
         """The actor said it had no room: count it full until it reports or answers again."""
@@ -210,8 +211,8 @@ class Registry:
                 pool.remove(session)
         for key in session.in_flight:
             self.holders.pop(key, None)
-        for call_key in session.running_calls:
-            if self.running_keys.get(call_key) is session:
+        if session.kind == "tool_host":
+            for call_key in [k for k, host in self.running_keys.items() if host is session]:
                 del self.running_keys[call_key]
 
     def count_by_role(self) -> dict[str, int]:
