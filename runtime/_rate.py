@@ -12,8 +12,13 @@ class _Bucket:
     tokens: float
     refilled_at: float
     dropped: int = 0
-    """Messages dropped since the last report."""
+    """Messages dropped (or refusals held back) since the last report."""
     reported_at: float = float("-inf")
+
+    def refill(self, now: float, rate: float, burst: float) -> None:
+        if now > self.refilled_at:
+            self.tokens = min(burst, self.tokens + (now - self.refilled_at) * rate)
+            self.refilled_at = now
 
 
 class RateLimiter:
@@ -55,6 +60,7 @@ class RateLimiter:
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self.burst, now)
         elif now > bucket.refilled_at:
+            # `_Bucket.refill`, inline: this runs for every frame.
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.refilled_at) * self.rate)
             bucket.refilled_at = now
         if bucket.tokens >= 1.0:
@@ -97,14 +103,6 @@ class RateLimiter:
         self._buckets.pop(key, None)
 
 
-@dataclass(slots=True)
-class _Pace:
-    tokens: float
-    refilled_at: float
-    held: int = 0
-    """Refusals held back since the last one let through."""
-
-
 class Pacer:
     """Lets through bursts of up to `burst` refusals per key and then `rate` a second, and
     across all keys at most `total_rate` a second in bursts of up to `total_burst`.
@@ -134,8 +132,8 @@ class Pacer:
         self.total_rate = total_rate
         self.total_burst = total_burst
         self._clock = clock
-        self._paces: dict[Hashable, _Pace] = {}
-        self._total = _Pace(total_burst, clock())
+        self._paces: dict[Hashable, _Bucket] = {}
+        self._total = _Bucket(total_burst, clock())
 
     def due(self, key: Hashable) -> int | None:
         """None when `key`'s refusal is to be held back; else how many of its refusals were
@@ -143,20 +141,20 @@ class Pacer:
         now = self._clock()
         pace = self._paces.get(key)
         if pace is None:
-            pace = self._paces[key] = _Pace(self.burst, now)
+            pace = self._paces[key] = _Bucket(self.burst, now)
         else:
-            _refill(pace, now, self.rate, self.burst)
+            pace.refill(now, self.rate, self.burst)
         if pace.tokens < 1.0 or not self.spend(now):
-            pace.held += 1
+            pace.dropped += 1
             return None
         pace.tokens -= 1.0
-        held, pace.held = pace.held, 0
+        held, pace.dropped = pace.dropped, 0
         return held
 
     def spend(self, now: float | None = None) -> bool:
         """Take one answer from the total allowance; False when there is none left."""
         total = self._total
-        _refill(total, self._clock() if now is None else now, self.total_rate, self.total_burst)
+        total.refill(self._clock() if now is None else now, self.total_rate, self.total_burst)
         if total.tokens < 1.0:
             return False
         total.tokens -= 1.0
@@ -174,9 +172,3 @@ class Pacer:
 
     def __len__(self) -> int:
         return len(self._paces)
-
-
-def _refill(pace: _Pace, now: float, rate: float, burst: float) -> None:
-    if now > pace.refilled_at:
-        pace.tokens = min(burst, pace.tokens + (now - pace.refilled_at) * rate)
-        pace.refilled_at = now
