@@ -17,6 +17,9 @@ from actors._errors import InvalidOutput as InvalidOutput
 from actors._errors import RegistrationRefused as RegistrationRefused
 from actors._errors import ToolFailed as ToolFailed
 from actors._errors import ToolRefused as ToolRefused
+from actors._kill_points import KILL_POINTS as KILL_POINTS
+from actors._kill_points import KillPoints as KillPoints
+from actors._kill_points import KillPointsInvalid as KillPointsInvalid
 from actors._loader import declared_role as declared_role
 from actors._loader import load_actor as load_actor
 from actors._loader import run_actor as run_actor
@@ -30,11 +33,14 @@ from actors._tools import tool as tool
 from actors._worker import serve as serve
 
 __all__ = [
+    "KILL_POINTS",
     "ActorError",
     "ActorLoadError",
     "Agent",
     "Context",
     "InvalidOutput",
+    "KillPoints",
+    "KillPointsInvalid",
     "RegistrationRefused",
     "Result",
     "SpanMark",

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import zmq
 
+from actors._handshake import WATCHED_EVENTS, HandshakeFailure, HandshakeWatch
 from protocols import ClientKeys
-from protocols._handshake import WATCHED_EVENTS, HandshakeFailure, HandshakeWatch
 
 # Plain ints: pyzmq's flag enums cost an enum operation on every use, on every frame.
 _NOBLOCK = int(zmq.NOBLOCK)

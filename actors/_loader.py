@@ -14,11 +14,12 @@ import structlog
 from actors._agent import Agent
 from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
+from actors._kill_points import KillPoints
 from actors._ledger import Ledger, LedgerError
 from actors._spans import Spans
 from actors._toolhost import ToolHost
 from actors._worker import MAX_CONCURRENCY, serve
-from protocols import ClientKeys, KillPoints
+from protocols import ClientKeys
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -102,7 +103,7 @@ def run_actor(
     CURVE-encrypted; without them the runtime must be insecure. A tool host
     keeps its effects in the `ledger` (a SQLite path, or `memory://`); agents
     ignore it. `kill_points` are places to die at, rehearsing a crash there
-    (see `protocols.KillPoints`). `spans` traces the tasks and tool calls that the
+    (see `actors.KillPoints`). `spans` traces the tasks and tool calls that the
     runtime traces (see `actors.SpanRecorder`). `backend_options` go to `anyio.run`
     (the process owner picks the event loop).
     """

@@ -16,6 +16,7 @@ from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
 from actors._context import Context, ToolCaller, Tools
+from actors._kill_points import KillPoints
 from actors._ledger import Ledger
 from actors._spans import Spans
 from actors._statistics import Counters
@@ -25,7 +26,6 @@ from actors._toolhost import ToolHost, run_tool
 from protocols import (
     Assign,
     Codec,
-    KillPoints,
     RuntimeMessage,
     StepFailure,
     StepResult,

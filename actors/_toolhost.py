@@ -13,9 +13,10 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from actors._errors import describe
+from actors._kill_points import KillPoints
 from actors._ledger import Ledger, LedgerError, call_digest
 from actors._tools import ToolDefinition, define_tool, tool_options
-from protocols import ErrorCode, KillPoints, ToolCall, ToolReply, ToolSpec, Value, clip
+from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value, clip
 
 _log = structlog.get_logger("baton.actors")
 

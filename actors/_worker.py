@@ -23,6 +23,7 @@ import zmq
 from actors._agent import Agent
 from actors._errors import ActorLoadError, RegistrationRefused, ToolFailed
 from actors._identity import identify
+from actors._kill_points import KillPoints
 from actors._ledger import Ledger
 from actors._link import Backoff, Link
 from actors._outbox import Outbox
@@ -42,7 +43,6 @@ from protocols import (
     Error,
     ErrorCode,
     Heartbeat,
-    KillPoints,
     Message,
     Name,
     ProtocolError,

@@ -34,7 +34,7 @@ from benchmarks.workflow import (
     step_gaps,
     throughput,
 )
-from runtime._launch import RuntimeProcess
+from runtime.launch import RuntimeProcess
 
 SETUPS: dict[str, Instruments] = {
     "uninstrumented": NONE,

@@ -35,8 +35,8 @@ from protocols import (
     client_side_control_codec,
 )
 from runtime import ControlClient
-from runtime._keys import add_principal, init_keys
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
+from runtime.security._keys import add_principal, init_keys
 
 WORKFLOW = "benchmarks.agents:linear"
 PAYLOAD: dict[str, Any] = {"payload": {"text": "a small request", "n": 1}}

@@ -52,9 +52,6 @@ from protocols._curve import WELL_KNOWN_TEST_KEYS as WELL_KNOWN_TEST_KEYS
 from protocols._curve import ClientKeys as ClientKeys
 from protocols._curve import ServerKeys as ServerKeys
 from protocols._curve import is_z85_key as is_z85_key
-from protocols._kill_points import KILL_POINTS as KILL_POINTS
-from protocols._kill_points import KillPoints as KillPoints
-from protocols._kill_points import KillPointsInvalid as KillPointsInvalid
 from protocols._record import TERMINAL_STATUSES as TERMINAL_STATUSES
 from protocols._record import AttemptOutcome as AttemptOutcome
 from protocols._record import AttemptView as AttemptView
@@ -81,7 +78,6 @@ from protocols._values import clip as clip
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
-    "KILL_POINTS",
     "MAX_ITEMS",
     "MAX_NAME",
     "MAX_TEXT",
@@ -113,8 +109,6 @@ __all__ = [
     "GetRun",
     "Heartbeat",
     "HistoryEntry",
-    "KillPoints",
-    "KillPointsInvalid",
     "ListPending",
     "ListRuns",
     "Message",

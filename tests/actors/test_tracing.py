@@ -7,7 +7,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from actors import SpanRecorder
-from runtime._trace_ids import span_id, trace_id, traceparent
+from runtime.observe._trace_ids import span_id, trace_id, traceparent
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 import zmq
 from typer.testing import CliRunner, Result
 
-from runtime._keys import load_principals, load_server_keys
-from runtime._keys_cli import keys_app
 from runtime.cli import app
+from runtime.cli._keys import keys_app
+from runtime.security._keys import load_principals, load_server_keys
 
 runner = CliRunner()
 REMINDER = "a running runtime applies this on SIGHUP (kill -HUP <pid>)"

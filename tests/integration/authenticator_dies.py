@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 
 from runtime import RuntimeConfig, Security, Supervisor, compile_workflow
-from runtime._keys import load_principals, load_server_keys
-from runtime._store import MemoryStore
-from runtime._supervisor import AuthenticatorDied
+from runtime.security._keys import load_principals, load_server_keys
+from runtime.store._store import MemoryStore
+from runtime.supervisor._supervisor import AuthenticatorDied
 from tests.integration.flows import flaky
 
 HEARTBEAT = 0.05

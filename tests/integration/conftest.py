@@ -11,8 +11,8 @@ import pytest
 
 from protocols import RunRecord
 from runtime import ControlClient
-from runtime._keys import init_keys
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
+from runtime.security._keys import init_keys
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT = 0.2

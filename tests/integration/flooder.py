@@ -20,7 +20,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from protocols import Heartbeat, actor_side_codec
-from runtime._keys import load_client_keys
+from runtime.security._keys import load_client_keys
 
 BURSTS_PER_SECOND = 100
 

@@ -21,7 +21,7 @@ import pytest
 
 from protocols import TERMINAL_STATUSES, ClientKeys
 from runtime import ControlClient, ControlRefused, RuntimeUnavailable
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT
 from tests.integration.revisions import expected_effects
 

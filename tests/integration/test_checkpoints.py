@@ -18,7 +18,7 @@ import pytest
 
 from protocols import PendingDecision
 from runtime import ControlClient, ControlRefused
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT, REPO, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

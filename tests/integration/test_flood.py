@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from runtime import ControlClient
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT, completed_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

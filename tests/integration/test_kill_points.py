@@ -18,8 +18,8 @@ import msgspec
 import pytest
 
 from runtime import ControlClient
-from runtime._events import JournalEvent
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.engine._events import JournalEvent
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runtime import ControlClient, ControlRefused
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT, completed_runs, wait_for
 from tests.integration.test_checkpoints import as_, held, start
 

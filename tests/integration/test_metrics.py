@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime import ControlClient
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

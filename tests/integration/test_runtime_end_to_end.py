@@ -23,12 +23,12 @@ from protocols import (
     client_side_control_codec,
 )
 from runtime import ControlClient, ControlRefused, compile_workflow
-from runtime._catalog import Catalog
-from runtime._events import JournalEvent
-from runtime._launch import ProcessGroup, RuntimeProcess
-from runtime._record import record_view
-from runtime._replay import replay
-from runtime._store import JournalRecord
+from runtime.engine._events import JournalEvent
+from runtime.engine._record_view import record_view
+from runtime.engine._replay import replay
+from runtime.launch import ProcessGroup, RuntimeProcess
+from runtime.store._store import JournalRecord
+from runtime.workflow._catalog import Catalog
 from tests.integration.conftest import HEARTBEAT, wait_for
 from tests.integration.flows import ALL
 

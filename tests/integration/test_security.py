@@ -31,8 +31,8 @@ from protocols import (
     client_side_control_codec,
 )
 from runtime import ControlClient, ControlRefused
-from runtime._keys import load_client_keys
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
+from runtime.security._keys import load_client_keys
 from tests.integration.conftest import HEARTBEAT
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -335,7 +335,7 @@ class TestPrincipals:
             lambda e: e["event"] == "agent.registered" and e["agent"] == "worker",
         )  # fmt: skip
         cluster.enroll("flaky", "flaky")
-        from runtime._keys import remove_principal  # noqa: PLC0415 - used by this test only
+        from runtime.security._keys import remove_principal  # noqa: PLC0415 - used by this test only
 
         remove_principal(key_directory(cluster), "worker")
         cluster.reload(runtime)

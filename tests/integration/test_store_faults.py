@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime import ControlClient, RuntimeUnavailable
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

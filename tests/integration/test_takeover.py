@@ -13,7 +13,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from protocols import PROTOCOL_VERSION, Assign, ClientKeys, Register, Welcome, actor_side_codec
 from runtime import ControlClient
-from runtime._launch import ProcessGroup
+from runtime.launch import ProcessGroup
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-from runtime._launch import ProcessGroup, RuntimeProcess
-from runtime._trace_ids import trace_id, traceparent
+from runtime.launch import ProcessGroup, RuntimeProcess
+from runtime.observe._trace_ids import trace_id, traceparent
 from tests.integration.conftest import HEARTBEAT, completed_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

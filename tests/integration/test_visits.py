@@ -11,7 +11,7 @@ import pytest
 
 from protocols import RunRecord
 from runtime import ControlClient
-from runtime._launch import ProcessGroup, RuntimeProcess
+from runtime.launch import ProcessGroup, RuntimeProcess
 from tests.integration.conftest import HEARTBEAT
 from tests.integration.revisions import ROUNDS, expected_effects
 

@@ -9,7 +9,6 @@ import protocols
 
 PUBLIC_NAMES = [
     "DEFAULT_MAX_FRAME",
-    "KILL_POINTS",
     "MAX_ITEMS",
     "MAX_NAME",
     "MAX_TEXT",
@@ -41,8 +40,6 @@ PUBLIC_NAMES = [
     "GetRun",
     "Heartbeat",
     "HistoryEntry",
-    "KillPoints",
-    "KillPointsInvalid",
     "ListPending",
     "ListRuns",
     "Message",

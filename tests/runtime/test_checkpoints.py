@@ -6,11 +6,8 @@ import pytest
 
 from protocols import Decide, DecisionKind
 from runtime import WorkflowInvalid, key
-from runtime._catalog import Catalog
-from runtime._checkpoints import Checkpoint
-from runtime._decisions import Refusal, check_decision
-from runtime._engine import apply, start
-from runtime._events import (
+from runtime.engine._engine import apply, start
+from runtime.engine._events import (
     CancelTimer,
     ClockJumped,
     Command,
@@ -26,14 +23,17 @@ from runtime._events import (
     StepSucceeded,
     TimerFired,
 )
-from runtime._graph import Graph, compile_workflow
-from runtime._policies import Escalate, EscalateTo, Goto, Halt, Reject
-from runtime._principals import Principal
-from runtime._record import record_view
-from runtime._replay import replay
-from runtime._run import Run
-from runtime._store import JournalRecord
-from runtime._workflow import Role, Step, Workflow, chain
+from runtime.engine._record_view import record_view
+from runtime.engine._replay import replay
+from runtime.engine._run import Run
+from runtime.security._principals import Principal
+from runtime.store._store import JournalRecord
+from runtime.supervisor._decisions import Refusal, check_decision
+from runtime.workflow._catalog import Catalog
+from runtime.workflow._checkpoints import Checkpoint
+from runtime.workflow._definition import Role, Step, Workflow, chain
+from runtime.workflow._graph import Graph, compile_workflow
+from runtime.workflow._policies import Escalate, EscalateTo, Goto, Halt, Reject
 
 RUN = "run-c"
 BIG = key("amount") > 100

@@ -19,16 +19,16 @@ import pytest
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-import runtime._supervisor
+import runtime.supervisor._supervisor
 from protocols import RunRecord
 from runtime import ControlClient
-from runtime._checkpoints import Checkpoint
-from runtime._clock import ClockReading, clock_skew
-from runtime._config import RuntimeConfig
-from runtime._graph import compile_workflow
-from runtime._store import SqliteStore
-from runtime._supervisor import Supervisor
-from runtime._workflow import Role, Step, Workflow
+from runtime.store._store import SqliteStore
+from runtime.supervisor._clock import ClockReading, clock_skew
+from runtime.supervisor._config import RuntimeConfig
+from runtime.supervisor._supervisor import Supervisor
+from runtime.workflow._checkpoints import Checkpoint
+from runtime.workflow._definition import Role, Step, Workflow
+from runtime.workflow._graph import compile_workflow
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +74,7 @@ def capture_logs() -> Iterator[list[dict[str, Any]]]:
         None, processors=[keep], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG)
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runtime._supervisor, "log", logger)
+        patch.setattr(runtime.supervisor._supervisor, "log", logger)
         yield kept
 
 

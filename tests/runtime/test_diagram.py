@@ -7,11 +7,18 @@ from typing import Any
 
 import pytest
 
-from runtime._conditions import key
-from runtime._diagram import mermaid
-from runtime._graph import Graph, compile_workflow
-from runtime._policies import FailurePolicy, Goto, Halt, PolicyTable, ProceedWithFlag, Retry
-from runtime._workflow import Decision, Role, Route, Step, Workflow
+from runtime.workflow._conditions import key
+from runtime.workflow._definition import Decision, Role, Route, Step, Workflow
+from runtime.workflow._diagram import mermaid
+from runtime.workflow._graph import Graph, compile_workflow
+from runtime.workflow._policies import (
+    FailurePolicy,
+    Goto,
+    Halt,
+    PolicyTable,
+    ProceedWithFlag,
+    Retry,
+)
 
 
 def clerk(name: str, **options: Any) -> Step:

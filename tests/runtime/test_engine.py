@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 
 from protocols import FailureKind
-from runtime._conditions import key
-from runtime._engine import apply, start
-from runtime._errors import Problem, WorkflowInvalid
-from runtime._events import (
+from runtime.engine._engine import apply, start
+from runtime.engine._events import (
     CancelTask,
     CancelTimer,
     Command,
@@ -30,10 +28,19 @@ from runtime._events import (
     TimerFired,
     ToolCallRequested,
 )
-from runtime._graph import Graph, compile_workflow
-from runtime._policies import FailurePolicy, Goto, Halt, PolicyTable, ProceedWithFlag, Retry
-from runtime._run import Run
-from runtime._workflow import Decision, Node, Role, Route, Step, Workflow, chain
+from runtime.engine._run import Run
+from runtime.errors import Problem, WorkflowInvalid
+from runtime.workflow._conditions import key
+from runtime.workflow._definition import Decision, Node, Role, Route, Step, Workflow, chain
+from runtime.workflow._graph import Graph, compile_workflow
+from runtime.workflow._policies import (
+    FailurePolicy,
+    Goto,
+    Halt,
+    PolicyTable,
+    ProceedWithFlag,
+    Retry,
+)
 
 RUN = "run-1"
 ROLE = Role("worker", tools=["search", "mail", "charge", "publish"])

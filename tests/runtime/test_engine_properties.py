@@ -17,11 +17,8 @@ from hypothesis.stateful import (
 )
 
 from protocols import DecisionKind, ErrorCode, FailureKind, Provenance
-from runtime._catalog import Catalog
-from runtime._checkpoints import Checkpoint
-from runtime._conditions import key
-from runtime._engine import apply, start
-from runtime._events import (
+from runtime.engine._engine import apply, start
+from runtime.engine._events import (
     CancelTask,
     CancelTimer,
     ClockJumped,
@@ -43,8 +40,16 @@ from runtime._events import (
     ToolCallCompleted,
     ToolCallRequested,
 )
-from runtime._graph import Graph, compile_workflow
-from runtime._policies import (
+from runtime.engine._record_view import record_view
+from runtime.engine._replay import replay
+from runtime.engine._run import Run
+from runtime.store._store import JournalRecord
+from runtime.workflow._catalog import Catalog
+from runtime.workflow._checkpoints import Checkpoint
+from runtime.workflow._conditions import key
+from runtime.workflow._definition import Decision, Node, Role, Route, Step, Workflow, chain
+from runtime.workflow._graph import Graph, compile_workflow
+from runtime.workflow._policies import (
     FAILURE_KINDS,
     Escalate,
     EscalateTo,
@@ -56,11 +61,6 @@ from runtime._policies import (
     Reject,
     Retry,
 )
-from runtime._record import record_view
-from runtime._replay import replay
-from runtime._run import Run
-from runtime._store import JournalRecord
-from runtime._workflow import Decision, Node, Role, Route, Step, Workflow, chain
 
 RUN = "run-p"
 AGENTS = ("agent-1", "agent-2")

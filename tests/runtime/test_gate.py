@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from runtime._gate import PARTS_PER_TURN, Gate, Handler
-from runtime._principals import Principal
-from runtime._rate import RateLimiter
+from runtime.planes._gate import PARTS_PER_TURN, Gate, Handler
+from runtime.planes._rate import RateLimiter
+from runtime.security._principals import Principal
 
 Call = tuple[bytes, bytes, int]
 

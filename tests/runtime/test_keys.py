@@ -12,8 +12,8 @@ import zmq
 import zmq.auth
 
 from protocols import WELL_KNOWN_TEST_KEYS
-from runtime._certificates import KeysInvalid
-from runtime._keys import (
+from runtime.security._certificates import KeysInvalid
+from runtime.security._keys import (
     DEFAULT_KEYS_DIR,
     add_principal,
     init_keys,
@@ -24,7 +24,7 @@ from runtime._keys import (
     load_server_keys,
     remove_principal,
 )
-from runtime._principals import PrincipalsInvalid, RoleInvalid
+from runtime.security._principals import PrincipalsInvalid, RoleInvalid
 
 TEST_PUBLIC, TEST_SECRET = (
     b"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",

@@ -89,11 +89,9 @@ from protocols import (
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
-from runtime import _engine as engine
 from runtime import compile_workflow
-from runtime._agent_plane import AgentPlane
-from runtime._control_plane import ControlPlane, WaitKey
-from runtime._events import (
+from runtime.engine import _engine as engine
+from runtime.engine._events import (
     CancelTask,
     CancelTimer,
     Command,
@@ -109,16 +107,18 @@ from runtime._events import (
     StartTimer,
     TimerFired,
 )
-from runtime._graph import Graph
-from runtime._held import HeldRun
-from runtime._policies import Halt, ProceedWithFlag
-from runtime._principals import Principal
-from runtime._record import summary
-from runtime._run import Run
-from runtime._sessions import Session, TaskKey
-from runtime._supervisor import MAX_AUDITED_REFUSALS
-from runtime._timers import Timers
-from runtime._workflow import Role, Step, Workflow, chain
+from runtime.engine._record_view import summary
+from runtime.engine._run import Run
+from runtime.planes._agent_plane import AgentPlane
+from runtime.planes._control_plane import ControlPlane, WaitKey
+from runtime.planes._sessions import Session, TaskKey
+from runtime.security._principals import Principal
+from runtime.supervisor._held import HeldRun
+from runtime.supervisor._supervisor import MAX_AUDITED_REFUSALS
+from runtime.supervisor._timers import Timers
+from runtime.workflow._definition import Role, Step, Workflow, chain
+from runtime.workflow._graph import Graph
+from runtime.workflow._policies import Halt, ProceedWithFlag
 
 # --- The world: a supervisor without sockets or store ------------------------------------------
 
@@ -143,7 +143,7 @@ TimerKey = tuple[Hashable, ...]
 class World:
     """An in-memory supervisor: `AgentHost` and `RunHost` over the pure engine, for real.
 
-    Like `runtime._supervisor.Supervisor` it folds events into runs with `engine.apply`,
+    Like `runtime.supervisor._supervisor.Supervisor` it folds events into runs with `engine.apply`,
     carries out the commands on the planes and keeps timers on a monotonic clock that
     only `tick` advances; unlike it, it sends nothing and journals nowhere, but records
     every frame queued for a peer, every refusal and every audit.

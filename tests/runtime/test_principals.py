@@ -6,8 +6,8 @@ import pytest
 import zmq
 
 from protocols import WELL_KNOWN_TEST_KEYS
-from runtime._errors import BatonError
-from runtime._principals import (
+from runtime.errors import BatonError
+from runtime.security._principals import (
     Principal,
     Principals,
     PrincipalsInvalid,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime._metrics import Observers
-from runtime._prometheus import PrometheusMetrics
+from runtime.observe._observers import Observers
+from runtime.observe._prometheus import PrometheusMetrics
 from tests.runtime.test_report import GRAPH, RUNS, drive, fails
 
 

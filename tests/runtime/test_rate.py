@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime._rate import Pacer, RateLimiter
+from runtime.planes._rate import Pacer, RateLimiter
 
 
 class Clock:

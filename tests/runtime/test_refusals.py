@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from runtime._refusals import Refusals
+from runtime.planes._refusals import Refusals
 
 
 class Clock:

@@ -15,8 +15,8 @@ from protocols import (
     ToolCall,
     ToolReply,
 )
-from runtime._graph import compile_workflow
-from runtime._workflow import Role, Step, Workflow
+from runtime.workflow._definition import Role, Step, Workflow
+from runtime.workflow._graph import compile_workflow
 from tests.runtime.test_plane_fuzz import AGENT, TINY, Peers
 
 TWO_ROLES = compile_workflow(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime._catalog import Catalog, CatalogError
-from runtime._engine import apply, start
-from runtime._events import (
+from runtime.engine._engine import apply, start
+from runtime.engine._events import (
     ClockJumped,
     Dispatch,
     JournalEvent,
@@ -17,13 +16,14 @@ from runtime._events import (
     StepFailed,
     StepSucceeded,
 )
-from runtime._graph import Graph, compile_workflow
-from runtime._policies import Retry
-from runtime._record import record_view
-from runtime._replay import GraphNotLoaded, JournalUnreadable, replay
-from runtime._run import Run
-from runtime._store import JournalRecord
-from runtime._workflow import Role, Step, Workflow, chain
+from runtime.engine._record_view import record_view
+from runtime.engine._replay import GraphNotLoaded, JournalUnreadable, replay
+from runtime.engine._run import Run
+from runtime.store._store import JournalRecord
+from runtime.workflow._catalog import Catalog, CatalogError
+from runtime.workflow._definition import Role, Step, Workflow, chain
+from runtime.workflow._graph import Graph, compile_workflow
+from runtime.workflow._policies import Retry
 
 RUN = "run-r"
 GRAPH = compile_workflow(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runtime._checkpoints import Checkpoint
-from runtime._engine import apply as fold
-from runtime._engine import start
-from runtime._events import (
+from runtime.engine._engine import apply as fold
+from runtime.engine._engine import start
+from runtime.engine._events import (
     DecisionMade,
     JournalEvent,
     RunStarted,
@@ -16,11 +15,12 @@ from runtime._events import (
     StepSucceeded,
     TimerFired,
 )
-from runtime._graph import Graph, compile_workflow
-from runtime._policies import Halt, ProceedWithFlag, Retry
-from runtime._report import report
-from runtime._run import Run
-from runtime._workflow import Role, Step, Workflow, chain
+from runtime.engine._run import Run
+from runtime.observe._report import report
+from runtime.workflow._checkpoints import Checkpoint
+from runtime.workflow._definition import Role, Step, Workflow, chain
+from runtime.workflow._graph import Graph, compile_workflow
+from runtime.workflow._policies import Halt, ProceedWithFlag, Retry
 
 RUNS = 200
 FLAG = "d guessed"

@@ -3,8 +3,8 @@ the runtime fails before any agent took them."""
 
 from __future__ import annotations
 
-from runtime._engine import apply, start
-from runtime._events import (
+from runtime.engine._engine import apply, start
+from runtime.engine._events import (
     CancelTask,
     Command,
     Dispatch,
@@ -18,11 +18,11 @@ from runtime._events import (
     StepFailed,
     StepSucceeded,
 )
-from runtime._graph import compile_workflow
-from runtime._policies import Retry
-from runtime._record import record_view
-from runtime._run import Run
-from runtime._workflow import Role, Step, Workflow
+from runtime.engine._record_view import record_view
+from runtime.engine._run import Run
+from runtime.workflow._definition import Role, Step, Workflow
+from runtime.workflow._graph import compile_workflow
+from runtime.workflow._policies import Retry
 from tests.runtime.test_replay import GRAPH
 
 RUN = "run-l"

@@ -8,9 +8,9 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from runtime._metrics import Observers
-from runtime._prometheus import PrometheusMetrics
-from runtime._run_log import LEVELS, RunLog
+from runtime.observe._observers import Observers
+from runtime.observe._prometheus import PrometheusMetrics
+from runtime.observe._run_log import LEVELS, RunLog
 from tests.runtime.test_report import GRAPH, drive
 
 

@@ -10,10 +10,10 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
-from runtime._clock import ClockReading
-from runtime._errors import StoreError
-from runtime._events import RunStarted, StepDispatched
-from runtime._store import (
+from runtime.cli import app
+from runtime.engine._events import RunStarted, StepDispatched
+from runtime.errors import StoreError
+from runtime.store._store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     JournalRecord,
@@ -21,7 +21,7 @@ from runtime._store import (
     SqliteStore,
     backup,
 )
-from runtime.cli import app
+from runtime.supervisor._clock import ClockReading
 
 runner = CliRunner()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime._timers import Timers
+from runtime.supervisor._timers import Timers
 
 
 class TestTimers:

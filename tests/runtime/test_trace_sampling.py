@@ -11,9 +11,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-from runtime._span_file import SpanFile
-from runtime._trace_ids import trace_id
-from runtime._tracing import RunTracer
+from runtime.observe._span_file import SpanFile
+from runtime.observe._trace_ids import trace_id
+from runtime.observe._tracing import RunTracer
 
 RUNS = [str(uuid.UUID(int=index * 7_919 + 13, version=4)) for index in range(4_000)]
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from runtime._conditions import key
-from runtime._errors import Problem, WorkflowInvalid
-from runtime._graph import compile_workflow
-from runtime._policies import Goto, Halt, PolicyTable, ProceedWithFlag, Retry
-from runtime._workflow import Decision, Node, Role, Route, Step, Workflow, chain
+from runtime.errors import Problem, WorkflowInvalid
+from runtime.workflow._conditions import key
+from runtime.workflow._definition import Decision, Node, Role, Route, Step, Workflow, chain
+from runtime.workflow._graph import compile_workflow
+from runtime.workflow._policies import Goto, Halt, PolicyTable, ProceedWithFlag, Retry
 
 ROLES = (Role("writer", tools=["search"]), Role("reader"))
 

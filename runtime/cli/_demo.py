@@ -1,0 +1,211 @@
+"""`baton demo`: the example workflow end to end, as separate processes."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
+from runtime.cli._render import pending_table, status_text
+from runtime.client._client import ControlClient
+from runtime.errors import BatonError
+from runtime.launch import ProcessGroup
+from runtime.security._keys import add_principal, init_keys, load_client_keys
+from runtime.workflow._diagram import mermaid
+from runtime.workflow._graph import compile_workflow
+
+WORKFLOW = "examples.customer_ops:workflow"
+AGENTS = "examples.customer_ops.agents"
+ACTORS: list[tuple[str, str, str, int]] = [
+    ("examples.customer_ops.backoffice:Backoffice", "backoffice", "tools:backoffice", 4),
+    (f"{AGENTS}:Classifier", "classifier", "classifier", 1),
+    (f"{AGENTS}:BillingAgent", "billing", "billing", 1),
+    (f"{AGENTS}:HistoryAgent", "history", "history", 1),
+    (f"{AGENTS}:PolicyAgent", "policy", "policy", 1),
+    (f"{AGENTS}:Writer", "writer-1", "writer", 1),
+    (f"{AGENTS}:Writer", "writer-2", "writer", 1),
+    (f"{AGENTS}:Checker", "checker", "checker", 1),
+    (f"{AGENTS}:Sender", "sender", "sender", 1),
+]
+"""Each actor process: class, principal (its own key), the role the key holds, concurrency."""
+JOURNAL = Path(".baton/demo.db")
+"""Where the demo's runtime journals, so that `baton report` can read the runs afterwards."""
+APPROVER = "fin"
+"""The demo's approver: a principal of group finance, who reviews refunds over the limit."""
+REQUESTS: list[dict[str, Any]] = [
+    {"customer_id": "c-100", "name": "Ada", "text": "I was charged twice for October"},
+    {"customer_id": "c-200", "name": "Grace", "text": "Why is my invoice higher?"},
+    {"customer_id": "c-300", "name": "Alan", "text": "How do I change my password?"},
+    {
+        "customer_id": "c-404",
+        "name": "Barbara",
+        "text": "Refund please, the payment went through twice",
+    },
+]
+
+
+def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
+    """Launch, run, show, shut down. 0 when every run completed."""
+    from examples.customer_ops import workflow  # noqa: PLC0415 - examples live in the checkout
+
+    out.rule("[bold]the map: customer_ops as Mermaid")
+    out.print(mermaid(compile_workflow(workflow)), highlight=False, markup=False)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="baton-demo-") as folder:
+        keys = Path(folder) / "keys"
+        operator = init_keys(keys)
+        for _, principal, role, _ in ACTORS:
+            add_principal(keys, principal, [role])
+        add_principal(keys, APPROVER, ["approver:finance"])
+        approver = load_client_keys(keys, APPROVER)
+        with ProcessGroup(Path(folder), keys=keys) as group:
+            try:
+                JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+                runtime = group.start_runtime(
+                    [WORKFLOW], heartbeat=0.5, store=f"sqlite:///{JOURNAL.resolve()}"
+                )
+            except BatonError as exc:
+                err.print(f"[red]error:[/red] {exc}")
+                return 2
+            out.rule("[bold]processes")
+            out.print(
+                f"keys: {keys} (runtime key pair, operator {operator.name!r}, "
+                f"one key per actor); both planes use CURVE"
+            )
+            out.print(f"runtime pid {runtime.process.pid}: agents {runtime.agents}, "
+                      f"control {runtime.control}")  # fmt: skip
+            for spec, principal, role, concurrency in ACTORS:
+                process = group.start_actor(
+                    spec, runtime.agents, concurrency=concurrency, principal=principal
+                )
+                out.print(
+                    f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]} as principal "
+                    f"{principal!r} (role {role})"
+                )
+            records = anyio.run(
+                _submit, out, runtime.control, runtime.operator, approver, runs_per_kind
+            )
+            out.rule("[bold]the records")
+            for record in records:
+                _summarise(out, record)
+            _table(out, records)
+        leftovers = [p.pid for _, p in group.children if p.poll() is None]
+    elapsed = time.monotonic() - started
+    out.rule("[bold]shut down")
+    out.print(
+        f"{len(records)} runs in {elapsed:.1f}s; {len(group.children)} processes stopped, "
+        f"{len(leftovers)} left running"
+    )
+    out.print("README.md shows the same by hand: a runtime, agents, `baton run --wait`.")
+    out.print(
+        f"The runs are in {JOURNAL} (every demo adds its own); how they went, step by step:\n"
+        f"  baton report --store sqlite:///{JOURNAL} --workflow {WORKFLOW}",
+        highlight=False,
+    )
+    completed = all(r.status == "completed" for r in records)
+    return 0 if completed and not leftovers else 1
+
+
+async def _submit(
+    out: Console,
+    control: str,
+    operator: ClientKeys | None,
+    approver: ClientKeys,
+    runs_per_kind: int,
+) -> list[RunRecord]:
+    """Start the runs as the operator; approve what waits in the inbox as the approver."""
+    async with ControlClient(control, keys=operator) as client:
+        ids = [
+            await client.start_run("customer_ops", {"request": request})
+            for _ in range(runs_per_kind)
+            for request in REQUESTS
+        ]
+        waiting = await _await_decisions(client, ids)
+        async with ControlClient(control, keys=approver) as reviewer:
+            if waiting:
+                out.rule(f"[bold]the inbox of {approver.principal!r} (role approver:finance)")
+                shown = await reviewer.pending()
+                out.print(pending_table(shown))
+                for item in shown:
+                    await reviewer.decide(item, "approve", comment="duplicate charge confirmed")
+                    out.print(
+                        f"{approver.principal} approved {item.step} of run {item.run_id} "
+                        f"(digest {item.digest})",
+                        highlight=False,
+                    )
+        records = []
+        for run_id in ids:
+            record, _ = await client.wait_run(run_id, max_wait=30)
+            records.append(record)
+        return records
+
+
+async def _await_decisions(client: ControlClient, ids: list[str]) -> int:
+    """Wait until every run has ended or waits for a decision; how many wait."""
+    with anyio.fail_after(30):
+        while True:
+            summaries = [await client.get_run(run_id) for run_id in ids]
+            held = sum(1 for r in summaries if r.pending)
+            if all(r.pending or r.status in TERMINAL_STATUSES for r in summaries):
+                return held
+            await anyio.sleep(0.05)
+
+
+def _summarise(out: Console, record: RunRecord) -> None:
+    # Read as Any: narrowing the deep `Value` union with isinstance makes mypy crawl.
+    request: Any = record.inputs.get("request")
+    customer = request.get("customer_id", "?") if isinstance(request, dict) else "?"
+    route = [h.message for h in record.history if h.event == "decision_taken"]
+    retries = [h for h in record.history if h.event == "retry_scheduled"]
+    title = Text.assemble(("run ", "bold"), record.run_id, "  ", status_text(record.status),
+                          f"  customer {customer}")  # fmt: skip
+    out.print(title)
+    out.print(f"  route: {' | '.join(route)}", highlight=False)
+    if retries:
+        out.print(f"  retries: {len(retries)} ({retries[0].step}: {retries[0].message})")
+    for key, prov in record.provenance.items():
+        flags = f"  [yellow]⚑ {'; '.join(prov.flags)}[/yellow]" if prov.flags else ""
+        approved = f"  [green]✔ approved by {prov.approved_by}[/green]" if prov.approved_by else ""
+        out.print(
+            f"  {key:<12} by {prov.step}#{prov.attempt} on {prov.agent or 'policy'} "
+            f"(confidence {prov.confidence:.2f}): {prov.rationale}{approved}{flags}",
+            highlight=False,
+        )
+    for entry in record.history:
+        if entry.event == "decision_made":
+            out.print(
+                f"  decision on {entry.step}: {entry.message} by {entry.principal} at "
+                f"{entry.at:.3f}, on version {entry.detail.get('version')} "
+                f"(digest {entry.detail.get('digest')})",
+                highlight=False,
+            )
+
+
+def _table(out: Console, records: list[RunRecord]) -> None:
+    table = Table(title="summary", title_justify="left")
+    for column in ("run", "status", "decision", "message", "open flags"):
+        table.add_column(column)
+    for record in records:
+        decision: Any = record.data.get("decision")
+        action = decision.get("action", "") if isinstance(decision, dict) else ""
+        table.add_row(
+            record.run_id,
+            status_text(record.status),
+            str(action),
+            str(_field(record, "message_id")),
+            Text(", ".join(sorted({f for fs in record.flags.values() for f in fs})), "yellow"),
+        )
+    out.print(table)
+
+
+def _field(record: RunRecord, key: str) -> Any:
+    # Typed as Any: a default on `.get` makes mypy join it with the deep `Value` union.
+    found: Any = record.data.get(key)
+    return "" if found is None else found
