@@ -41,7 +41,6 @@ from runtime.cli._render import (
     render_runs,
 )
 from runtime.client._client import ControlClient, ControlRefused, RuntimeUnavailable
-from runtime.engine._replay import JournalUnreadable, replay
 from runtime.engine._run import Run
 from runtime.errors import BatonError, StoreError, WorkflowInvalid
 from runtime.observe._logging import LEVELS, LogFormat, configure_logging
@@ -50,8 +49,8 @@ from runtime.observe._report_plot import plot_report
 from runtime.observe._report_render import render_report
 from runtime.security._certificates import KeysInvalid
 from runtime.security._keys import keys_dir, load_client_keys, load_principals, load_server_keys
-from runtime.store._store import backup as store_backup
-from runtime.store._store import open_store, read_journals
+from runtime.store import JournalUnreadable, open_store, read_journals, replay
+from runtime.store import backup as store_backup
 from runtime.supervisor._config import RuntimeConfig, Security, agents_endpoint, control_endpoint
 from runtime.supervisor._supervisor import AuthenticatorDied, Supervisor
 from runtime.workflow._catalog import Catalog

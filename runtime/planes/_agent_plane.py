@@ -52,10 +52,10 @@ from runtime.engine._events import (
 )
 from runtime.engine._run import Run
 from runtime.planes._refusals import REPLY_TEXT, RefusalHost
+from runtime.planes._restarts import RestartBudget
 from runtime.planes._sessions import PendingToolCall, Registry, Session, TaskKey
 from runtime.security._authenticator import PrincipalBook
 from runtime.security._principals import Principal
-from runtime.supervisor._restarts import RestartBudget
 from runtime.workflow._definition import Step
 from runtime.workflow._graph import Graph
 

@@ -33,12 +33,12 @@ from protocols import (
     clip,
 )
 from runtime.engine._events import DecisionMade
-from runtime.engine._record_view import pending_decisions, record_view, summary
 from runtime.engine._run import Run
+from runtime.planes._authority import Refusal, check_decision, may_list, may_see
 from runtime.planes._refusals import REPLY_TEXT, RefusalHost
+from runtime.planes._views import pending_decisions, record_view, summary
 from runtime.security._principals import Principal
-from runtime.supervisor._decisions import Refusal, check_decision, may_list, may_see
-from runtime.supervisor._held import HeldRun
+from runtime.store._held import HeldRun
 from runtime.workflow._graph import Graph
 
 WaitKey = tuple[str, bytes, int, str]

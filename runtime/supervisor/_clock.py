@@ -12,23 +12,14 @@ wall clock is taken at its word.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+from runtime.store._journal import ClockReading
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 TOLERANCE = 1.0
 """Seconds the wall clock may move against the monotonic clock without counting as a jump
 (a leap second, the time between reading the two)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClockReading:
-    """Both clocks read at one moment, and the boot they were read in."""
-
-    wall: float
-    monotonic: float
-    boot: str
-    """The boot's id; empty where the system does not give one."""
 
 
 def boot_id() -> str:

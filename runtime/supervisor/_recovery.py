@@ -8,12 +8,11 @@ from dataclasses import dataclass
 import structlog
 
 from protocols import ControlError, Message, RunReply
-from runtime.engine._record_view import record_view
-from runtime.engine._replay import JournalUnreadable, replay
 from runtime.engine._run import Run
 from runtime.errors import StoreError
-from runtime.store._store import JournalRecord, Store
-from runtime.supervisor._held import HeldRun
+from runtime.planes._views import record_view
+from runtime.store import JournalRecord, JournalUnreadable, Store, replay
+from runtime.store._held import HeldRun
 from runtime.workflow._catalog import Catalog
 
 log = structlog.get_logger("baton.runtime")

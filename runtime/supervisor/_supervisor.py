@@ -31,7 +31,7 @@ from protocols import (
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
-from runtime.engine import _engine as engine
+from runtime import engine
 from runtime.engine._events import (
     CancelTask,
     CancelTimer,
@@ -65,10 +65,10 @@ from runtime.planes._refusals import CONNECTION_CLOSED, HANDSHAKE_FAILURES, Refu
 from runtime.planes._sessions import Session
 from runtime.security._authenticator import ZAP_DOMAIN, Authenticator, PrincipalBook
 from runtime.security._principals import Principals
-from runtime.store._store import JournalRecord, Store
-from runtime.supervisor._clock import TOLERANCE, ClockReading, boot_id, clock_skew
+from runtime.store import ClockReading, JournalRecord, Store
+from runtime.store._held import HeldRun
+from runtime.supervisor._clock import TOLERANCE, boot_id, clock_skew
 from runtime.supervisor._config import RuntimeConfig, Security
-from runtime.supervisor._held import HeldRun
 from runtime.supervisor._recovery import Recovered, past_record, recovered_runs
 from runtime.supervisor._timers import Timers
 from runtime.workflow._catalog import Catalog

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from runtime.cli import app
 from runtime.cli._render import progress_view
 from runtime.engine._events import JournalEvent
-from runtime.engine._record_view import record_view
+from runtime.planes._views import record_view
 from runtime.security._keys import init_keys
-from runtime.store._store import JournalRecord, SqliteStore
+from runtime.store import JournalRecord, SqliteStore
 from tests.runtime.test_report import GRAPH as REPORTED
 from tests.runtime.test_report import drive
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import anyio
 
-from runtime import RuntimeConfig, Security, Supervisor, compile_workflow
+from runtime import compile_workflow
 from runtime.security._keys import load_principals, load_server_keys
-from runtime.store._store import MemoryStore
+from runtime.store import MemoryStore
+from runtime.supervisor import RuntimeConfig, Security, Supervisor
 from runtime.supervisor._supervisor import AuthenticatorDied
 from tests.integration.flows import flaky
 

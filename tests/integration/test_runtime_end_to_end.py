@@ -24,10 +24,9 @@ from protocols import (
 )
 from runtime import ControlClient, ControlRefused, compile_workflow
 from runtime.engine._events import JournalEvent
-from runtime.engine._record_view import record_view
-from runtime.engine._replay import replay
 from runtime.launch import ProcessGroup, RuntimeProcess
-from runtime.store._store import JournalRecord
+from runtime.planes._views import record_view
+from runtime.store import JournalRecord, replay
 from runtime.workflow._catalog import Catalog
 from tests.integration.conftest import HEARTBEAT, wait_for
 from tests.integration.flows import ALL

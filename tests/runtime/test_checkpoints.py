@@ -23,12 +23,11 @@ from runtime.engine._events import (
     StepSucceeded,
     TimerFired,
 )
-from runtime.engine._record_view import record_view
-from runtime.engine._replay import replay
 from runtime.engine._run import Run
+from runtime.planes._authority import Refusal, check_decision
+from runtime.planes._views import record_view
 from runtime.security._principals import Principal
-from runtime.store._store import JournalRecord
-from runtime.supervisor._decisions import Refusal, check_decision
+from runtime.store import JournalRecord, replay
 from runtime.workflow._catalog import Catalog
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._definition import Role, Step, Workflow, chain

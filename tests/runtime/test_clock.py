@@ -22,8 +22,8 @@ from structlog.typing import EventDict, WrappedLogger
 import runtime.supervisor._supervisor
 from protocols import RunRecord
 from runtime import ControlClient
-from runtime.store._store import SqliteStore
-from runtime.supervisor._clock import ClockReading, clock_skew
+from runtime.store import ClockReading, SqliteStore
+from runtime.supervisor._clock import clock_skew
 from runtime.supervisor._config import RuntimeConfig
 from runtime.supervisor._supervisor import Supervisor
 from runtime.workflow._checkpoints import Checkpoint

@@ -40,10 +40,9 @@ from runtime.engine._events import (
     ToolCallCompleted,
     ToolCallRequested,
 )
-from runtime.engine._record_view import record_view
-from runtime.engine._replay import replay
 from runtime.engine._run import Run
-from runtime.store._store import JournalRecord
+from runtime.planes._views import record_view
+from runtime.store import JournalRecord, replay
 from runtime.workflow._catalog import Catalog
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._conditions import key

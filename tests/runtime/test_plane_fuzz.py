@@ -89,8 +89,7 @@ from protocols import (
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
-from runtime import compile_workflow
-from runtime.engine import _engine as engine
+from runtime import compile_workflow, engine
 from runtime.engine._events import (
     CancelTask,
     CancelTimer,
@@ -107,13 +106,13 @@ from runtime.engine._events import (
     StartTimer,
     TimerFired,
 )
-from runtime.engine._record_view import summary
 from runtime.engine._run import Run
 from runtime.planes._agent_plane import AgentPlane
 from runtime.planes._control_plane import ControlPlane, WaitKey
 from runtime.planes._sessions import Session, TaskKey
+from runtime.planes._views import summary
 from runtime.security._principals import Principal
-from runtime.supervisor._held import HeldRun
+from runtime.store._held import HeldRun
 from runtime.supervisor._supervisor import MAX_AUDITED_REFUSALS
 from runtime.supervisor._timers import Timers
 from runtime.workflow._definition import Role, Step, Workflow, chain

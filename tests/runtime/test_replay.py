@@ -16,10 +16,9 @@ from runtime.engine._events import (
     StepFailed,
     StepSucceeded,
 )
-from runtime.engine._record_view import record_view
-from runtime.engine._replay import GraphNotLoaded, JournalUnreadable, replay
 from runtime.engine._run import Run
-from runtime.store._store import JournalRecord
+from runtime.planes._views import record_view
+from runtime.store import GraphNotLoaded, JournalRecord, JournalUnreadable, replay
 from runtime.workflow._catalog import Catalog, CatalogError
 from runtime.workflow._definition import Role, Step, Workflow, chain
 from runtime.workflow._graph import Graph, compile_workflow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.supervisor._restarts import RestartBudget
+from runtime.planes._restarts import RestartBudget
 
 
 class TestRestartBudget:

@@ -18,8 +18,8 @@ from runtime.engine._events import (
     StepFailed,
     StepSucceeded,
 )
-from runtime.engine._record_view import record_view
 from runtime.engine._run import Run
+from runtime.planes._views import record_view
 from runtime.workflow._definition import Role, Step, Workflow
 from runtime.workflow._graph import compile_workflow
 from runtime.workflow._policies import Retry

@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 from runtime.cli import app
 from runtime.engine._events import RunStarted, StepDispatched
 from runtime.errors import StoreError
-from runtime.store._store import (
+from runtime.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    ClockReading,
     JournalRecord,
     MemoryStore,
     SqliteStore,
     backup,
 )
-from runtime.supervisor._clock import ClockReading
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from protocols import AttemptView, PendingDecision, RunRecord, RunStatus, RunSummary, StepView
 from runtime.engine._run import Run
-from runtime.supervisor._held import HeldRun
+from runtime.store._held import HeldRun
 
 
 def display_status(run: Run) -> tuple[RunStatus, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from protocols import HistoryEntry, RunRecord, RunStatus, RunSummary, clip
 from runtime.engine._events import RunCancelled, RunStarted
-from runtime.store._store import JournalRecord
+from runtime.store._journal import JournalRecord
 
 
 class HeldRun:

@@ -1,9 +1,4 @@
-"""Where journaled events go: an interface, an in-memory store and a SQLite journal.
-
-The supervisor appends each batch of events in one call and sends the batch's
-commands only after the call returned, so whatever left the process is
-already in the journal.
-"""
+"""The SQLite journal: one file, group commits, a schema that migrates itself."""
 
 from __future__ import annotations
 
@@ -12,15 +7,14 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
-from urllib.parse import parse_qs
+from typing import Literal
 
 import anyio
 import msgspec
 
 from runtime.engine._events import JournalEvent
-from runtime.errors import ConfigError, StoreError
-from runtime.supervisor._clock import ClockReading
+from runtime.errors import StoreError
+from runtime.store._journal import ClockReading, JournalRecord
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -47,88 +41,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT = 1.0
 """Seconds a commit waits for another writer of the journal file before it fails."""
-
-
-class JournalRecord(msgspec.Struct, frozen=True, array_like=True):
-    """One journaled event of one run: its place in the run's journal and when it happened."""
-
-    run_id: str
-    seq: int
-    at: float
-    event: JournalEvent
-
-
-class Store(Protocol):
-    """A journal of events per run."""
-
-    @property
-    def description(self) -> str: ...
-
-    async def append(
-        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
-    ) -> None:
-        """Make every record durable (as the store defines it), all or none; with `reading`,
-        in the same transaction, the clock reading they and the records after are taken on."""
-
-    def append_nowait(
-        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
-    ) -> bool:
-        """Append at once if this store can without waiting; False means use `append`."""
-
-    async def clock_reading(self) -> ClockReading | None:
-        """The clock reading appended last, if any."""
-
-    async def journal(self, run_id: str) -> list[JournalRecord]:
-        """A run's records in order."""
-
-    async def run_ids(self) -> list[str]:
-        """Every run with a journal, in the order they started."""
-
-    async def close(self) -> None: ...
-
-
-class MemoryStore:
-    """Keeps journals in this process: fast, and gone when it exits."""
-
-    def __init__(self) -> None:
-        self._journals: dict[str, list[JournalRecord]] = {}
-        self._reading: ClockReading | None = None
-
-    @property
-    def description(self) -> str:
-        return "memory://"
-
-    async def append(
-        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
-    ) -> None:
-        self.append_nowait(records, reading)
-
-    def append_nowait(
-        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
-    ) -> bool:
-        if reading is not None:
-            self._reading = reading
-        journals = self._journals
-        for record in records:
-            journal = journals.get(record.run_id)
-            if journal is None:
-                journals[record.run_id] = [record]
-            else:
-                journal.append(record)
-        return True
-
-    async def journal(self, run_id: str) -> list[JournalRecord]:
-        return list(self._journals.get(run_id, ()))
-
-    async def run_ids(self) -> list[str]:
-        return list(self._journals)
-
-    async def clock_reading(self) -> ClockReading | None:
-        return self._reading
-
-    async def close(self) -> None:
-        self._journals.clear()
-        self._reading = None
 
 
 class SqliteStore:
@@ -309,40 +221,3 @@ def backup(source: Path, destination: Path) -> int:
         destination.unlink(missing_ok=True)
         raise StoreError(where, f"backup failed: {exc}") from None
     return int(count)
-
-
-def open_store(url: str) -> MemoryStore | SqliteStore:
-    """A store from its URL: `memory://`, or `sqlite:///relative.db` and
-    `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`,
-    `&max_pages=N` to cap the journal's size (in SQLite pages, 4 KiB each), and
-    `&commit=thread` to commit in a worker thread while the loop goes on (for a disk
-    whose fsync is slow enough to stall it) instead of `inline`."""
-    if url in ("memory://", "memory:"):
-        return MemoryStore()
-    if not url.startswith("sqlite:///"):
-        raise ConfigError("--store", url, "use memory:// or sqlite:///PATH")
-    path, _, query = url.removeprefix("sqlite:///").partition("?")
-    if not path:
-        raise ConfigError("--store", url, "the SQLite URL names no file")
-    options = parse_qs(query)
-    unknown = sorted(set(options) - {"synchronous", "max_pages", "commit"})
-    if unknown:
-        raise ConfigError("--store", url, f"unknown option {unknown[0]!r}")
-    mode = options.get("synchronous", ["FULL"])[-1].upper()
-    if mode not in ("FULL", "NORMAL"):
-        raise ConfigError("--store", url, "synchronous must be FULL or NORMAL")
-    commit = options.get("commit", ["inline"])[-1]
-    if commit not in ("inline", "thread"):
-        raise ConfigError("--store", url, "commit must be inline or thread")
-    pages = options.get("max_pages", [None])[-1]
-    if pages is not None and not (pages.isdigit() and int(pages) > 0):
-        raise ConfigError("--store", url, "max_pages must be a positive whole number")
-    target = Path(path)
-    if not target.parent.exists():
-        raise ConfigError("--store", url, f"folder {target.parent} does not exist")
-    return SqliteStore(
-        target,
-        "FULL" if mode == "FULL" else "NORMAL",
-        inline=commit == "inline",
-        max_pages=None if pages is None else int(pages),
-    )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runtime.engine import _engine as engine
+from runtime import engine
 from runtime.engine._events import RunStarted
 from runtime.engine._run import Run
 from runtime.errors import BatonError
-from runtime.store._store import JournalRecord
+from runtime.store._journal import JournalRecord
 from runtime.workflow._catalog import Catalog
 
 

@@ -1,0 +1,51 @@
+"""A store that keeps journals in this process: for tests and throwaway runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runtime.store._journal import ClockReading, JournalRecord
+
+
+class MemoryStore:
+    """Keeps journals in this process: fast, and gone when it exits."""
+
+    def __init__(self) -> None:
+        self._journals: dict[str, list[JournalRecord]] = {}
+        self._reading: ClockReading | None = None
+
+    @property
+    def description(self) -> str:
+        return "memory://"
+
+    async def append(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> None:
+        self.append_nowait(records, reading)
+
+    def append_nowait(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> bool:
+        if reading is not None:
+            self._reading = reading
+        journals = self._journals
+        for record in records:
+            journal = journals.get(record.run_id)
+            if journal is None:
+                journals[record.run_id] = [record]
+            else:
+                journal.append(record)
+        return True
+
+    async def journal(self, run_id: str) -> list[JournalRecord]:
+        return list(self._journals.get(run_id, ()))
+
+    async def run_ids(self) -> list[str]:
+        return list(self._journals)
+
+    async def clock_reading(self) -> ClockReading | None:
+        return self._reading
+
+    async def close(self) -> None:
+        self._journals.clear()
+        self._reading = None

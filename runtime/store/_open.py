@@ -1,0 +1,47 @@
+"""A store chosen by its URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from runtime.errors import ConfigError
+from runtime.store._memory import MemoryStore
+from runtime.store._sqlite import SqliteStore
+
+
+def open_store(url: str) -> MemoryStore | SqliteStore:
+    """A store from its URL: `memory://`, or `sqlite:///relative.db` and
+    `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`,
+    `&max_pages=N` to cap the journal's size (in SQLite pages, 4 KiB each), and
+    `&commit=thread` to commit in a worker thread while the loop goes on (for a disk
+    whose fsync is slow enough to stall it) instead of `inline`."""
+    if url in ("memory://", "memory:"):
+        return MemoryStore()
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("--store", url, "use memory:// or sqlite:///PATH")
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    if not path:
+        raise ConfigError("--store", url, "the SQLite URL names no file")
+    options = parse_qs(query)
+    unknown = sorted(set(options) - {"synchronous", "max_pages", "commit"})
+    if unknown:
+        raise ConfigError("--store", url, f"unknown option {unknown[0]!r}")
+    mode = options.get("synchronous", ["FULL"])[-1].upper()
+    if mode not in ("FULL", "NORMAL"):
+        raise ConfigError("--store", url, "synchronous must be FULL or NORMAL")
+    commit = options.get("commit", ["inline"])[-1]
+    if commit not in ("inline", "thread"):
+        raise ConfigError("--store", url, "commit must be inline or thread")
+    pages = options.get("max_pages", [None])[-1]
+    if pages is not None and not (pages.isdigit() and int(pages) > 0):
+        raise ConfigError("--store", url, "max_pages must be a positive whole number")
+    target = Path(path)
+    if not target.parent.exists():
+        raise ConfigError("--store", url, f"folder {target.parent} does not exist")
+    return SqliteStore(
+        target,
+        "FULL" if mode == "FULL" else "NORMAL",
+        inline=commit == "inline",
+        max_pages=None if pages is None else int(pages),
+    )
