@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import protocols
 
@@ -125,3 +127,13 @@ class TestExports:
         assert {
             name: module for name, module in defined.items() if not module.startswith("protocols._")
         } == {}
+
+    def test_the_wire_needs_nothing_but_msgspec(self) -> None:
+        """`protocols` is the wire alone: no sockets, no logging, no runtime or actor code."""
+        code = (
+            "import sys, protocols; "
+            "loaded = {'zmq', 'structlog', 'runtime', 'actors', 'anyio'} & set(sys.modules); "
+            "sys.exit(', '.join(sorted(loaded)) or None)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()
