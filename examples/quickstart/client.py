@@ -16,9 +16,11 @@ CONTROL = os.environ.get("BATON_CONTROL", "tcp://127.0.0.1:7711")
 async def main() -> None:
     async with ControlClient(CONTROL) as client:  # keys=... for a runtime with CURVE
         run_id = await client.start_run("refunds", {"order_id": "o-300", "reason": "broken"})
-        with anyio.fail_after(30):
-            while not (waiting := await client.pending(run_id)):
-                await anyio.sleep(0.1)  # the run holds before `refund`: 129.00 is over 50.00
+        with anyio.fail_after(30):  # it holds before `refund`, as 129.00 is over 50.00
+            waiting = await client.pending(run_id)
+            while not waiting:
+                await anyio.sleep(0.1)
+                waiting = await client.pending(run_id)
         print(f"{run_id} waits on {waiting[0].step}: {waiting[0].reason}")
         await client.decide(waiting[0], "approve", comment="photo of the damage checked")
         record, _ = await client.wait_run(run_id, max_wait=30)
