@@ -1,0 +1,1 @@
+"""The workflow README's "Your own workflow in five minutes" builds: refunds."""
