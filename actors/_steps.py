@@ -3,20 +3,65 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
+import anyio
 import msgspec
 
 from actors._agent import Agent
 from actors._context import Context
 from actors._errors import InvalidOutput, describe
+from actors._spans import Spans
 from actors._task import Result, Task
 from protocols import VALUE_DEPTH, FailureReason, StepFailure, StepResult, clip
 
 Outcome = StepResult | StepFailure
+Stopped = Literal["cancelled", "timed_out"]
+"""Why a task stopped with nothing to report: the runtime cancelled it, or its time ran out."""
 
 _SETS = (set, frozenset)
 _CONTAINERS = (set, frozenset, dict, list, tuple)
+
+
+async def run_task(
+    agent: Agent,
+    task: Task,
+    ctx: Context,
+    scope: anyio.CancelScope,
+    spans: Spans | None = None,
+    trace: str = "",
+) -> Outcome | Stopped:
+    """Run the step within `scope`, in a span that joins the run's trace when there are
+    `spans` and the runtime traces it (`trace`): its outcome, or why it has none."""
+    if spans is None or not trace:
+        return await _within(agent, task, ctx, scope)
+    attributes: dict[str, str | int] = {
+        "baton.run_id": task.run_id,
+        "baton.step": task.step,
+        "baton.attempt": task.attempt,
+    }
+    with spans.span(f"handle {task.step}", trace, attributes) as mark:
+        outcome = await _within(agent, task, ctx, scope)
+        if isinstance(outcome, StepResult):
+            return outcome
+        if isinstance(outcome, StepFailure):
+            mark.fail(f"{outcome.reason}: {outcome.message}")
+        else:
+            mark.fail(outcome.replace("_", " "))
+        return outcome
+
+
+async def _within(
+    agent: Agent, task: Task, ctx: Context, scope: anyio.CancelScope
+) -> Outcome | Stopped:
+    with scope:
+        return await run_step(agent, task, ctx)
+    return stopped(scope)
+
+
+def stopped(scope: anyio.CancelScope) -> Stopped:
+    """Why `scope` stopped its task: its deadline passed, or it was cancelled."""
+    return "timed_out" if anyio.current_time() >= scope.deadline else "cancelled"
 
 
 async def run_step(agent: Agent, task: Task, ctx: Context) -> Outcome:
