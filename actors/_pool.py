@@ -306,6 +306,10 @@ class Pool:
                 outcome = await run_task(self._actor, task, ctx, scope, self._spans, assign.trace)
         finally:
             del self._tasks[key]
+        if outcome == "refused":
+            # A failure all the same, though the runtime, not this actor, reports it.
+            self._counters.tasks_failed += 1
+            return
         if isinstance(outcome, str):
             self._log.info(
                 _STOPPED_EVENTS[outcome], run_id=task.run_id, step=task.step, attempt=task.attempt
@@ -355,7 +359,7 @@ class Pool:
                 self._send(self._codec.encode(structs.replace(reply, call_id=call_id)))
 
 
-_STOPPED_EVENTS: dict[Stopped, str] = {
+_STOPPED_EVENTS: dict[Literal["cancelled", "timed_out"], str] = {
     "cancelled": "actor.task_cancelled",
     "timed_out": "actor.task_timed_out",
 }
