@@ -3,7 +3,7 @@ they keep, and the one way they send to actors."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,11 +49,16 @@ class Outlet:
     """Encodes with the plane's codec and queues in the supervisor's outbox, which sends
     after the batch's commit."""
 
-    __slots__ = ("_codec", "_host")
+    __slots__ = ("_codec", "_host", "trace")
 
-    def __init__(self, host: AgentHost, codec: Codec[ActorMessage]) -> None:
+    def __init__(
+        self, host: AgentHost, codec: Codec[ActorMessage], trace: Callable[..., str]
+    ) -> None:
         self._host = host
         self._codec = codec
+        self.trace = trace
+        """Gives the traceparent an assignment or forwarded tool call carries, when the
+        runtime traces (`runtime.observe._trace_ids.traceparent`), else ""."""
 
     def to_session(self, session: Session, message: Message) -> None:
         """Send to `session` only: dropped if the session ends before the frame leaves, so

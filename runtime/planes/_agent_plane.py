@@ -64,12 +64,11 @@ class AgentPlane:
         self._host = host
         self._codec = codec
         self.counters = AgentPlaneCounters()
-        self._outlet = outlet = Outlet(host, codec)
+        self._outlet = outlet = Outlet(host, codec, trace or _untraced)
         self._registry = registry = Registry()
-        traced = trace or _untraced
         restarts = RestartBudget(restart_budget, restart_window)
-        self._placement = Placement(host, outlet, registry, self.counters, restarts, traced)
-        self._broker = ToolBroker(host, outlet, registry, self.counters, traced)
+        self._placement = Placement(host, outlet, registry, self.counters, restarts)
+        self._broker = ToolBroker(host, outlet, registry, self.counters)
         self._registrar = Registrar(
             host, outlet, codec, registry, self._placement, self._broker, graphs,
             heartbeat=heartbeat, secure=secure,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -35,18 +35,12 @@ class ToolBroker:
     """Tool calls waiting for a host of their tool, and those in flight at a host."""
 
     def __init__(
-        self,
-        host: AgentHost,
-        outlet: Outlet,
-        registry: Registry,
-        counters: AgentPlaneCounters,
-        trace: Callable[..., str],
+        self, host: AgentHost, outlet: Outlet, registry: Registry, counters: AgentPlaneCounters
     ) -> None:
         self._host = host
         self._outlet = outlet
         self._registry = registry
         self._counters = counters
-        self._trace = trace
         self.queues: defaultdict[str, deque[PendingToolCall]] = defaultdict(deque)
         self.calls: dict[int, PendingToolCall] = {}
         """Calls in flight at a host, by the runtime's call id."""
@@ -158,7 +152,7 @@ class ToolBroker:
                 tool=pending.tool,
                 args=pending.args,
                 idempotency_key=pending.idempotency_key,
-                trace=self._trace(
+                trace=self._outlet.trace(
                     pending.run_id, pending.step, pending.attempt, "tool", pending.agent_call
                 ),
             ),

@@ -10,7 +10,7 @@ steps at once instead of feeding them to the next instance.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 
@@ -34,14 +34,12 @@ class Placement:
         registry: Registry,
         counters: AgentPlaneCounters,
         restarts: RestartBudget,
-        trace: Callable[..., str],
     ) -> None:
         self._host = host
         self._outlet = outlet
         self._registry = registry
         self._counters = counters
         self._restarts = restarts
-        self._trace = trace
         self.queues: defaultdict[str, deque[Dispatch]] = defaultdict(deque)
 
     def queued(self) -> int:
@@ -93,9 +91,6 @@ class Placement:
             self._place(session, command)
 
     def _place(self, session: Session, command: Dispatch) -> None:
-        key = (command.run_id, command.step, command.attempt)
-        session.in_flight.add(key)
-        self._registry.holders[key] = session
         self._counters.steps_dispatched += 1
         self._outlet.to_session(
             session,
@@ -107,16 +102,18 @@ class Placement:
                 tools=list(command.tools),
                 timeout_ms=int(command.timeout * 1000),
                 flags=command.flags,
-                trace=self._trace(command.run_id, command.step, command.attempt),
+                trace=self._outlet.trace(command.run_id, command.step, command.attempt),
             ),
         )
+        self._hold(session, (command.run_id, command.step, command.attempt))
+
+    def _hold(self, session: Session, key: TaskKey) -> None:
+        """`session` holds the attempt `key` now, as the journal records."""
+        session.in_flight.add(key)
+        self._registry.holders[key] = session
+        run_id, step, attempt = key
         self._host.apply(
-            StepDispatched(
-                run_id=command.run_id,
-                step=command.step,
-                attempt=command.attempt,
-                agent=session.name,
-            )
+            StepDispatched(run_id=run_id, step=step, attempt=attempt, agent=session.name)
         )
 
     def withdraw(self, key: TaskKey, reason: str) -> None:
@@ -199,14 +196,8 @@ class Placement:
                 and key not in self._registry.holders
                 and len(session.in_flight) < session.capacity
             ):
-                session.in_flight.add(key)
-                self._registry.holders[key] = session
                 self._counters.adopted += 1
-                self._host.apply(
-                    StepDispatched(
-                        run_id=ref.run_id, step=ref.step, attempt=ref.attempt, agent=session.name
-                    )
-                )
+                self._hold(session, key)
                 continue
             session.carry(session.carried + 1)
             self._outlet.to_session(
