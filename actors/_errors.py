@@ -28,7 +28,12 @@ class RegistrationRefused(ActorError):
 
 
 class ToolRefused(ActorError):
-    """The call never reached a tool: not allowed in this step, unknown, or no host serves it."""
+    """The call never reached a tool: not allowed in this step, unknown, or no host serves it.
+
+    With `code` "tool_refused" (outside the step's tools or the agent's allowlist) the
+    runtime has failed the attempt already; a handler that lets it propagate ends the task
+    with one line in the log and nothing sent.
+    """
 
     def __init__(self, tool: str, code: str, message: str) -> None:
         self.tool = tool

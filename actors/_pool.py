@@ -20,14 +20,13 @@ from actors._kill_points import KillPoints
 from actors._ledger import Ledger
 from actors._spans import Spans
 from actors._statistics import Counters
-from actors._steps import failure, run_step
+from actors._steps import Outcome, Stopped, failure, run_task, stopped
 from actors._task import Task
-from actors._toolhost import ToolHost, run_tool
+from actors._toolhost import ToolHost, serve_call
 from protocols import (
     Assign,
     Codec,
     RuntimeMessage,
-    StepFailure,
     StepResult,
     TaskRef,
     ToolCall,
@@ -298,25 +297,22 @@ class Pool:
         key = (assign.run_id, assign.step, assign.attempt)
         scope = self._tasks[key]
         task = Task.from_assign(assign)
-        outcome = None
         try:
-            if not scope.cancel_called:
+            if scope.cancel_called:
+                outcome: Outcome | Stopped = stopped(scope)
+            else:
                 self._counters.tasks_started += 1
                 ctx = Context(task, Tools(task, self._caller), self._log)
-                if self._spans is None or not assign.trace:
-                    with scope:
-                        outcome = await run_step(self._actor, task, ctx)
-                else:
-                    outcome = await self._traced_step(task, ctx, scope, assign.trace)
+                outcome = await run_task(self._actor, task, ctx, scope, self._spans, assign.trace)
         finally:
             del self._tasks[key]
-        if outcome is None:
-            timed_out = anyio.current_time() >= scope.deadline
+        if outcome == "refused":
+            # A failure all the same, though the runtime, not this actor, reports it.
+            self._counters.tasks_failed += 1
+            return
+        if isinstance(outcome, str):
             self._log.info(
-                "actor.task_timed_out" if timed_out else "actor.task_cancelled",
-                run_id=task.run_id,
-                step=task.step,
-                attempt=task.attempt,
+                _STOPPED_EVENTS[outcome], run_id=task.run_id, step=task.step, attempt=task.attempt
             )
             return
         frame = self._codec.encode(outcome)
@@ -330,29 +326,14 @@ class Pool:
             self._counters.tasks_failed += 1
         self._send(frame)
 
-    async def _traced_step(
-        self, task: Task, ctx: Context, scope: anyio.CancelScope, trace: str
-    ) -> StepResult | StepFailure | None:
-        assert self._spans is not None
-        assert isinstance(self._actor, Agent)
-        attributes: dict[str, str | int] = {
-            "baton.run_id": task.run_id,
-            "baton.step": task.step,
-            "baton.attempt": task.attempt,
-        }
-        with self._spans.span(f"handle {task.step}", trace, attributes) as mark:
-            with scope:
-                outcome = await run_step(self._actor, task, ctx)
-            if outcome is None:
-                mark.fail("timed out" if anyio.current_time() >= scope.deadline else "cancelled")
-            elif isinstance(outcome, StepFailure):
-                mark.fail(f"{outcome.reason}: {outcome.message}")
-            return outcome
-
     async def _run_call(self, job: _CallJob) -> None:
+        assert isinstance(self._actor, ToolHost)
         call = job.call
+        self._counters.tool_calls += 1
         try:
-            reply = await self._call_tool(call)
+            reply = await serve_call(
+                self._actor, call, self._ledger, self._kill_points, self._log, self._spans
+            )
         finally:
             if self._calls.get(call.idempotency_key) is job:
                 del self._calls[call.idempotency_key]
@@ -377,21 +358,8 @@ class Pool:
             else:
                 self._send(self._codec.encode(structs.replace(reply, call_id=call_id)))
 
-    async def _call_tool(self, call: ToolCall) -> ToolReply:
-        assert isinstance(self._actor, ToolHost)
-        self._counters.tool_calls += 1
-        if self._spans is None or not call.trace:
-            reply = await run_tool(self._actor, call, self._ledger, self._kill_points, self._log)
-        else:
-            attributes = {
-                "baton.run_id": call.run_id,
-                "baton.step": call.step,
-                "baton.tool": call.tool,
-            }
-            with self._spans.span(f"execute {call.tool}", call.trace, attributes) as mark:
-                reply = await run_tool(
-                    self._actor, call, self._ledger, self._kill_points, self._log
-                )
-                if not reply.ok:
-                    mark.fail(f"{reply.error}: {reply.message}")
-        return reply
+
+_STOPPED_EVENTS: dict[Literal["cancelled", "timed_out"], str] = {
+    "cancelled": "actor.task_cancelled",
+    "timed_out": "actor.task_timed_out",
+}

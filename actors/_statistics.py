@@ -10,7 +10,8 @@ class WorkerStatistics:
     """Counters since the worker started.
 
     `tasks_started` counts handler runs; `tasks_succeeded` and `tasks_failed`
-    the `StepResult`s and `StepFailure`s produced; `tool_calls` the calls made
+    the `StepResult`s and `StepFailure`s produced, the latter with the tasks that
+    ended on a refused tool call (the runtime fails those); `tool_calls` the calls made
     (by an agent) or served (by a tool host); `bad_frames` the frames from the
     runtime that did not decode; `reconnects` the connections opened after the
     first; `in_flight` the tasks or calls admitted and not yet finished.

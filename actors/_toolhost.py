@@ -15,6 +15,7 @@ from structlog.typing import FilteringBoundLogger
 from actors._errors import describe
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger, LedgerError, call_digest
+from actors._spans import Spans
 from actors._tools import ToolDefinition, define_tool, tool_options
 from protocols import ErrorCode, ToolCall, ToolReply, ToolSpec, Value, clip
 
@@ -64,6 +65,30 @@ class ToolHost:
 def tool_specs(host: type[ToolHost] | ToolHost) -> list[ToolSpec]:
     """The specs of every tool `host` serves, in definition order."""
     return [definition.spec for definition in host._baton_tools.values()]
+
+
+async def serve_call(
+    host: ToolHost,
+    call: ToolCall,
+    ledger: Ledger | None = None,
+    kill_points: KillPoints | None = None,
+    log: FilteringBoundLogger | None = None,
+    spans: Spans | None = None,
+) -> ToolReply:
+    """`run_tool`, in a span that joins the run's trace when there are `spans` and the
+    runtime traces the call."""
+    if spans is None or not call.trace:
+        return await run_tool(host, call, ledger, kill_points, log)
+    attributes: dict[str, str | int] = {
+        "baton.run_id": call.run_id,
+        "baton.step": call.step,
+        "baton.tool": call.tool,
+    }
+    with spans.span(f"execute {call.tool}", call.trace, attributes) as mark:
+        reply = await run_tool(host, call, ledger, kill_points, log)
+        if not reply.ok:
+            mark.fail(f"{reply.error}: {reply.message}")
+        return reply
 
 
 async def run_tool(

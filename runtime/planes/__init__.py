@@ -5,9 +5,9 @@ the control plane serves clients. Every frame passes a `Gate` (who sent it,
 within its rate) first; refusals are counted and paced.
 """
 
-from runtime.planes._agent_plane import AgentHost as AgentHost
+from runtime.planes._agent_host import AgentHost as AgentHost
+from runtime.planes._agent_host import AgentPlaneCounters as AgentPlaneCounters
 from runtime.planes._agent_plane import AgentPlane as AgentPlane
-from runtime.planes._agent_plane import AgentPlaneCounters as AgentPlaneCounters
 from runtime.planes._control_plane import ControlPlane as ControlPlane
 from runtime.planes._control_plane import RunHost as RunHost
 from runtime.planes._control_plane import WaitKey as WaitKey

@@ -6,7 +6,7 @@ It owns the open waits; everything else it asks of the supervisor through
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, Protocol
 
 from protocols import (
@@ -26,6 +26,7 @@ from protocols import (
     ProtocolError,
     ResumeRun,
     RunAccepted,
+    RunRecord,
     RunReply,
     RunsReply,
     StartRun,
@@ -90,8 +91,13 @@ class ControlPlane:
         *,
         max_active_runs: int,
         secure: bool,
+        connected_roles: Callable[[], Container[str]] | None = None,
     ) -> None:
+        """`connected_roles` says of which roles an agent is connected now (without it,
+        none), so that a step queued for a busy agent reads as running, not as waiting
+        for an agent."""
         self._host = host
+        self._connected_roles = connected_roles or _no_roles
         self._secure = secure
         self._graphs = graphs
         self._codec = codec
@@ -178,7 +184,7 @@ class ControlPlane:
         """Answer everyone waiting for `run`."""
         for identity, request, brief in self._waiters.pop(run.run_id, ()):
             self._host.cancel_wait(("wait", identity, request, run.run_id))
-            self._host.send_control(identity, _run_reply(run, request, brief=brief))
+            self._host.send_control(identity, self._run_reply(run, request, brief=brief))
 
     def end_wait(self, identity: bytes, request: int, run_id: str) -> None:
         """The wait's time is up: answer with the record as it is, marked timed out."""
@@ -188,9 +194,19 @@ class ControlPlane:
                 waiters.remove(waiter)
                 run = self._find(run_id)
                 assert run is not None, "a run is never forgotten while waited for"
-                reply = _run_reply(run, request, brief=waiter[2], timed_out=True)
+                reply = self._run_reply(run, request, brief=waiter[2], timed_out=True)
                 self._host.send_control(identity, reply)
                 return
+
+    def _record(self, run: Run | HeldRun) -> RunRecord:
+        return record_view(run, self._connected_roles())
+
+    def _run_reply(
+        self, run: Run | HeldRun, request: int, *, brief: bool, timed_out: bool = False
+    ) -> RunReply | RunsReply:
+        if brief:
+            return RunsReply(id=request, runs=[summary(run, self._connected_roles())])
+        return RunReply(id=request, record=self._record(run), timed_out=timed_out)
 
     def _find(self, run_id: str) -> Run | HeldRun | None:
         return self._host.runs.get(run_id) or self._host.held.get(run_id)
@@ -251,7 +267,7 @@ class ControlPlane:
                 return
             self._host.answer_past(identity, request.id, run.run_id, request.at)
             return
-        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+        self._host.send_control(identity, RunReply(id=request.id, record=self._record(run)))
 
     def _wait_run(self, identity: bytes, request: WaitRun) -> None:
         run = self._find(request.run_id)
@@ -259,7 +275,8 @@ class ControlPlane:
             self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
             return
         if run.status in TERMINAL_STATUSES:
-            self._host.send_control(identity, _run_reply(run, request.id, brief=request.summary))
+            reply = self._run_reply(run, request.id, brief=request.summary)
+            self._host.send_control(identity, reply)
             return
         waiters = self._waiters.setdefault(run.run_id, [])
         if any(w[:2] == (identity, request.id) for w in waiters):
@@ -275,8 +292,9 @@ class ControlPlane:
 
     def _list_runs(self, identity: bytes, request: ListRuns) -> None:
         every: list[Run | HeldRun] = [*self._host.runs.values(), *self._host.held.values()]
+        connected = self._connected_roles()
         runs = [
-            summary(run)
+            summary(run, connected)
             for run in every
             if request.workflow is None or run.workflow == request.workflow
         ]
@@ -297,7 +315,7 @@ class ControlPlane:
         self._host.cancel_run(run.run_id, who, request.reason)
         if isinstance(run, HeldRun):
             self.run_ended(run)
-        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+        self._host.send_control(identity, RunReply(id=request.id, record=self._record(run)))
 
     def _resume_run(self, identity: bytes, request: ResumeRun, who: str) -> None:
         run = self._find(request.run_id)
@@ -313,7 +331,7 @@ class ControlPlane:
             self._error(identity, request.id, "wrong_state", text)
             return
         self._host.resume_run(run.run_id, who)
-        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+        self._host.send_control(identity, RunReply(id=request.id, record=self._record(run)))
 
     def _list_pending(
         self, identity: bytes, principal: Principal | None, request: ListPending
@@ -356,7 +374,7 @@ class ControlPlane:
             )  # fmt: skip
             return
         self._host.apply(outcome)
-        self._host.send_control(identity, RunReply(id=request.id, record=record_view(run)))
+        self._host.send_control(identity, RunReply(id=request.id, record=self._record(run)))
 
 
 _ACTIONS: dict[type[ControlRequest], str] = {
@@ -372,9 +390,6 @@ _ACTIONS: dict[type[ControlRequest], str] = {
 """How each request is named in refusals and audit entries."""
 
 
-def _run_reply(
-    run: Run | HeldRun, request: int, *, brief: bool, timed_out: bool = False
-) -> RunReply | RunsReply:
-    if brief:
-        return RunsReply(id=request, runs=[summary(run)])
-    return RunReply(id=request, record=record_view(run), timed_out=timed_out)
+def _no_roles() -> Container[str]:
+    """The connected roles of a plane told of none."""
+    return ()

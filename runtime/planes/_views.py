@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from protocols import AttemptView, PendingDecision, RunRecord, RunStatus, RunSummary, StepView
 from runtime.engine._run import Run
 from runtime.store._held import HeldRun
 
+_NO_ROLES: frozenset[str] = frozenset()
 
-def display_status(run: Run) -> tuple[RunStatus, str]:
+
+def display_status(run: Run, connected: Container[str] = _NO_ROLES) -> tuple[RunStatus, str]:
     """The status to show and what a waiting run waits for.
 
-    A running run with nothing in an agent's hands is `waiting`: for an agent
-    of a role with free capacity, or for a retry timer.
+    A running run is `running` while a step is in an agent's hands, or queued for a
+    role of which an agent is `connected` (busy for now, or about to take it). With
+    nothing but steps waiting for an agent of a role none of whose agents is connected,
+    for a retry timer or for a decision, it is `waiting`, and says for what.
     """
     if run.status != "running" or not run.active:
         return run.status, ""
@@ -21,7 +27,10 @@ def display_status(run: Run) -> tuple[RunStatus, str]:
         if state.status == "running":
             return "running", ""
         if state.status == "queued":
-            waits.append(f"an agent of role {run.graph.step(name).role!r} for step {name!r}")
+            role = run.graph.step(name).role
+            if role in connected:
+                return "running", ""
+            waits.append(f"an agent of role {role!r} for step {name!r}")
         elif state.status == "retry_wait":
             waits.append(f"the retry timer of step {name!r}")
         elif state.status == "awaiting_decision":
@@ -30,11 +39,12 @@ def display_status(run: Run) -> tuple[RunStatus, str]:
     return "waiting", "; ".join(waits)
 
 
-def record_view(run: Run | HeldRun) -> RunRecord:
-    """The whole record of a run as it travels to clients."""
+def record_view(run: Run | HeldRun, connected: Container[str] = _NO_ROLES) -> RunRecord:
+    """The whole record of a run as it travels to clients, with the roles of which an
+    agent is `connected` now."""
     if isinstance(run, HeldRun):
         return run.record()
-    status, waiting_for = display_status(run)
+    status, waiting_for = display_status(run, connected)
     flags = {k: list(p.flags) for k, p in run.provenance.items() if p.flags}
     caveats = {k: list(p.caveats) for k, p in run.provenance.items() if p.caveats}
     steps = {
@@ -103,11 +113,11 @@ def pending_decisions(run: Run) -> list[PendingDecision]:
     return sorted(found, key=lambda p: p.opened_at)
 
 
-def summary(run: Run | HeldRun) -> RunSummary:
-    """One line about a run."""
+def summary(run: Run | HeldRun, connected: Container[str] = _NO_ROLES) -> RunSummary:
+    """One line about a run, with the roles of which an agent is `connected` now."""
     if isinstance(run, HeldRun):
         return run.summary()
-    status, waiting_for = display_status(run)
+    status, waiting_for = display_status(run, connected)
     return RunSummary(
         run_id=run.run_id,
         workflow=run.workflow,

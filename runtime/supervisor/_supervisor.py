@@ -199,6 +199,7 @@ class Supervisor:
             self._control_codec,
             max_active_runs=config.max_active_runs,
             secure=secure,
+            connected_roles=self._agents.agents_by_role,
         )
         self._limiters = [
             RateLimiter(config.rate_limit, config.rate_burst, monotonic) for _ in range(2)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
+import structlog
 
 from actors import Agent, Context, Result, Task, ToolFailed, tool_specs
-from protocols import Assign, Register, StepResult, ToolCall, ToolReply
-from tests.actors.conftest import FakeRuntime, serving
+from protocols import Assign, Cancel, Register, StepFailure, StepResult, ToolCall, ToolReply
+from tests.actors.conftest import WAIT, FakeRuntime, serving
 from tests.actors.sample import CallingAgent, MathHost
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +108,82 @@ class TestCallRoundTrip:
             _, result = await runtime.receive()
         assert isinstance(result, StepResult)
         assert [(e.tool, e.code) for e in seen] == [("add", "invalid_input")]
+
+
+class Overreaching(Agent):
+    """Calls `wire`, which no step allows, and lets a refusal end the task; answers `probe`."""
+
+    role = "overreaching"
+    tools = ("wire",)
+
+    def __init__(self) -> None:
+        self.ended = anyio.Event()
+
+    async def handle(self, task: Task, ctx: Context) -> Result:
+        if task.step == "probe":
+            return Result(outputs={"probed": True})
+        try:
+            await ctx.tools.call("wire", amount=1)
+        finally:
+            self.ended.set()
+        return Result(outputs={})
+
+
+async def refuse_a_call(runtime: FakeRuntime, agent: Overreaching, code: Any) -> Any:
+    """Assign a task and refuse its call with `code` as the runtime does (with `tool_refused`,
+    the refusal, then the cancellation); once the handler has ended, assign `probe`. The
+    next message tells whether anything was sent for the refused task: it would come first."""
+    identity, _ = await runtime.accept()
+    await runtime.send(identity, calling())
+    _, call = await runtime.expect(ToolCall)
+    refusal = "tool 'wire' is not in the step of step 's1'"
+    await runtime.send(
+        identity, ToolReply(call_id=call.call_id, ok=False, error=code, message=refusal)
+    )
+    if code == "tool_refused":
+        await runtime.send(identity, Cancel(run_id="r1", step="s1", attempt=1, reason="refused"))
+    with anyio.fail_after(WAIT):
+        await agent.ended.wait()
+    await runtime.send(identity, Assign(run_id="r1", step="probe", attempt=1, inputs={}))
+    _, message = await runtime.receive()
+    return message
+
+
+class TestRefusedCalls:
+    async def test_a_refusal_that_ends_the_task_is_one_log_line_and_sends_nothing(
+        self, runtime: FakeRuntime
+    ) -> None:
+        """A handler ended by a `tool_refused` refusal sends no report (the runtime failed the
+        attempt as it refused) and logs the refusal once, with no traceback."""
+        agent = Overreaching()
+        with structlog.testing.capture_logs() as logs:
+            async with serving(agent, runtime, concurrency=1) as worker:
+                after = await refuse_a_call(runtime, agent, "tool_refused")
+                assert worker.statistics().tasks_failed == 1
+        assert isinstance(after, StepResult)
+        assert after.step == "probe"
+        about = [entry for entry in logs if entry.get("step") == "s1"]
+        assert [(e["event"], e["log_level"]) for e in about] == [("actor.tool_refused", "warning")]
+        assert (about[0]["tool"], about[0]["message"]) == (
+            "wire",
+            "tool 'wire' is not in the step of step 's1'",
+        )
+        assert not [entry for entry in logs if "exc_info" in entry]
+
+    async def test_a_refusal_that_leaves_the_attempt_running_is_reported(
+        self, runtime: FakeRuntime
+    ) -> None:
+        """A refusal the runtime did not fail the attempt for (no host serves the tool) ends
+        the handler in a failure the agent reports, as any error."""
+        agent = Overreaching()
+        async with serving(agent, runtime, concurrency=1):
+            failure = await refuse_a_call(runtime, agent, "tool_unavailable")
+        assert isinstance(failure, StepFailure)
+        assert (failure.step, failure.reason) == ("s1", "error")
+        assert failure.message == (
+            "ToolRefused: tool 'wire' refused (tool_unavailable): "
+            "tool 'wire' is not in the step of step 's1'"
+        )
 
 
 class TestThroughAToolHost:
