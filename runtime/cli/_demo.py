@@ -5,17 +5,19 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
+import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
-from runtime.cli._render import pending_table, status_text
+from runtime.cli import _console
+from runtime.cli._console import usage_errors
+from runtime.cli._render import pending_blocks, status_text
+from runtime.cli._sheets import Sheet, show
 from runtime.client._client import ControlClient
-from runtime.errors import BatonError
 from runtime.launch import ProcessGroup
 from runtime.security._keys import add_principal, init_keys, load_client_keys
 from runtime.workflow._diagram import mermaid
@@ -51,7 +53,16 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
-def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
+def demo(
+    runs_per_kind: Annotated[
+        int, typer.Option("--runs", min=1, max=50, help="Requests of each kind to run.")
+    ] = 1,
+) -> None:
+    """Launch a runtime and the example agents as processes, run requests, show records."""
+    raise typer.Exit(run_demo(_console.out, runs_per_kind=runs_per_kind))
+
+
+def run_demo(out: Console, *, runs_per_kind: int = 1) -> int:
     """Launch, run, show, shut down. 0 when every run completed."""
     from examples.customer_ops import workflow  # noqa: PLC0415 - examples live in the checkout
 
@@ -66,14 +77,13 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
         add_principal(keys, APPROVER, ["approver:finance"])
         approver = load_client_keys(keys, APPROVER)
         with ProcessGroup(Path(folder), keys=keys) as group:
-            try:
-                JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+            JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+            with usage_errors():
                 runtime = group.start_runtime(
-                    [WORKFLOW], heartbeat=0.5, store=f"sqlite:///{JOURNAL.resolve()}"
+                    [WORKFLOW],
+                    heartbeat=0.5,
+                    store=f"sqlite:///{JOURNAL.resolve()}",
                 )
-            except BatonError as exc:
-                err.print(f"[red]error:[/red] {exc}")
-                return 2
             out.rule("[bold]processes")
             out.print(
                 f"keys: {keys} (runtime key pair, operator {operator.name!r}, "
@@ -132,7 +142,7 @@ async def _submit(
             if waiting:
                 out.rule(f"[bold]the inbox of {approver.principal!r} (role approver:finance)")
                 shown = await reviewer.pending()
-                out.print(pending_table(shown))
+                out.print(pending_blocks(shown))
                 for item in shown:
                     await reviewer.decide(item, "approve", comment="duplicate charge confirmed")
                     out.print(
@@ -189,20 +199,22 @@ def _summarise(out: Console, record: RunRecord) -> None:
 
 
 def _table(out: Console, records: list[RunRecord]) -> None:
-    table = Table(title="summary", title_justify="left")
-    for column in ("run", "status", "decision", "message", "open flags"):
-        table.add_column(column)
+    table = Sheet(
+        "summary",
+        ("run", "status", "decision", "message", "open flags"),
+        whole=("run", "status", "decision", "message"),
+    )
     for record in records:
         decision: Any = record.data.get("decision")
         action = decision.get("action", "") if isinstance(decision, dict) else ""
-        table.add_row(
+        table.add(
             record.run_id,
             status_text(record.status),
             str(action),
             str(_field(record, "message_id")),
             Text(", ".join(sorted({f for fs in record.flags.values() for f in fs})), "yellow"),
         )
-    out.print(table)
+    show(out, table)
 
 
 def _field(record: RunRecord, key: str) -> Any:
