@@ -214,7 +214,7 @@ def _table(out: Console, records: list[RunRecord]) -> None:
             str(_field(record, "message_id")),
             Text(", ".join(sorted({f for fs in record.flags.values() for f in fs})), "yellow"),
         )
-    show(out, table)
+    show(out, table, titled=True)
 
 
 def _field(record: RunRecord, key: str) -> Any:

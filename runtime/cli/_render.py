@@ -1,4 +1,4 @@
-"""How runs, records and open decisions look."""
+"""How runs, records and open decisions look, in a terminal and in a pipe."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from protocols import HistoryEntry, PendingDecision, RunRecord, RunSummary
-from runtime.cli._sheets import Sheet
+from runtime.cli._sheets import Sheet, show, write_lines
 
 STATUS_STYLE = {
     "completed": "green",
@@ -96,7 +96,8 @@ def pending_blocks(pending: Sequence[PendingDecision]) -> Group:
 
 
 def pending_view(console: Console, pending: Sequence[PendingDecision]) -> None:
-    console.print(pending_blocks(pending))
+    """The open decisions; in a pipe each line whole, so that a command can be grepped out."""
+    console.print(pending_blocks(pending), soft_wrap=not console.is_terminal)
 
 
 def progress_view(record: RunRecord, elapsed: float) -> Group:
@@ -200,10 +201,20 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
     events = record.history if history is None else record.history[-history:]
     sheets = [_data_sheet(record), _steps_sheet(record), history_sheet(events)]
     flags = "; ".join(f"{k}: {', '.join(v)}" for k, v in record.flags.items())
-    console.print(Panel(header, expand=False))
-    parts: list[Table | Group] = [sheets[0].table(), sheets[1].table()]
-    if record.pending:
-        parts.append(pending_blocks(record.pending))
-    console.print(Group(*parts, sheets[2].table()))
+    if console.is_terminal:
+        console.print(Panel(header, expand=False))
+        parts: list[Table | Group] = [sheets[0].table(), sheets[1].table()]
+        if record.pending:
+            parts.append(pending_blocks(record.pending))
+        console.print(Group(*parts, sheets[2].table()))
+    else:
+        write_lines(console, header.plain.splitlines())
+        show(console, sheets[0], titled=True)
+        show(console, sheets[1], titled=True)
+        if record.pending:
+            pending_view(console, record.pending)
+        show(console, sheets[2], titled=True)
     if flags:
-        console.print(Text(f"open flags: {flags}", style="yellow"))
+        console.print(
+            Text(f"open flags: {flags}", style="yellow"), soft_wrap=not console.is_terminal
+        )

@@ -1,4 +1,11 @@
-"""Tables in which ids and names are never cut or wrapped; only the other columns fold."""
+"""Tables that read well both in a terminal and in a pipe.
+
+In a terminal a sheet is a rich table in which ids and names are never cut
+or wrapped; only the other columns fold. Written anywhere else (`baton runs
+| grep waiting`, a CI log) it is a line of column names and then one line per
+row, its cells separated by tabs, nothing cut or wrapped at any width: what
+grep, cut and `awk -F'\\t'` expect, and what `gh` and `kubectl` print there.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +43,25 @@ class Sheet:
             table.add_row(*row)
         return table
 
+    def lines(self) -> list[str]:
+        """The column names and the rows, tab-separated, one line each: for a pipe."""
+        return ["\t".join(self.columns), *("\t".join(map(_flat, row)) for row in self.rows)]
 
-def show(console: Console, sheet: Sheet) -> None:
-    console.print(sheet.table())
+
+def _flat(cell: Cell) -> str:
+    text = cell.plain if isinstance(cell, Text) else cell
+    return text.replace("\t", " ").replace("\n", "; ")
+
+
+def write_lines(console: Console, lines: Sequence[str]) -> None:
+    """Lines as they are, past rich: no markup, no wrapping, and tabs kept as tabs."""
+    console.file.write("".join(f"{line}\n" for line in lines))
+
+
+def show(console: Console, sheet: Sheet, *, titled: bool = False) -> None:
+    """A table in a terminal, tab-separated lines elsewhere; `titled` keeps the title there too,
+    where the output holds several sheets."""
+    if console.is_terminal:
+        console.print(sheet.table())
+        return
+    write_lines(console, [sheet.title, *sheet.lines()] if titled else sheet.lines())
