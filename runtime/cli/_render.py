@@ -41,6 +41,11 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
+def version_label(version: str) -> str:
+    """A workflow version as written, with a `v` before it only when it is a bare number."""
+    return f"v{version}" if version[:1].isdigit() else version
+
+
 def runs_sheet(runs: Sequence[RunSummary]) -> Sheet:
     sheet = Sheet(
         f"{len(runs)} run(s)",
@@ -191,7 +196,8 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
         (record.run_id, "bold"),
         "  ",
         status_text(record.status),
-        f"\nworkflow {record.workflow} v{record.version}  fingerprint {record.fingerprint}",
+        f"\nworkflow {record.workflow} {version_label(record.version)}  "
+        f"fingerprint {record.fingerprint}",
         f"\nstarted {_when(record.created_at)}  updated {_when(record.updated_at)}",
     )
     if record.reason:

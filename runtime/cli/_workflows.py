@@ -12,6 +12,7 @@ from rich.text import Text
 from protocols import protocol_schema
 from runtime.cli._console import EXIT_OK, EXIT_USAGE, err, fail, out, print_json, usage_errors
 from runtime.cli._options import JsonOption
+from runtime.cli._render import version_label
 from runtime.errors import WorkflowInvalid
 from runtime.workflow._diagram import mermaid
 from runtime.workflow._graph import Graph, compile_workflow
@@ -67,7 +68,7 @@ def validate(
             out.print(
                 Text.assemble(
                     ("✓", "green"),
-                    f" {graph.name} v{workflow.version}: {len(graph.nodes)} "
+                    f" {graph.name} {version_label(workflow.version)}: {len(graph.nodes)} "
                     f"steps, fingerprint {graph.fingerprint}",
                 ),
                 highlight=False,
