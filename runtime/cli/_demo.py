@@ -1,7 +1,14 @@
-"""`baton demo`: the example workflow end to end, as separate processes."""
+"""`baton demo`: the example workflow end to end, as separate processes.
+
+Its runtime listens on fixed loopback ports, the runtime's usual ones unless
+told otherwise, so that what it prints can be followed by hand; a port
+another process holds is named, with the option that moves it.
+"""
 
 from __future__ import annotations
 
+import inspect
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +21,8 @@ from rich.text import Text
 
 from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
 from runtime.cli import _console
-from runtime.cli._console import usage_errors
+from runtime.cli._console import fail, usage_errors
+from runtime.cli._options import option, with_options
 from runtime.cli._render import pending_blocks, status_text
 from runtime.cli._sheets import Sheet, show
 from runtime.client._client import ControlClient
@@ -41,6 +49,9 @@ JOURNAL = Path(".baton/demo.db")
 """Where the demo's runtime journals, so that `baton report` can read the runs afterwards."""
 APPROVER = "fin"
 """The demo's approver: a principal of group finance, who reviews refunds over the limit."""
+HOST = "127.0.0.1"
+AGENTS_PORT = 7710
+CONTROL_PORT = 7711
 REQUESTS: list[dict[str, Any]] = [
     {"customer_id": "c-100", "name": "Ada", "text": "I was charged twice for October"},
     {"customer_id": "c-200", "name": "Grace", "text": "Why is my invoice higher?"},
@@ -53,19 +64,87 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
+PLANES = {"agents": "agent", "control": "control"}
+"""Each plane's option name, and the plane as the runtime calls it."""
+
+
+def _port(name: str, default: int) -> inspect.Parameter:
+    """`--NAME-port`, also read from `$BATON_DEMO_NAME_PORT`."""
+    return option(
+        f"{name}_port",
+        Annotated[
+            int,
+            typer.Option(
+                min=0,
+                max=65535,
+                envvar=f"BATON_DEMO_{name.upper()}_PORT",
+                help=f"Loopback port of the demo runtime's {PLANES[name]} plane (0: a free one).",
+            ),
+        ],
+        default,
+    )
+
+
+def _endpoints(agents_port: int, control_port: int) -> tuple[str, str]:
+    """The two planes' endpoints; an exit naming the port when one is taken or both are one."""
+    if agents_port == control_port != 0:
+        raise fail(
+            f"--agents-port and --control-port are both {agents_port}: each plane needs its own"
+        )
+    for port, name in ((agents_port, "agents"), (control_port, "control")):
+        if port and _taken(port):
+            raise fail(
+                f"port {port} on {HOST} (the demo runtime's {PLANES[name]} plane) is in use by "
+                f"another process; move it with `baton demo --{name}-port PORT` or "
+                f"`make demo {name.upper()}_PORT=PORT`"
+            )
+    return f"tcp://{HOST}:{agents_port}", f"tcp://{HOST}:{control_port}"
+
+
+@with_options(
+    [_port("agents", AGENTS_PORT), _port("control", CONTROL_PORT)], _endpoints, into="planes"
+)
 def demo(
     runs_per_kind: Annotated[
         int, typer.Option("--runs", min=1, max=50, help="Requests of each kind to run.")
     ] = 1,
+    *,
+    planes: tuple[str, str],
 ) -> None:
     """Launch a runtime and the example agents as processes, run requests, show records."""
-    raise typer.Exit(run_demo(_console.out, runs_per_kind=runs_per_kind))
+    agents, control = planes
+    raise typer.Exit(
+        run_demo(_console.out, agents=agents, control=control, runs_per_kind=runs_per_kind)
+    )
 
 
-def run_demo(out: Console, *, runs_per_kind: int = 1) -> int:
+def _taken(port: int) -> bool:
+    """Whether another socket listens on the port, asked the way the runtime will bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As ZeroMQ does: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _shown(endpoint: str) -> str:
+    return f"a free port of {HOST}" if endpoint.endswith(":0") else endpoint
+
+
+def run_demo(out: Console, *, agents: str, control: str, runs_per_kind: int = 1) -> int:
     """Launch, run, show, shut down. 0 when every run completed."""
     from examples.customer_ops import workflow  # noqa: PLC0415 - examples live in the checkout
 
+    out.print(
+        f"ports: the runtime's agent plane on {_shown(agents)}, its control plane on "
+        f"{_shown(control)} (move them with --agents-port and --control-port, or "
+        "make demo AGENTS_PORT=... CONTROL_PORT=...)",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.rule("[bold]the map: customer_ops as Mermaid")
     out.print(mermaid(compile_workflow(workflow)), highlight=False, markup=False)
     started = time.monotonic()
@@ -83,6 +162,8 @@ def run_demo(out: Console, *, runs_per_kind: int = 1) -> int:
                     [WORKFLOW],
                     heartbeat=0.5,
                     store=f"sqlite:///{JOURNAL.resolve()}",
+                    agents=agents,
+                    control=control,
                 )
             out.rule("[bold]processes")
             out.print(

@@ -81,6 +81,7 @@ class TestEnvironment:
             (("approve",), {"BATON_CONTROL", "BATON_KEYS", "BATON_PRINCIPAL"}),
             (("keys", "init"), {"BATON_KEYS"}),
             (("keys", "list"), {"BATON_KEYS"}),
+            (("demo",), {"BATON_DEMO_AGENTS_PORT", "BATON_DEMO_CONTROL_PORT"}),
         ],
     )
     def test_named(self, words: tuple[str, ...], variables: set[str]) -> None:
