@@ -4,7 +4,7 @@ In a terminal a sheet is a rich table in which ids and names are never cut
 or wrapped; only the other columns fold. Written anywhere else (`baton runs
 | grep waiting`, a CI log) it is a line of column names and then one line per
 row, its cells separated by tabs, nothing cut or wrapped at any width: what
-grep, cut and `awk -F'\\t'` expect, and what `gh` and `kubectl` print there.
+grep, cut and `awk -F'\\t'` expect, and what GitHub's `gh` writes to a pipe.
 """
 
 from __future__ import annotations
