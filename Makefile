@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# The loopback ports of the demo's runtime (agent plane, control plane); move them with
+# `make demo AGENTS_PORT=7810 CONTROL_PORT=7811` when another runtime holds these.
+AGENTS_PORT ?= 7710
+CONTROL_PORT ?= 7711
 
 .PHONY: demo test bench lint clean
 
@@ -21,7 +25,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/baton demo
+	$(BIN)/baton demo --agents-port $(AGENTS_PORT) --control-port $(CONTROL_PORT)
 
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .

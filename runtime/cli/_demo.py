@@ -1,21 +1,31 @@
-"""`baton demo`: the example workflow end to end, as separate processes."""
+"""`baton demo`: the example workflow end to end, as separate processes.
+
+Its runtime listens on fixed loopback ports, the runtime's usual ones unless
+told otherwise, so that what it prints can be followed by hand; a port
+another process holds is named, with the option that moves it.
+"""
 
 from __future__ import annotations
 
+import inspect
+import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
+import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
-from runtime.cli._render import pending_table, status_text
+from runtime.cli import _console
+from runtime.cli._console import fail, usage_errors
+from runtime.cli._options import option, with_options
+from runtime.cli._render import pending_blocks, status_text
+from runtime.cli._sheets import Sheet, show
 from runtime.client._client import ControlClient
-from runtime.errors import BatonError
 from runtime.launch import ProcessGroup
 from runtime.security._keys import add_principal, init_keys, load_client_keys
 from runtime.workflow._diagram import mermaid
@@ -39,6 +49,9 @@ JOURNAL = Path(".baton/demo.db")
 """Where the demo's runtime journals, so that `baton report` can read the runs afterwards."""
 APPROVER = "fin"
 """The demo's approver: a principal of group finance, who reviews refunds over the limit."""
+HOST = "127.0.0.1"
+AGENTS_PORT = 7710
+CONTROL_PORT = 7711
 REQUESTS: list[dict[str, Any]] = [
     {"customer_id": "c-100", "name": "Ada", "text": "I was charged twice for October"},
     {"customer_id": "c-200", "name": "Grace", "text": "Why is my invoice higher?"},
@@ -51,10 +64,87 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
-def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
+PLANES = {"agents": "agent", "control": "control"}
+"""Each plane's option name, and the plane as the runtime calls it."""
+
+
+def _port(name: str, default: int) -> inspect.Parameter:
+    """`--NAME-port`, also read from `$BATON_DEMO_NAME_PORT`."""
+    return option(
+        f"{name}_port",
+        Annotated[
+            int,
+            typer.Option(
+                min=0,
+                max=65535,
+                envvar=f"BATON_DEMO_{name.upper()}_PORT",
+                help=f"Loopback port of the demo runtime's {PLANES[name]} plane (0: a free one).",
+            ),
+        ],
+        default,
+    )
+
+
+def _endpoints(agents_port: int, control_port: int) -> tuple[str, str]:
+    """The two planes' endpoints; an exit naming the port when one is taken or both are one."""
+    if agents_port == control_port != 0:
+        raise fail(
+            f"--agents-port and --control-port are both {agents_port}: each plane needs its own"
+        )
+    for port, name in ((agents_port, "agents"), (control_port, "control")):
+        if port and _taken(port):
+            raise fail(
+                f"port {port} on {HOST} (the demo runtime's {PLANES[name]} plane) is in use by "
+                f"another process; move it with `baton demo --{name}-port PORT` or "
+                f"`make demo {name.upper()}_PORT=PORT`"
+            )
+    return f"tcp://{HOST}:{agents_port}", f"tcp://{HOST}:{control_port}"
+
+
+@with_options(
+    [_port("agents", AGENTS_PORT), _port("control", CONTROL_PORT)], _endpoints, into="planes"
+)
+def demo(
+    runs_per_kind: Annotated[
+        int, typer.Option("--runs", min=1, max=50, help="Requests of each kind to run.")
+    ] = 1,
+    *,
+    planes: tuple[str, str],
+) -> None:
+    """Launch a runtime and the example agents as processes, run requests, show records."""
+    agents, control = planes
+    raise typer.Exit(
+        run_demo(_console.out, agents=agents, control=control, runs_per_kind=runs_per_kind)
+    )
+
+
+def _taken(port: int) -> bool:
+    """Whether another socket listens on the port, asked the way the runtime will bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As ZeroMQ does: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _shown(endpoint: str) -> str:
+    return f"a free port of {HOST}" if endpoint.endswith(":0") else endpoint
+
+
+def run_demo(out: Console, *, agents: str, control: str, runs_per_kind: int = 1) -> int:
     """Launch, run, show, shut down. 0 when every run completed."""
     from examples.customer_ops import workflow  # noqa: PLC0415 - examples live in the checkout
 
+    out.print(
+        f"ports: the runtime's agent plane on {_shown(agents)}, its control plane on "
+        f"{_shown(control)} (move them with --agents-port and --control-port, or "
+        "make demo AGENTS_PORT=... CONTROL_PORT=...)",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.rule("[bold]the map: customer_ops as Mermaid")
     out.print(mermaid(compile_workflow(workflow)), highlight=False, markup=False)
     started = time.monotonic()
@@ -66,14 +156,15 @@ def run_demo(out: Console, err: Console, *, runs_per_kind: int = 1) -> int:
         add_principal(keys, APPROVER, ["approver:finance"])
         approver = load_client_keys(keys, APPROVER)
         with ProcessGroup(Path(folder), keys=keys) as group:
-            try:
-                JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+            JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+            with usage_errors():
                 runtime = group.start_runtime(
-                    [WORKFLOW], heartbeat=0.5, store=f"sqlite:///{JOURNAL.resolve()}"
+                    [WORKFLOW],
+                    heartbeat=0.5,
+                    store=f"sqlite:///{JOURNAL.resolve()}",
+                    agents=agents,
+                    control=control,
                 )
-            except BatonError as exc:
-                err.print(f"[red]error:[/red] {exc}")
-                return 2
             out.rule("[bold]processes")
             out.print(
                 f"keys: {keys} (runtime key pair, operator {operator.name!r}, "
@@ -132,7 +223,7 @@ async def _submit(
             if waiting:
                 out.rule(f"[bold]the inbox of {approver.principal!r} (role approver:finance)")
                 shown = await reviewer.pending()
-                out.print(pending_table(shown))
+                out.print(pending_blocks(shown))
                 for item in shown:
                     await reviewer.decide(item, "approve", comment="duplicate charge confirmed")
                     out.print(
@@ -189,20 +280,22 @@ def _summarise(out: Console, record: RunRecord) -> None:
 
 
 def _table(out: Console, records: list[RunRecord]) -> None:
-    table = Table(title="summary", title_justify="left")
-    for column in ("run", "status", "decision", "message", "open flags"):
-        table.add_column(column)
+    table = Sheet(
+        "summary",
+        ("run", "status", "decision", "message", "open flags"),
+        whole=("run", "status", "decision", "message"),
+    )
     for record in records:
         decision: Any = record.data.get("decision")
         action = decision.get("action", "") if isinstance(decision, dict) else ""
-        table.add_row(
+        table.add(
             record.run_id,
             status_text(record.status),
             str(action),
             str(_field(record, "message_id")),
             Text(", ".join(sorted({f for fs in record.flags.values() for f in fs})), "yellow"),
         )
-    out.print(table)
+    show(out, table, titled=True)
 
 
 def _field(record: RunRecord, key: str) -> Any:

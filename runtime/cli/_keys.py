@@ -9,21 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import msgspec
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from protocols import is_z85_key
-from runtime.errors import BatonError
+from runtime.cli._console import out, print_json, usage_errors
+from runtime.cli._options import DEFAULT_KEYS, JsonOption, KeysOption, command_group
+from runtime.cli._sheets import Sheet, show
 from runtime.security._certificates import PUBLIC_SUFFIX, SECRET_SUFFIX
 from runtime.security._keys import (
     RUNTIME,
     add_principal,
     init_keys,
-    keys_dir,
     load_principals,
     load_public_key,
     load_server_keys,
@@ -31,29 +28,8 @@ from runtime.security._keys import (
 )
 from runtime.security._principals import Principal
 
-keys_app = typer.Typer(
-    name="keys",
-    help="Create CURVE keys and manage the principals a runtime admits.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err = Console(stderr=True)
-
-EXIT_USAGE = 2
+keys_app = command_group("keys", "Create CURVE keys and manage the principals a runtime admits.")
 RELOAD_REMINDER = "a running runtime applies this on SIGHUP (kill -HUP <pid>)"
-
-KeysOption = Annotated[
-    Path | None,
-    typer.Option("--keys", help="Key directory [default: $BATON_KEYS or .baton/keys]."),
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    # Z85 keys and msgspec paths hold brackets, which rich would read as markup.
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
 
 
 def _say(*parts: str | tuple[str, str]) -> None:
@@ -73,21 +49,17 @@ def _show(principal: Principal, directory: Path, *, generated: bool) -> None:
 @keys_app.command("init")
 def init(
     directory: Annotated[
-        Path | None,
-        typer.Argument(help="Key directory to create [default: $BATON_KEYS or .baton/keys]."),
-    ] = None,
+        Path, typer.Argument(envvar="BATON_KEYS", help="Key directory to create.")
+    ] = DEFAULT_KEYS,
 ) -> None:
     """Create the key directory: the runtime's key pair and an `operator` principal."""
-    chosen = keys_dir(directory)
-    try:
-        operator = init_keys(chosen)
-        runtime = load_server_keys(chosen)
-    except BatonError as exc:
-        raise _fail(str(exc)) from None
-    _say("created keys in ", (str(chosen), "bold"))
+    with usage_errors():
+        operator = init_keys(directory)
+        runtime = load_server_keys(directory)
+    _say("created keys in ", (str(directory), "bold"))
     _say("runtime public key: ", runtime.public.decode())
-    _say("  certificate: ", str(chosen / (RUNTIME + PUBLIC_SUFFIX)), " (copy it to every actor)")
-    _show(operator, chosen, generated=True)
+    _say("  certificate: ", str(directory / (RUNTIME + PUBLIC_SUFFIX)), " (copy it to every actor)")
+    _show(operator, directory, generated=True)
 
 
 def _public_key(text: str) -> bytes:
@@ -119,53 +91,44 @@ def add(
             help="Record this Z85 key (or @FILE) instead of generating a key pair here.",
         ),
     ] = None,
-    keys: KeysOption = None,
+    keys: KeysOption = DEFAULT_KEYS,
 ) -> None:
     """Add a principal, generating its key pair unless --public-key is given."""
-    directory = keys_dir(keys)
-    try:
+    with usage_errors():
         key = None if public_key is None else _public_key(public_key)
-        principal = add_principal(directory, name, role, public_key=key)
-    except BatonError as exc:
-        raise _fail(str(exc)) from None
-    _show(principal, directory, generated=key is None)
+        principal = add_principal(keys, name, role, public_key=key)
+    _show(principal, keys, generated=key is None)
     _say(RELOAD_REMINDER)
 
 
 @keys_app.command("remove")
 def remove(
     name: Annotated[str, typer.Argument(help="Principal to remove.")],
-    keys: KeysOption = None,
+    keys: KeysOption = DEFAULT_KEYS,
 ) -> None:
     """Remove a principal and delete its key files."""
-    directory = keys_dir(keys)
-    try:
-        principal = remove_principal(directory, name)
-    except BatonError as exc:
-        raise _fail(str(exc)) from None
+    with usage_errors():
+        principal = remove_principal(keys, name)
     _say("removed principal ", (principal.name, "bold"))
     _say(RELOAD_REMINDER)
 
 
 @keys_app.command("list")
 def list_(
-    keys: KeysOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    keys: KeysOption = DEFAULT_KEYS,
+    as_json: JsonOption = False,
 ) -> None:
     """List the principals: name, roles and public key."""
-    try:
-        principals = load_principals(keys_dir(keys))
-    except BatonError as exc:
-        raise _fail(str(exc)) from None
+    with usage_errors():
+        principals = load_principals(keys)
     if as_json:
         rows = [
             {"name": p.name, "roles": sorted(p.roles), "public_key": p.public_key.decode()}
             for p in principals
         ]
-        out.print_json(msgspec.json.encode(rows).decode(), highlight=False)
+        print_json(rows)
         return
-    table = Table("name", "roles")
-    table.add_column("public key", no_wrap=True)
+    sheet = Sheet("", ("name", "roles", "public key"), whole=("name", "public key"))
     for p in principals:
-        table.add_row(Text(p.name), Text(", ".join(sorted(p.roles))), Text(p.public_key.decode()))
-    out.print(table)
+        sheet.add(Text(p.name), Text(", ".join(sorted(p.roles))), Text(p.public_key.decode()))
+    show(out, sheet)

@@ -1,8 +1,16 @@
-"""Settings of a whole runtime process, applied once by the command that owns it."""
+"""Settings of a whole runtime or actor process, applied once by the command that owns it."""
 
 from __future__ import annotations
 
 import gc
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from actors import KillPoints, KillPointsInvalid
+from runtime.cli._console import fail
+
+if TYPE_CHECKING:
+    from runtime.observe._span_file import SpanFile
 
 COLLECT_AFTER = 50_000
 """Allocations between young-generation collections (CPython's default is 700)."""
@@ -28,3 +36,26 @@ def event_loop_options() -> dict[str, object]:
     except ImportError:
         return {}
     return {"use_uvloop": True}
+
+
+def kill_points() -> KillPoints:
+    """The points `BATON_KILL_POINTS` asks this process to die at, for fault tests."""
+    try:
+        return KillPoints.from_environment()
+    except KillPointsInvalid as exc:
+        raise fail(str(exc)) from None
+
+
+def span_file(path: Path) -> SpanFile:
+    """The file `--trace-file` names, open for appending spans; a clear error without the
+    `traces` extra or when it cannot be opened."""
+    try:
+        from runtime.observe._span_file import SpanFile  # noqa: PLC0415 - optional extra
+    except ImportError:
+        raise fail(
+            "--trace-file needs opentelemetry-sdk: pip install 'baton-runtime[traces]'"
+        ) from None
+    try:
+        return SpanFile(path)
+    except OSError as exc:
+        raise fail(f"--trace-file {path}: {exc}") from None

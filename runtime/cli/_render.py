@@ -1,4 +1,4 @@
-"""How records look in a terminal."""
+"""How runs, records and open decisions look, in a terminal and in a pipe."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from protocols import HistoryEntry, PendingDecision, RunRecord, RunSummary
+from runtime.cli._sheets import Sheet, show, write_lines
 
 STATUS_STYLE = {
     "completed": "green",
@@ -40,15 +41,22 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-def render_runs(console: Console, runs: Sequence[RunSummary]) -> None:
-    table = Table(title=f"{len(runs)} run(s)", title_justify="left")
-    for column in ("run", "workflow", "status", "started (UTC)", "note"):
-        table.add_column(column)
+def version_label(version: str) -> str:
+    """A workflow version as written, with a `v` before it only when it is a bare number."""
+    return f"v{version}" if version[:1].isdigit() else version
+
+
+def runs_sheet(runs: Sequence[RunSummary]) -> Sheet:
+    sheet = Sheet(
+        f"{len(runs)} run(s)",
+        ("run", "workflow", "status", "started (UTC)", "note"),
+        whole=("run", "workflow", "status"),
+    )
     for run in runs:
-        table.add_row(
+        sheet.add(
             run.run_id, run.workflow, status_text(run.status), _when(run.created_at), run.reason
         )
-    console.print(table)
+    return sheet
 
 
 def _approval(approved_by: str, edited_by: str) -> str:
@@ -60,7 +68,7 @@ def _approval(approved_by: str, edited_by: str) -> str:
     return "; ".join(marks)
 
 
-def pending_table(pending: Sequence[PendingDecision]) -> Group:
+def pending_blocks(pending: Sequence[PendingDecision]) -> Group:
     """Open decisions, a block each: what is decided, why, by whom, on what, and how."""
     blocks: list[Text] = [Text(f"{len(pending)} decision(s) waiting", style="bold")]
     for item in pending:
@@ -92,6 +100,11 @@ def pending_table(pending: Sequence[PendingDecision]) -> Group:
     return Group(*blocks)
 
 
+def pending_view(console: Console, pending: Sequence[PendingDecision]) -> None:
+    """The open decisions; in a pipe each line whole, so that a command can be grepped out."""
+    console.print(pending_blocks(pending), soft_wrap=not console.is_terminal)
+
+
 def progress_view(record: RunRecord, elapsed: float) -> Group:
     """A run as it goes: its status, what it waits for, and each step reached so far."""
     head = Text.assemble(
@@ -114,13 +127,15 @@ def progress_view(record: RunRecord, elapsed: float) -> Group:
     return Group(head, steps)
 
 
-def history_table(events: Sequence[HistoryEntry]) -> Table:
+def history_sheet(events: Sequence[HistoryEntry]) -> Sheet:
     """A run's history, one event a row; `seq` is the record version after the event."""
-    log = Table(title="history", title_justify="left")
-    for column in ("seq", "at (UTC)", "event", "step", "agent", "principal", "message"):
-        log.add_column(column, overflow="fold")
+    sheet = Sheet(
+        "history",
+        ("seq", "at (UTC)", "event", "step", "agent", "principal", "message"),
+        whole=("seq", "at (UTC)", "event"),
+    )
     for entry in events:
-        log.add_row(
+        sheet.add(
             str(entry.seq),
             _when(entry.at)[11:],
             entry.event,
@@ -129,43 +144,22 @@ def history_table(events: Sequence[HistoryEntry]) -> Table:
             entry.principal,
             entry.message,
         )
-    return log
+    return sheet
 
 
-def render_record(console: Console, record: RunRecord, *, history: int | None = None) -> None:
-    """The record: header, data with provenance, steps, then the history (last `history`)."""
-    header = Text.assemble(
-        ("run ", "bold"),
-        (record.run_id, "bold"),
-        "  ",
-        status_text(record.status),
-        f"\nworkflow {record.workflow} v{record.version}  fingerprint {record.fingerprint}",
-        f"\nstarted {_when(record.created_at)}  updated {_when(record.updated_at)}",
-    )
-    if record.reason:
-        header.append(f"\nreason: {record.reason}", style="red")
-    if record.waiting_for:
-        header.append(f"\nwaiting for {record.waiting_for}", style="yellow")
-
-    data = Table(title="data", title_justify="left", expand=False)
-    for column in (
-        "key",
-        "value",
-        "written by",
-        "agent",
-        "conf.",
-        "rationale",
-        "approved / edited by",
-        "flags / caveats",
-    ):
-        data.add_column(column, overflow="fold")
+def _data_sheet(record: RunRecord) -> Sheet:
+    sheet = Sheet(
+        "data",
+        ("key", "value", "written by", "agent", "conf.", "rationale", "approved / edited by",
+         "flags / caveats"),
+    )  # fmt: skip
     for key, value in record.data.items():
         prov = record.provenance.get(key)
         if prov is None:
-            data.add_row(key, _short(value), "input", "", "", "", "", "")
+            sheet.add(key, _short(value), "input", "", "", "", "", "")
             continue
         notes = [*(f"⚑ {f}" for f in prov.flags), *(f"• {c}" for c in prov.caveats)]
-        data.add_row(
+        sheet.add(
             key,
             _short(value),
             f"{prov.step}#{prov.attempt}",
@@ -175,10 +169,13 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
             _approval(prov.approved_by, prov.edited_by),
             Text("\n".join(notes), style="yellow") if notes else "",
         )
+    return sheet
 
-    steps = Table(title="steps", title_justify="left")
-    for column in ("step", "status", "visits", "attempts", "last"):
-        steps.add_column(column)
+
+def _steps_sheet(record: RunRecord) -> Sheet:
+    sheet = Sheet(
+        "steps", ("step", "status", "visits", "attempts", "last"), whole=("step", "status")
+    )
     for name, step in record.steps.items():
         last = step.attempts[-1] if step.attempts else None
         detail = ""
@@ -188,20 +185,42 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
                 detail += f" on {last.agent}"
             if last.failure:
                 detail += f" ({last.failure}: {last.message})"
-        steps.add_row(
-            name, status_text(step.status), str(step.visits), str(len(step.attempts)), detail
-        )
+        sheet.add(name, status_text(step.status), str(step.visits), str(len(step.attempts)), detail)
+    return sheet
 
+
+def render_record(console: Console, record: RunRecord, *, history: int | None = None) -> None:
+    """The record: header, data with provenance, steps, then the history (last `history`)."""
+    header = Text.assemble(
+        ("run ", "bold"),
+        (record.run_id, "bold"),
+        "  ",
+        status_text(record.status),
+        f"\nworkflow {record.workflow} {version_label(record.version)}  "
+        f"fingerprint {record.fingerprint}",
+        f"\nstarted {_when(record.created_at)}  updated {_when(record.updated_at)}",
+    )
+    if record.reason:
+        header.append(f"\nreason: {record.reason}", style="red")
+    if record.waiting_for:
+        header.append(f"\nwaiting for {record.waiting_for}", style="yellow")
     events = record.history if history is None else record.history[-history:]
-    console.print(Panel(header, expand=False))
-    parts: list[Table | Group] = [data, steps]
-    if record.pending:
-        parts.append(pending_table(record.pending))
-    console.print(Group(*parts, history_table(events)))
-    if record.flags:
+    sheets = [_data_sheet(record), _steps_sheet(record), history_sheet(events)]
+    flags = "; ".join(f"{k}: {', '.join(v)}" for k, v in record.flags.items())
+    if console.is_terminal:
+        console.print(Panel(header, expand=False))
+        parts: list[Table | Group] = [sheets[0].table(), sheets[1].table()]
+        if record.pending:
+            parts.append(pending_blocks(record.pending))
+        console.print(Group(*parts, sheets[2].table()))
+    else:
+        write_lines(console, header.plain.splitlines())
+        show(console, sheets[0], titled=True)
+        show(console, sheets[1], titled=True)
+        if record.pending:
+            pending_view(console, record.pending)
+        show(console, sheets[2], titled=True)
+    if flags:
         console.print(
-            Text(
-                "open flags: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in record.flags.items()),
-                style="yellow",
-            )
+            Text(f"open flags: {flags}", style="yellow"), soft_wrap=not console.is_terminal
         )

@@ -60,3 +60,11 @@ valid = Workflow(
     ],
     edges=[("a", "b")],
 )
+
+versioned = Workflow(
+    "versioned",
+    roles=ROLES,
+    version="a2.1",
+    steps=[Step("a", role="worker", writes=["x"])],
+)
+"""Valid, with a version that is not a bare number."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 import zmq
 from rich.console import Console
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.cli._render import progress_view
+from runtime.cli._render import progress_view, render_record
 from runtime.engine._events import JournalEvent
 from runtime.planes._views import record_view
 from runtime.security._keys import init_keys
@@ -85,6 +87,16 @@ class TestValidate:
         (report,) = json.loads(result.stdout)
         assert report["valid"] is True
         assert len(report["fingerprint"]) == 16
+
+    @pytest.mark.parametrize(
+        ("attribute", "shown"),
+        [("versioned", "✓ versioned a2.1: 1 steps"), ("valid", "✓ valid v1: 2 steps")],
+    )
+    def test_version_as_given(self, attribute: str, shown: str) -> None:
+        """A version is printed as written (a2.1, not va2.1); a bare number reads v1."""
+        result = runner.invoke(app, ["validate", f"{MODULE}:{attribute}"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"{shown}, fingerprint ")
 
     def test_unknown_module(self) -> None:
         """A reference that does not import is a usage error, not a traceback."""
@@ -288,6 +300,19 @@ class TestReport:
         assert result.exit_code == 0, result.output
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "compound to" in result.output
+
+
+class TestRecordView:
+    @pytest.mark.parametrize("terminal", [True, False])
+    @pytest.mark.parametrize(("version", "shown"), [("a2.1", "a2.1"), ("1", "v1"), ("v2", "v2")])
+    def test_the_version_reads_as_written(self, version: str, shown: str, terminal: bool) -> None:
+        """`baton inspect` names the workflow's version as given, `v` only before a number."""
+        record = msgspec.structs.replace(record_view(drive(REPORTED, 5)), version=version)
+        written = io.StringIO()
+        render_record(
+            Console(file=written, width=100, force_terminal=terminal, color_system=None), record
+        )
+        assert f"workflow {record.workflow} {shown}  fingerprint" in written.getvalue()
 
 
 class TestProgressView:

@@ -298,6 +298,22 @@ class TestList:
         assert "operator" in result.stdout
         assert operator.public_key.decode() in result.stdout
 
+    def test_piped_at_eighty_columns(self, directory: Path) -> None:
+        """Into a pipe: a header, then one tab-separated line per principal, nothing cut."""
+        roles = ["approver:finance", "tools:backoffice", "researcher", "viewer"]
+        name = "a-principal-whose-name-is-long"
+        keys("add", name, *(f"--role={r}" for r in roles), "--keys", directory)
+        result = runner.invoke(keys_app, ["list", "--keys", str(directory)], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == [
+            "name\troles\tpublic key",
+            *(
+                f"{p.name}\t{', '.join(sorted(p.roles))}\t{p.public_key.decode()}"
+                for p in load_principals(directory)
+            ),
+        ]
+        assert max(len(line) for line in result.stdout.splitlines()) > 80
+
     def test_corrupt_table(self, directory: Path) -> None:
         """A corrupt `principals.json` exits 2 with an error naming the file."""
         (directory / "principals.json").write_text("{oops")

@@ -205,6 +205,10 @@ TIERS: dict[str, list[str]] = {
         "ControlRefused",
         "RuntimeUnavailable",
     ],
+    "runtime.cli": [
+        "app",
+        "main",
+    ],
 }
 AUTHOR_NEEDS = {
     "Workflow",

@@ -1,0 +1,49 @@
+"""`baton demo` end to end on the ports it is given, which it names before anything else."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_the_demo_runs_on_the_ports_it_names(tmp_path: Path) -> None:
+    """The first line names both endpoints; the runtime binds exactly those; every run ends."""
+    agents, control = free_port(), free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **os.environ,
+            "BATON_DEMO_AGENTS_PORT": str(agents),
+            "BATON_DEMO_CONTROL_PORT": str(control),
+            "COLUMNS": "200",
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        f"ports: the runtime's agent plane on tcp://127.0.0.1:{agents}, its control plane on "
+        f"tcp://127.0.0.1:{control} (move them with --agents-port and --control-port, or "
+        "make demo AGENTS_PORT=... CONTROL_PORT=...)"
+    )
+    (runtime,) = [line for line in lines if line.startswith("runtime pid ")]
+    assert runtime.endswith(f": agents tcp://127.0.0.1:{agents}, control tcp://127.0.0.1:{control}")
+    assert (tmp_path / ".baton" / "demo.db").exists()
