@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,19 +36,6 @@ def run(args: list[str | Path], *, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def free_endpoints() -> dict[str, str]:
-    """BATON_AGENTS and BATON_CONTROL on loopback ports nothing listens on now."""
-    sockets = [socket.socket(), socket.socket()]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        agents, control = (f"tcp://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
-    finally:
-        for sock in sockets:
-            sock.close()
-    return {"BATON_AGENTS": agents, "BATON_CONTROL": control}
-
-
 def outside_the_checkout() -> dict[str, str]:
     """This process's environment without what would point a child at the checkout."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -67,10 +53,10 @@ def test_the_demo_runs_from_an_installed_wheel(tmp_path: Path) -> None:
     run([venv / "bin" / "pip", "install", "--quiet", wheel], cwd=tmp_path, env=env)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    # Endpoints of its own, should the demo bind fixed ports by default.
-    demo_env = {**env, **free_endpoints(), "COLUMNS": "200"}
+    demo_env = {**env, "COLUMNS": "200"}
     demo = subprocess.Popen(  # its own process group, so that every child of it can be reaped
-        [venv / "bin" / "baton", "demo"],
+        # Free ports: the default ones may be taken by a test running beside this one.
+        [venv / "bin" / "baton", "demo", "--agents-port", "0", "--control-port", "0"],
         cwd=elsewhere,
         env=demo_env,
         stdin=subprocess.DEVNULL,
