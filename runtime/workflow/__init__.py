@@ -20,9 +20,9 @@ from runtime.workflow._definition import Step as Step
 from runtime.workflow._definition import Workflow as Workflow
 from runtime.workflow._definition import chain as chain
 from runtime.workflow._diagram import mermaid as mermaid
+from runtime.workflow._fingerprint import fingerprint as fingerprint
 from runtime.workflow._graph import Graph as Graph
 from runtime.workflow._graph import compile_workflow as compile_workflow
-from runtime.workflow._graph import fingerprint as fingerprint
 from runtime.workflow._loader import load_workflows as load_workflows
 from runtime.workflow._policies import FAILURE_KINDS as FAILURE_KINDS
 from runtime.workflow._policies import Escalate as Escalate
