@@ -25,6 +25,7 @@ from runtime.workflow._structure import (
     check_steps,
     index_nodes,
     index_roles,
+    named_fallbacks,
 )
 from runtime.workflow._topology import (
     check_loop_bounds,
@@ -69,57 +70,63 @@ class Graph:
 
 
 def compile_workflow(workflow: Workflow) -> Graph:
-    """Validate `workflow` and compile it, or raise `WorkflowInvalid` listing every problem."""
+    """Validate `workflow` and compile it, or raise `WorkflowInvalid` listing every problem.
+
+    Every check runs, each on the part of the graph the checks before it found sound, so
+    that one refusal names every problem: a dangling edge or route is left out, a cycle
+    without a bound is seen as bounded where it closes, and without a start nothing can
+    be reached, so reachability and dataflow are not checked.
+    """
     problems: list[Problem] = []
     nodes = index_nodes(workflow, problems)
     roles = index_roles(workflow, problems)
     if not nodes:
         problems.append(Problem("empty", "the workflow has no steps"))
         raise WorkflowInvalid(workflow.name, problems)
-    if workflow.start not in nodes:
+    has_start = workflow.start in nodes
+    if not has_start:
         problems.append(
             Problem("dangling_start", f"start {workflow.start!r} is not a step", workflow.start)
         )
     successors = check_edges(workflow, nodes, problems)
     gotos = check_steps(workflow, nodes, roles, problems)
     checkpoints = check_checkpoints(workflow, nodes, gotos, problems)
-    if problems:
-        raise WorkflowInvalid(workflow.name, problems)
 
-    out_edges = {name: out_targets(node, successors) for name, node in nodes.items()}
-    reached = reachable_from(workflow.start, out_edges, gotos)
-    problems.extend(
-        Problem("unreachable", f"step {name!r} is unreachable from {workflow.start!r}", name)
-        for name in nodes
-        if name not in reached
-    )
+    out_edges = {name: out_targets(node, successors, nodes) for name, node in nodes.items()}
+    if has_start:
+        reached = reachable_from(workflow.start, out_edges, named_fallbacks(nodes, checkpoints))
+        problems.extend(
+            Problem("unreachable", f"step {name!r} is unreachable from {workflow.start!r}", name)
+            for name in nodes
+            if name not in reached
+        )
     back_edges = closing_routes(nodes, out_edges)
-    problems.extend(check_loop_bounds(nodes, out_edges, back_edges))
-    if problems:
-        raise WorkflowInvalid(workflow.name, problems)
+    unbounded = check_loop_bounds(nodes, out_edges, back_edges, problems)
 
+    cut = back_edges | unbounded
     forward = {
-        name: tuple(t for t in targets if (name, t) not in back_edges)
+        name: tuple(t for t in targets if (name, t) not in cut)
         for name, targets in out_edges.items()
     }
     joins: dict[str, set[str]] = {name: set() for name in nodes}
     for name, targets in forward.items():
         for target in targets:
             joins[target].add(name)
-    component = strong_components(out_edges)
-    problems.extend(
-        check_reads(
-            workflow,
-            nodes=nodes,
-            forward=forward,
-            joins=joins,
-            gotos=gotos,
-            back_edges=back_edges,
+    if has_start:
+        problems.extend(
+            check_reads(
+                workflow,
+                nodes=nodes,
+                forward=forward,
+                joins=joins,
+                gotos=gotos,
+                back_edges=back_edges,
+            )
         )
-    )
     if problems:
         raise WorkflowInvalid(workflow.name, problems)
 
+    component = strong_components(out_edges)
     return Graph(
         workflow=workflow,
         fingerprint=fingerprint(workflow),

@@ -344,3 +344,24 @@ def _policies_of(step: Step) -> Iterator[FailurePolicy]:
         if id(policy) not in seen:
             seen.add(id(policy))
             yield policy
+
+
+def named_fallbacks(
+    nodes: Mapping[str, Node], checkpoints: Mapping[str, Checkpoint]
+) -> dict[str, set[str]]:
+    """The nodes each step names to stand in for it, sound or not: where its author meant a
+    failure or a rejection to lead, which the reachability check honours either way."""
+    named: dict[str, set[str]] = {}
+    for node in nodes.values():
+        if not isinstance(node, Step):
+            continue
+        targets: set[str] = set()
+        for policy in _policies_of(node):
+            inner = policy.then if isinstance(policy, Retry) else policy
+            if isinstance(inner, Goto):
+                targets.add(inner.step)
+        checkpoint = checkpoints.get(node.name)
+        if checkpoint is not None and isinstance(checkpoint.on_reject, Goto):
+            targets.add(checkpoint.on_reject.step)
+        named[node.name] = targets & nodes.keys()
+    return named

@@ -7,29 +7,33 @@ Graphs here are maps from a node to the nodes its edges and routes lead to.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from runtime.errors import Problem
 from runtime.workflow._definition import Decision, Node
 
 
-def out_targets(node: Node, successors: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """Where a node's edges lead: a step's edge targets, or every target of a decision."""
-    return node.targets() if isinstance(node, Decision) else successors[node.name]
+def out_targets(
+    node: Node, successors: Mapping[str, tuple[str, ...]], nodes: Collection[str]
+) -> tuple[str, ...]:
+    """Where a node's edges lead among `nodes`: a step's edge targets, or every target of a
+    decision (a route to a name that is no node leads nowhere)."""
+    if isinstance(node, Decision):
+        return tuple(t for t in node.targets() if t in nodes)
+    return successors[node.name]
 
 
 def reachable_from(
-    start: str, out_edges: Mapping[str, tuple[str, ...]], gotos: Mapping[str, str]
+    start: str,
+    out_edges: Mapping[str, tuple[str, ...]],
+    fallbacks: Mapping[str, Collection[str]],
 ) -> set[str]:
-    """Every node reached from `start` by edges, routes and fallbacks (`gotos`)."""
+    """Every node reached from `start` by edges, routes and the steps' `fallbacks`."""
     seen = {start}
     stack = [start]
     while stack:
         name = stack.pop()
-        nexts = list(out_edges[name])
-        if name in gotos:
-            nexts.append(gotos[name])
-        for target in nexts:
+        for target in itertools.chain(out_edges[name], fallbacks.get(name, ())):
             if target not in seen:
                 seen.add(target)
                 stack.append(target)
@@ -51,7 +55,11 @@ def closing_routes(
         for route in node.all_routes():
             if route.limit is None:
                 continue
-            closing.update((name, t) for t in route.to if name in reachable_from(t, out_edges, {}))
+            closing.update(
+                (name, t)
+                for t in route.to
+                if t in out_edges and name in reachable_from(t, out_edges, {})
+            )
     return closing
 
 
@@ -84,45 +92,65 @@ def check_loop_bounds(
     nodes: Mapping[str, Node],
     out_edges: Mapping[str, tuple[str, ...]],
     back_edges: set[tuple[str, str]],
-) -> Iterator[Problem]:
+    problems: list[Problem],
+) -> set[tuple[str, str]]:
+    """Every cycle closes through a limited route, which leads nowhere else, and a loop is
+    left only through its decision.
+
+    Returns the edge that closes each cycle without a bound, so that the checks after
+    this one can see the graph as if those cycles were bounded there.
+    """
     forward = {
         name: tuple(t for t in targets if (name, t) not in back_edges)
         for name, targets in out_edges.items()
     }
-    cycle = find_cycle(nodes, forward)
-    if cycle is not None:
-        closer = cycle[-2]
+    unbounded: set[tuple[str, str]] = set()
+    while (cycle := find_cycle(nodes, forward)) is not None:
+        closer, reopened = cycle[-2], cycle[-1]
         how = (
-            f"give the route {closer} -> {cycle[-1]} a limit"
+            f"give the route {closer} -> {reopened} a limit"
             if isinstance(nodes[closer], Decision)
             else "close it with a decision route that has a limit"
         )
-        yield Problem("unbounded_cycle", f"cycle {' -> '.join(cycle)} has no bound: {how}", closer)
-        return
+        problems.append(
+            Problem("unbounded_cycle", f"cycle {' -> '.join(cycle)} has no bound: {how}", closer)
+        )
+        unbounded.add((closer, reopened))
+        forward[closer] = tuple(t for t in forward[closer] if t != reopened)
     for source, target in sorted(back_edges):
         node = nodes[source]
         assert isinstance(node, Decision)
         if any(len(r.to) > 1 for r in node.all_routes() if target in r.to):
-            yield Problem(
-                "mixed_route",
-                f"decision {source!r}: the route back to {target!r} must lead nowhere else",
-                source,
+            problems.append(
+                Problem(
+                    "mixed_route",
+                    f"decision {source!r}: the route back to {target!r} must lead nowhere else",
+                    source,
+                )
             )
-    component = strong_components(out_edges)
-    for name, targets in sorted(out_edges.items()):
+    # A cycle without a bound is not a loop yet: what leaves it is judged once it has one.
+    bounded = {
+        name: tuple(t for t in targets if (name, t) not in unbounded)
+        for name, targets in out_edges.items()
+    }
+    component = strong_components(bounded)
+    for name, targets in sorted(bounded.items()):
         if isinstance(nodes[name], Decision):
             continue
         members = [n for n in nodes if component[n] == component[name]]
         if len(members) < 2:
             continue
-        for target in targets:
-            if component[target] != component[name]:
-                yield Problem(
-                    "loop_exit",
-                    f"step {name!r} is inside a loop but has an edge to {target!r} outside "
-                    "it: a loop is left through its decision",
-                    name,
-                )
+        problems.extend(
+            Problem(
+                "loop_exit",
+                f"step {name!r} is inside a loop but has an edge to {target!r} outside "
+                "it: a loop is left through its decision",
+                name,
+            )
+            for target in targets
+            if component[target] != component[name]
+        )
+    return unbounded
 
 
 def strong_components(out_edges: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
