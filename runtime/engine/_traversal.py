@@ -165,7 +165,7 @@ def _decide(f: Fold, node: Decision, state: StepState) -> None:
         if route.when.holds(run.data):
             run.route_counts[(node.name, index)] = run.route_counts.get((node.name, index), 0) + 1
             chosen = route.to
-            label = route.when.describe()
+            label = node.route_label(index)
             break
     if chosen is None:
         state.status = "failed"
