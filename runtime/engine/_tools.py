@@ -61,17 +61,23 @@ def on_tool_call(f: Fold, event: ToolCallRequested) -> None:
             )
         )  # fmt: skip
         return
-    where = "step" if event.tool not in step.tools else "agent's allowlist"
-    message = f"tool {event.tool!r} is not in the {where} of step {event.step!r}"
+    why = (
+        "it is not one of the step's tools"
+        if event.tool not in step.tools
+        else "it is not on the agent's allowlist"
+    )
+    message = f"tool {event.tool!r} is not allowed in step {event.step!r}: {why}"
     f.record(
         "tool_refused", step=event.step, attempt=event.attempt, agent=event.agent,
         principal=event.principal, message=message, detail=detail,
     )  # fmt: skip
+    # The attempt is withdrawn before its agent hears of the refusal: an agent that heard
+    # first would report the attempt failed, after the runtime had already failed it.
+    f.out.append(CancelTask(run.run_id, event.step, event.attempt, "tool refused"))
+    f.out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
     f.out.append(
         RefuseToolCall(run.run_id, event.agent, event.call, event.tool, "tool_refused", message)
     )
-    f.out.append(CancelTask(run.run_id, event.step, event.attempt, "tool refused"))
-    f.out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
     fail(f, event.step, state, "tool_refused", message)
 
 

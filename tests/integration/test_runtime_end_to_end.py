@@ -222,7 +222,9 @@ class TestBoundedAutonomy:
         refused = [h for h in record.history if h.event == "tool_refused"]
         assert len(refused) == 1
         assert refused[0].detail["tool"] == "wire_money"
-        assert refused[0].message == "tool 'wire_money' is not in the step of step 'check'"
+        assert refused[0].message == (
+            "tool 'wire_money' is not allowed in step 'check': it is not one of the step's tools"
+        )
         assert record.steps["check"].attempts[0].failure == "tool_refused"
         assert refused[0].principal == "clerk"
         assert ledger.read_text().splitlines() == ["read_balance acc-1"]
