@@ -39,6 +39,7 @@ from runtime.engine._run import Run, StepState
 from runtime.engine._steps import on_deferred, on_dispatched, on_failed, on_succeeded, on_timer
 from runtime.engine._tools import on_tool_call, on_tool_completed
 from runtime.engine._traversal import activate, dispatch, halt, settle
+from runtime.engine._values import write_inputs
 from runtime.workflow._graph import Graph
 
 
@@ -46,7 +47,11 @@ def start(graph: Graph, event: RunStarted, now: float) -> tuple[Run, list[Comman
     """A new run from its `RunStarted` event, and the commands that begin it."""
     run = Run(event.run_id, graph, dict(event.inputs), now, event.started_by)
     f = Fold(run, now)
-    f.record("run_started", message=f"{graph.name} {graph.workflow.version}")
+    f.record(
+        "run_started", principal=event.started_by,
+        message=f"{graph.name} {graph.workflow.version}",
+    )  # fmt: skip
+    write_inputs(f)
     activate(f, graph.start)
     settle(f)
     return run, f.out

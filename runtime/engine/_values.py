@@ -1,5 +1,6 @@
-"""Values written into a run's data, each with its provenance: a step's outputs, values a
-person gave at a decision, and the defaults a failure policy writes.
+"""Values written into a run's data, each with its provenance: the inputs it started with,
+a step's outputs, values a person gave at a decision, and the defaults a failure policy
+writes.
 
 Each write takes one new version of the record, which its history entry shares,
 and carries the flags of every key the step read: a flag travels until a person
@@ -15,6 +16,24 @@ from protocols import Provenance, clip
 from runtime.engine._events import DecisionMade, StepSucceeded
 from runtime.engine._fold import Fold
 from runtime.engine._run import Run
+
+INPUT = "input"
+"""What a value the run started with names in place of a step; its attempt is 0, which no
+step's attempt is."""
+
+
+def write_inputs(f: Fold) -> None:
+    """The run's inputs, each with where it came from: the run's start, and who started it.
+
+    They share the version of the record the start took.
+    """
+    run = f.run
+    who = run.started_by
+    rationale = f"given by {who} when the run started" if who else "given when the run started"
+    for key in run.inputs:
+        run.provenance[key] = Provenance(
+            step=INPUT, attempt=0, rationale=rationale, seq=run.seq, edited_by=who
+        )
 
 
 def inherited_flags(run: Run, keys: Iterable[str]) -> list[str]:
