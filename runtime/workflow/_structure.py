@@ -120,10 +120,7 @@ def check_steps(
 ) -> dict[str, str]:
     """Check each step alone; return its Goto targets (failing step -> fallback)."""
     gotos: dict[str, str] = {}
-    edge_ends = {name for edge in workflow.edges for name in edge}
-    route_ends = {
-        target for node in nodes.values() if isinstance(node, Decision) for target in node.targets()
-    }
+    linked = _linked(workflow, nodes)
     for node in nodes.values():
         if not isinstance(node, Step):
             continue
@@ -173,7 +170,7 @@ def check_steps(
                     target=inner.step,
                     nodes=nodes,
                     gotos=gotos,
-                    linked=edge_ends | route_ends,
+                    linked=linked,
                     problems=problems,
                 )
     _check_goto_cycles(gotos, problems)
@@ -191,10 +188,7 @@ def check_checkpoints(
             problems.append(
                 Problem("bad_consequence", f"review names unknown consequence {consequence!r}")
             )
-    edge_ends = {name for edge in workflow.edges for name in edge}
-    route_ends = {
-        target for node in nodes.values() if isinstance(node, Decision) for target in node.targets()
-    }
+    linked = _linked(workflow, nodes)
     for node in nodes.values():
         if not isinstance(node, Step):
             continue
@@ -252,10 +246,17 @@ def check_checkpoints(
                 target=checkpoint.on_reject.step,
                 nodes=nodes,
                 gotos=gotos,
-                linked=edge_ends | route_ends,
+                linked=linked,
                 problems=problems,
             )
     return found
+
+
+def _linked(workflow: Workflow, nodes: Mapping[str, Node]) -> set[str]:
+    """Every node an edge or a route touches: a fallback may be none of them."""
+    ends = {name for edge in workflow.edges for name in edge}
+    ends.update(t for node in nodes.values() if isinstance(node, Decision) for t in node.targets())
+    return ends
 
 
 def _check_goto(
