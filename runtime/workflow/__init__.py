@@ -4,6 +4,10 @@ Authors define a `Workflow` of `Step`s and `Decision`s with failure policies,
 conditions on the record (`key`) and `Checkpoint`s; `compile_workflow` checks
 it and compiles the `Graph` the engine runs; `mermaid` draws it; a `Catalog`
 holds the versions a runtime has loaded.
+
+Inside, `_definition`, `_conditions`, `_policies` and `_checkpoints` are what an
+author writes; `_graph` compiles it, running the checks of `_structure`,
+`_topology` (reachability and loop bounds) and `_dataflow` (reads before writes).
 """
 
 from runtime.workflow._catalog import Catalog as Catalog
