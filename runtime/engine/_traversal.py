@@ -29,7 +29,8 @@ def activate(f: Fold, name: str) -> None:
         f.out.append(CancelTask(run.run_id, name, state.attempt, "step reached again"))
         state.attempts[-1].outcome = "cancelled"
         state.attempts[-1].ended_at = f.now
-    withdraw(f, name)
+    if name in run.decisions:
+        withdraw(f, name)
     state.visits += 1
     if isinstance(node, Decision):
         _decide(f, node, state)
@@ -129,15 +130,18 @@ def settle(f: Fold) -> None:
 
 
 def _edge(f: Fold, source: str, target: str, *, fired: bool) -> None:
+    """An incoming edge of `target` fired or was ruled out; once all have, it runs if any
+    fired, else it is skipped."""
     run = f.run
-    state = run.steps[target]
-    state.tally[source] = fired
+    tally = run.steps[target].tally
+    tally[source] = fired
     waits_for = run.graph.joins[target]
-    if len(state.tally) < len(waits_for) or not waits_for.issubset(state.tally):
+    if len(tally) < len(waits_for) or not waits_for.issubset(tally):
         return
-    go = any(state.tally[p] for p in waits_for)
+    # map() rather than a generator: this runs for every edge, and a generator costs a frame.
+    go = any(map(tally.__getitem__, waits_for))
     for pred in run.graph.in_loop[target]:
-        state.tally.pop(pred, None)
+        tally.pop(pred, None)
     if go:
         activate(f, target)
     else:
@@ -159,13 +163,13 @@ def _decide(f: Fold, node: Decision, state: StepState) -> None:
     run = f.run
     chosen: tuple[str, ...] | None = None
     label = ""
-    for index, route in enumerate(node.all_routes()):
+    for index, (route, name) in enumerate(run.graph.routes[node.name]):
         if route.limit is not None and run.route_counts.get((node.name, index), 0) >= route.limit:
             continue
         if route.when.holds(run.data):
             run.route_counts[(node.name, index)] = run.route_counts.get((node.name, index), 0) + 1
             chosen = route.to
-            label = node.route_label(index)
+            label = name
             break
     if chosen is None:
         state.status = "failed"

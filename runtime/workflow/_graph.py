@@ -16,7 +16,7 @@ from protocols import FailureKind
 from runtime.errors import Problem, WorkflowInvalid
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._dataflow import check_reads
-from runtime.workflow._definition import Node, Role, Step, Workflow
+from runtime.workflow._definition import Decision, Node, Role, Route, Step, Workflow
 from runtime.workflow._fingerprint import fingerprint
 from runtime.workflow._policies import FailurePolicy, policy_table
 from runtime.workflow._structure import (
@@ -58,6 +58,9 @@ class Graph:
     """Fallback step -> the step it stands in for."""
     checkpoints: Mapping[str, Checkpoint]
     """Each step's checkpoint: its own, else the `review` rule's for its consequence."""
+    routes: Mapping[str, tuple[tuple[Route, str], ...]]
+    """Each decision's routes in the order they are tried, the default last, with the name
+    each goes by; made once here, since the engine takes a route on every visit."""
 
     @property
     def name(self) -> str:
@@ -147,4 +150,11 @@ def compile_workflow(workflow: Workflow) -> Graph:
         },
         replaces={target: origin for origin, target in gotos.items()},
         checkpoints=checkpoints,
+        routes={
+            name: tuple(
+                (route, node.route_label(index)) for index, route in enumerate(node.all_routes())
+            )
+            for name, node in nodes.items()
+            if isinstance(node, Decision)
+        },
     )
