@@ -123,7 +123,7 @@ def compile_workflow(workflow: Workflow) -> Graph:
                 forward=forward,
                 joins=joins,
                 gotos=gotos,
-                back_edges=back_edges,
+                back_edges=cut,
             )
         )
     if problems:
