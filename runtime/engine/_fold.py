@@ -1,7 +1,7 @@
 """One event's fold: the run it changes, the time that stamps it, the commands it causes,
 and the history entries it writes.
 
-Every helper of the engine takes a `Fold` instead of threading the run, the time
+Every function of the engine takes a `Fold` instead of threading the run, the time
 and the command list through its arguments; `start` and `apply` make one each
 and hand back its commands.
 """
