@@ -4,6 +4,12 @@
 event, now)` folds one more into it; each returns the commands the shell must
 carry out. No I/O, no clock, no sockets: the same fold serves the live loop,
 recovery and `inspect --at`.
+
+Inside, each module imports only those before it: `_fold` (one event's fold and
+the history it writes), `_values` (data with provenance), `_waiting` (a step
+starts to wait for a person), `_traversal` (the walk of the graph), `_failures`,
+`_decisions` (a person decides), `_tools`, `_steps` (reports about attempts),
+and `_engine`, the front door.
 """
 
 from runtime.engine._engine import apply as apply

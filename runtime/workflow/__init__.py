@@ -4,6 +4,10 @@ Authors define a `Workflow` of `Step`s and `Decision`s with failure policies,
 conditions on the record (`key`) and `Checkpoint`s; `compile_workflow` checks
 it and compiles the `Graph` the engine runs; `mermaid` draws it; a `Catalog`
 holds the versions a runtime has loaded.
+
+Inside, `_definition`, `_conditions`, `_policies` and `_checkpoints` are what an
+author writes; `_graph` compiles it, running the checks of `_structure`,
+`_topology` (reachability and loop bounds) and `_dataflow` (reads before writes).
 """
 
 from runtime.workflow._catalog import Catalog as Catalog
@@ -20,9 +24,9 @@ from runtime.workflow._definition import Step as Step
 from runtime.workflow._definition import Workflow as Workflow
 from runtime.workflow._definition import chain as chain
 from runtime.workflow._diagram import mermaid as mermaid
+from runtime.workflow._fingerprint import fingerprint as fingerprint
 from runtime.workflow._graph import Graph as Graph
 from runtime.workflow._graph import compile_workflow as compile_workflow
-from runtime.workflow._graph import fingerprint as fingerprint
 from runtime.workflow._loader import load_workflows as load_workflows
 from runtime.workflow._policies import FAILURE_KINDS as FAILURE_KINDS
 from runtime.workflow._policies import Escalate as Escalate

@@ -107,6 +107,10 @@ class Route:
         object.__setattr__(self, "limit", limit)
 
 
+DEFAULT_ROUTE = "default"
+"""The name of a decision's default route, wherever a route is named: the diagram, the history."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A branch on the record, taken by the runtime itself: no agent runs it.
@@ -154,6 +158,12 @@ class Decision:
         if not self.default:
             return self.routes
         return (*self.routes, Route(Always(), self.default))
+
+    def route_label(self, index: int) -> str:
+        """How route `index` of `all_routes()` is named: by its condition, or as the default."""
+        if index == len(self.routes):
+            return DEFAULT_ROUTE
+        return self.routes[index].when.describe()
 
 
 Node = Step | Decision

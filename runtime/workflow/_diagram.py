@@ -106,13 +106,11 @@ def _route_edges(
     node: Decision, ids: Mapping[str, str], back_routes: frozenset[tuple[str, str]]
 ) -> list[str]:
     lines: list[str] = []
-    routes = [(route.when.describe(), route.to, route.limit) for route in node.routes]
-    if node.default:
-        routes.append(("default", node.default, None))
-    for label, targets, limit in routes:
-        for target in targets:
+    for index, route in enumerate(node.all_routes()):
+        label = node.route_label(index)
+        for target in route.to:
             if (node.name, target) in back_routes:
-                bound = f" (max {limit})" if limit is not None else ""
+                bound = f" (max {route.limit})" if route.limit is not None else ""
                 arrow = f'-.->|"{_escape(label + bound)}"|'
             else:
                 arrow = f'-->|"{_escape(label)}"|'

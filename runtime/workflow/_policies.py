@@ -133,8 +133,16 @@ FailurePolicy: TypeAlias = Retry | Halt | ProceedWithFlag | Goto | Escalate
 PolicyTable = Mapping[FailureKind | Literal["*"], FailurePolicy]
 """Policies by failure kind; `"*"` covers the kinds not named."""
 
-DEFAULT_POLICY: FailurePolicy = Retry(attempts=3, then=Halt())
-"""What a step does on a failure kind it names no policy for."""
+DEFAULT_POLICY: Retry = Retry(attempts=3, then=Halt())
+"""What a step does on a failure kind it names no policy for, unless another attempt cannot
+mend that kind (see `DEFAULTS`)."""
+
+DEFAULTS: Mapping[FailureKind, FailurePolicy] = {
+    kind: DEFAULT_POLICY.then if kind == "tool_refused" else DEFAULT_POLICY
+    for kind in FAILURE_KINDS
+}
+"""The policy of each failure kind a step names none for. A refused tool call would be
+refused again on every attempt, so it is not retried: the default's `then` applies at once."""
 
 
 def policy_table(
@@ -142,8 +150,11 @@ def policy_table(
 ) -> dict[FailureKind, FailurePolicy]:
     """Every failure kind mapped to its policy."""
     if on_failure is None:
-        return dict.fromkeys(FAILURE_KINDS, DEFAULT_POLICY)
+        return dict(DEFAULTS)
     if isinstance(on_failure, Retry | Halt | ProceedWithFlag | Goto | Escalate):
         return dict.fromkeys(FAILURE_KINDS, on_failure)
-    fallback = on_failure.get("*", DEFAULT_POLICY)
-    return {kind: on_failure.get(kind, fallback) for kind in FAILURE_KINDS}
+    fallback = on_failure.get("*")
+    return {
+        kind: on_failure.get(kind, DEFAULTS[kind] if fallback is None else fallback)
+        for kind in FAILURE_KINDS
+    }

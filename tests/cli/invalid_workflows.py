@@ -50,6 +50,17 @@ unbounded_cycle = Workflow(
     edges=[("a", "b"), ("b", "a")],
 )
 
+structure_and_dataflow = Workflow(
+    "structure_and_dataflow",
+    roles=ROLES,
+    inputs=["n"],
+    steps=[
+        Step("a", role="writer", reads=["n"], writes=["x"]),
+        Step("b", role="worker", reads=["size"], writes=["y"]),
+    ],
+    edges=[("a", "b")],
+)
+
 valid = Workflow(
     "valid",
     roles=ROLES,

@@ -599,8 +599,16 @@ class TestToolCalls:
     @pytest.mark.parametrize(
         ("tool", "agent_tools", "message"),
         [
-            ("mail", ("search", "mail"), "tool 'mail' is not in the step of step 'look'"),
-            ("search", ("mail",), "tool 'search' is not in the agent's allowlist of step 'look'"),
+            (
+                "mail",
+                ("search", "mail"),
+                "tool 'mail' is not allowed in step 'look': it is not one of the step's tools",
+            ),
+            (
+                "search",
+                ("mail",),
+                "tool 'search' is not allowed in step 'look': it is not on the agent's allowlist",
+            ),
         ],
         ids=["outside-step", "outside-agent"],
     )

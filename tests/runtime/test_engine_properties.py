@@ -375,7 +375,7 @@ class EngineMachine(RuleBasedStateMachine):
     def check_flags_travel(self, before: Mapping[str, Provenance]) -> None:
         """A value written by a step that read a flagged key carries that flag."""
         for name, prov in self.run.provenance.items():
-            if before.get(name) is prov:
+            if before.get(name) is prov or prov.attempt == 0:  # unchanged, or a run's input
                 continue
             for read in self.graph.step(prov.step).reads:
                 earlier = before.get(read)

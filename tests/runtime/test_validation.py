@@ -92,6 +92,7 @@ class TestDanglingEdges:
                     Decision("d", [Route(key("x") == 1, "ghost")], default="b"),
                     s("b"),
                     edges=[("a", "d")],
+                    inputs=["x"],
                 ),
                 Problem(
                     "dangling_edge", "decision 'd' routes to 'ghost', which is not a step", "d"
@@ -192,6 +193,97 @@ class TestStructure:
             "  - step 'a' names role 'ghost', not declared\n"
             "  - step 'b': timeout must be positive seconds"
         )
+
+
+class TestOnePass:
+    """Every problem is named in one refusal: later checks run on what earlier ones found sound."""
+
+    def test_structural_and_dataflow_problems_together(self) -> None:
+        """A step with an undeclared role and a read nothing writes are refused together."""
+        problems = refusal(
+            workflow(s("a", role="ghost", writes=["x"]), s("b", reads=["y"]), edges=chain("a", "b"))
+        )
+        assert problems == (
+            Problem("unknown_role", "step 'a' names role 'ghost', not declared", "a"),
+            Problem(
+                "read_before_write",
+                "step 'b' reads key 'y', which is not written on every path reaching it",
+                "b",
+                "y",
+            ),
+        )
+
+    def test_dataflow_is_checked_past_a_dangling_route(self) -> None:
+        """A route to no step is left out, and the reads along the other routes are checked."""
+        problems = refusal(
+            workflow(
+                s("a", writes=["n"]),
+                Decision("d", [Route(key("n") > 1, "ghost")], default="b"),
+                s("b", reads=["missing"]),
+                edges=[("a", "d")],
+            )
+        )
+        assert problems == (
+            Problem("dangling_edge", "decision 'd' routes to 'ghost', which is not a step", "d"),
+            Problem(
+                "read_before_write",
+                "step 'b' reads key 'missing', which is not written on every path reaching it "
+                "(when d -> b)",
+                "b",
+                "missing",
+            ),
+        )
+
+    def test_dataflow_is_checked_past_an_unbounded_cycle(self) -> None:
+        """A cycle without a bound is named, and a read after it is checked as if it had one."""
+        problems = refusal(
+            workflow(
+                s("a", writes=["n"]),
+                s("b"),
+                s("c", reads=["m"]),
+                edges=[("a", "b"), ("b", "a"), ("b", "c")],
+            )
+        )
+        assert problems == (
+            Problem(
+                "unbounded_cycle",
+                "cycle a -> b -> a has no bound: close it with a decision route that has a limit",
+                "b",
+            ),
+            Problem(
+                "read_before_write",
+                "step 'c' reads key 'm', which is not written on every path reaching it",
+                "c",
+                "m",
+            ),
+        )
+
+    def test_every_unbounded_cycle_is_named(self) -> None:
+        """Two cycles without a bound are both refused, each at the edge that closes it."""
+        problems = refusal(
+            workflow(
+                s("a"),
+                s("b"),
+                s("c"),
+                s("d"),
+                edges=[("a", "b"), ("b", "a"), ("b", "c"), ("c", "d"), ("d", "c")],
+            )
+        )
+        assert problems == tuple(
+            Problem(
+                "unbounded_cycle",
+                f"cycle {cycle} has no bound: close it with a decision route that has a limit",
+                closer,
+            )
+            for cycle, closer in [("a -> b -> a", "b"), ("c -> d -> c", "d")]
+        )
+
+    def test_loops_are_checked_without_a_start(self) -> None:
+        """A start naming no step does not hide a cycle without a bound."""
+        problems = refusal(
+            workflow(s("a"), s("b"), edges=[("a", "b"), ("b", "a")], start="nowhere")
+        )
+        assert [p.code for p in problems] == ["dangling_start", "unbounded_cycle"]
 
 
 class TestReadsBeforeWrites:
