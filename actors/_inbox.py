@@ -53,9 +53,9 @@ class Inbox:
         codec: Codec[RuntimeMessage],
         pool: Pool,
         sender: Sender,
+        *,
         counters: Counters,
         log: FilteringBoundLogger,
-        *,
         endpoint: str,
         register: Callable[[Connection], None],
     ) -> None:

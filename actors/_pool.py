@@ -303,7 +303,9 @@ class Pool:
             else:
                 self._counters.tasks_started += 1
                 ctx = Context(task, Tools(task, self._caller), self._log)
-                outcome = await run_task(self._actor, task, ctx, scope, self._spans, assign.trace)
+                outcome = await run_task(
+                    self._actor, task, ctx, scope, spans=self._spans, trace=assign.trace
+                )
         finally:
             del self._tasks[key]
         if outcome == "refused":
@@ -332,7 +334,12 @@ class Pool:
         self._counters.tool_calls += 1
         try:
             reply = await serve_call(
-                self._actor, call, self._ledger, self._kill_points, self._log, self._spans
+                self._actor,
+                call,
+                ledger=self._ledger,
+                kill_points=self._kill_points,
+                log=self._log,
+                spans=self._spans,
             )
         finally:
             if self._calls.get(call.idempotency_key) is job:

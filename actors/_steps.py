@@ -39,6 +39,7 @@ async def run_task(
     task: Task,
     ctx: Context,
     scope: anyio.CancelScope,
+    *,
     spans: Spans | None = None,
     trace: str = "",
 ) -> Outcome | Stopped:

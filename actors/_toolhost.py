@@ -70,6 +70,7 @@ def tool_specs(host: type[ToolHost] | ToolHost) -> list[ToolSpec]:
 async def serve_call(
     host: ToolHost,
     call: ToolCall,
+    *,
     ledger: Ledger | None = None,
     kill_points: KillPoints | None = None,
     log: FilteringBoundLogger | None = None,

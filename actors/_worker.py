@@ -116,8 +116,8 @@ class Worker:
             self._codec,
             self._pool,
             sender,
-            self._counters,
-            self._log,
+            counters=self._counters,
+            log=self._log,
             endpoint=endpoint,
             register=self._register,
         )

@@ -70,7 +70,8 @@ class AgentPlane:
         self._placement = Placement(host, outlet, registry, self.counters, restarts)
         self._broker = ToolBroker(host, outlet, registry, self.counters)
         self._registrar = Registrar(
-            host, outlet, codec, registry, self._placement, self._broker, graphs,
+            host, outlet, codec, registry,
+            placement=self._placement, broker=self._broker, graphs=graphs,
             heartbeat=heartbeat, secure=secure,
         )  # fmt: skip
         # The parts' state under the plane's own names, which its model-based test reads.

@@ -46,10 +46,10 @@ class Registrar:
         outlet: Outlet,
         codec: Codec[ActorMessage],
         registry: Registry,
+        *,
         placement: Placement,
         broker: ToolBroker,
         graphs: Sequence[Graph],
-        *,
         heartbeat: float,
         secure: bool,
     ) -> None:
