@@ -205,6 +205,12 @@ TIERS: dict[str, list[str]] = {
         "ControlRefused",
         "RuntimeUnavailable",
     ],
+    "runtime.testing": [
+        "EngineDriver",
+        "FakeClock",
+        "of_kind",
+        "sample_outputs",
+    ],
 }
 AUTHOR_NEEDS = {
     "Workflow",
