@@ -113,7 +113,7 @@ from runtime.planes._sessions import Session, TaskKey
 from runtime.planes._views import summary
 from runtime.security._principals import Principal
 from runtime.store._held import HeldRun
-from runtime.supervisor._supervisor import MAX_AUDITED_REFUSALS
+from runtime.supervisor._core import MAX_AUDITED_REFUSALS
 from runtime.supervisor._timers import Timers
 from runtime.workflow._definition import Role, Step, Workflow, chain
 from runtime.workflow._graph import Graph
