@@ -6,7 +6,10 @@ frames to the core's planes and fires the core's due timers, has the core
 append the batch's events to the store in one call, and only then sends what
 the batch caused: persist, then act. What is socket-free (the runs, their
 timers and journal) is the core's (`runtime.supervisor._core`); this shell
-holds the sockets, the ZAP handler, the gates and the heartbeats' pacing.
+holds the sockets, the ZAP handler, the gates and the heartbeats' pacing. The
+turn, the commits and the sends share the loop's state (its readiness, its
+task group, the commit under way), so they stay together here, a little over
+400 lines.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class FakeClock:
         """Let `seconds` pass on both clocks."""
         if seconds < 0:
             raise ValueError(
-                f"time passes forward only; to set the wall clock back, jump({seconds})"
+                f"time only passes forward (to set the wall clock back: jump({seconds}))"
             )
         self._wall += seconds
         self._monotonic += seconds

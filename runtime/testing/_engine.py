@@ -26,7 +26,8 @@ C = TypeVar("C")
 Purpose = Literal["timeout", "retry", "decision"]
 
 SAMPLES: Mapping[Any, Any] = {int: 1, float: 1.0, bool: True, str: "text"}
-"""A value of each declared type a step may write; a key of any other type gets a string."""
+"""A value of each type a step may declare for a key it writes; an untyped key (or one of
+another type) gets a string naming its writer."""
 
 
 def of_kind(kind: type[C], commands: Iterable[Command]) -> list[C]:
@@ -35,7 +36,8 @@ def of_kind(kind: type[C], commands: Iterable[Command]) -> list[C]:
 
 
 def sample_outputs(graph: Graph, step: str) -> dict[str, Any]:
-    """A value for each key the step writes: of its declared type, else `"<step>.<key>"`."""
+    """A value for each key the step writes: of its declared type (int, float, bool, str),
+    else `"<step>.<key>"`, which suits an untyped key."""
     writes = graph.step(step).writes
     return {key: SAMPLES.get(kind, f"{step}.{key}") for key, kind in writes.items()}
 
