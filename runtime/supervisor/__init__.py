@@ -1,7 +1,10 @@
 """The supervisor: the one owner of every run's record, around the pure engine.
 
-It folds events into runs, journals each batch before any command it caused
-leaves, keeps timers and open decisions, and hosts both planes.
+Its core folds events into runs, journals each batch before any command it
+caused leaves, keeps timers and open decisions, and hosts both planes'
+handlers, without a socket; the `Supervisor` binds the planes' ZeroMQ sockets
+around it and serves them in one loop. It imports the engine, the planes, the
+store, security and observability; nothing below it imports it.
 """
 
 from runtime.planes._views import pending_decisions as pending_decisions
@@ -12,9 +15,9 @@ from runtime.supervisor._config import RuntimeConfig as RuntimeConfig
 from runtime.supervisor._config import Security as Security
 from runtime.supervisor._config import agents_endpoint as agents_endpoint
 from runtime.supervisor._config import control_endpoint as control_endpoint
+from runtime.supervisor._statistics import SupervisorStatistics as SupervisorStatistics
 from runtime.supervisor._supervisor import AuthenticatorDied as AuthenticatorDied
 from runtime.supervisor._supervisor import Supervisor as Supervisor
-from runtime.supervisor._supervisor import SupervisorStatistics as SupervisorStatistics
 
 __all__ = [
     "AuthenticatorDied",

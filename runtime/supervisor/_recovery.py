@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import structlog
 
@@ -18,32 +19,71 @@ from runtime.workflow._catalog import Catalog
 log = structlog.get_logger("baton.runtime")
 
 
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    """A run rebuilt from its journal, and the seq its journal goes on from."""
+@dataclass(slots=True)
+class TakenUp:
+    """The runs a store holds: rebuilt, or held as stuck; and each one's last seq."""
 
-    run: Run
-    last_seq: int
+    runs: dict[str, Run] = field(default_factory=dict)
+    held: dict[str, HeldRun] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)
 
 
-async def recovered_runs(store: Store, catalog: Catalog) -> AsyncIterator[Recovered | HeldRun]:
+async def take_up(store: Store, catalog: Catalog) -> TakenUp:
     """Every run the store holds: rebuilt, or held as stuck with the reason it cannot be."""
+    taken = TakenUp()
     for run_id in await store.run_ids():
         records = await store.journal(run_id)
+        taken.last_seq[run_id] = records[-1].seq if records else 0
         try:
-            run = replay(catalog, records)
+            taken.runs[run_id] = replay(catalog, records)
         except JournalUnreadable as exc:
             # The reason says what is wrong with the journal; a traceback would not.
             log.error("run.unrecoverable", run_id=run_id, reason=exc.reason)  # noqa: TRY400
-            yield HeldRun(run_id, records, exc.reason)
-            continue
+            taken.held[run_id] = HeldRun(run_id, records, exc.reason)
         except Exception as exc:
             # A journal the engine cannot fold must not stop every other run from
             # being taken up: this one is held, and the traceback logged.
             log.exception("run.replay_failed", run_id=run_id)
-            yield HeldRun(run_id, records, f"replaying its journal failed: {exc!r}")
-            continue
-        yield Recovered(run, records[-1].seq)
+            taken.held[run_id] = HeldRun(run_id, records, f"replaying its journal failed: {exc!r}")
+    return taken
+
+
+class PastRead(NamedTuple):
+    """A client's request for a run's record as it was at `version`, to answer off the loop."""
+
+    identity: bytes
+    request: int
+    run_id: str
+    version: int
+
+
+class PastReads:
+    """Requests for past records, kept until whoever drives the runtime answers them off
+    its loop (the journal may have to be read from disk)."""
+
+    __slots__ = ("_catalog", "_pending", "_reads", "_store")
+
+    def __init__(
+        self, store: Store, catalog: Catalog, pending: Callable[[], Sequence[JournalRecord]]
+    ) -> None:
+        """`pending` gives the records not yet committed to `store`."""
+        self._store = store
+        self._catalog = catalog
+        self._pending = pending
+        self._reads: list[PastRead] = []
+
+    def add(self, read: PastRead) -> None:
+        self._reads.append(read)
+
+    def take(self) -> list[PastRead]:
+        """The requests kept since the last call, to answer with `answer`."""
+        reads, self._reads = self._reads, []
+        return reads
+
+    async def answer(self, read: PastRead) -> Message:
+        return await past_record(
+            self._store, self._catalog, self._pending, read.request, read.run_id, read.version
+        )
 
 
 async def past_record(

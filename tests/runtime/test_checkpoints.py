@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from protocols import Decide, DecisionKind
+from protocols import Decide
 from runtime import WorkflowInvalid, key
-from runtime.engine._engine import apply, start
+from runtime.engine._engine import apply
 from runtime.engine._events import (
     CancelTimer,
     ClockJumped,
-    Command,
     DecisionMade,
     Dispatch,
     RunEnded,
     RunRecovered,
     RunResumed,
-    RunStarted,
     StartTimer,
-    StepDispatched,
-    StepFailed,
-    StepSucceeded,
-    TimerFired,
 )
-from runtime.engine._run import Run
 from runtime.planes._authority import Refusal, check_decision
 from runtime.planes._views import record_view
 from runtime.security._principals import Principal
-from runtime.store import JournalRecord, replay
-from runtime.workflow._catalog import Catalog
+from runtime.testing import EngineDriver, of_kind
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._definition import Role, Step, Workflow, chain
 from runtime.workflow._graph import Graph, compile_workflow
@@ -68,54 +60,21 @@ def pay_graph(checkpoint: Checkpoint | None = None, *, escalate: Escalate | None
     )
 
 
-class Driver:
-    """A run of a graph driven event by event, keeping the journal it would have."""
-
-    def __init__(self, graph: Graph, amount: int, started_by: str = "olga") -> None:
-        self.graph = graph
-        self.now = 10.0
-        started = RunStarted(
-            RUN, graph.name, "1", graph.fingerprint, {"amount": amount}, started_by
-        )
-        self.run, self.last = start(graph, started, self.now)
-        self.journal = [JournalRecord(RUN, 1, self.now, started)]
-
-    def feed(self, event: object) -> list[Command]:
-        self.now += 1.0
-        self.journal.append(JournalRecord(RUN, len(self.journal) + 1, self.now, event))  # type: ignore[arg-type]
-        self.last = apply(self.run, event, self.now)  # type: ignore[arg-type]
-        return self.last
-
-    def succeed(self, step: str, outputs: dict[str, object], attempt: int = 1) -> list[Command]:
-        self.feed(StepDispatched(RUN, step, attempt, "w"))
-        return self.feed(StepSucceeded(RUN, step, attempt, "w", outputs, "done", 0.9))
-
-    def decide(
-        self, step: str, decision: DecisionKind, values: dict[str, object] | None = None
-    ) -> list[Command]:
-        waiting = self.run.decisions[step]
-        return self.feed(
-            DecisionMade(
-                RUN, step, waiting.attempt, decision, "fin", waiting.digest, "ok", values or {}
-            )
-        )
-
-    @property
-    def run_(self) -> Run:
-        return self.run
-
-
-def dispatched(commands: list[Command]) -> list[Dispatch]:
-    return [c for c in commands if isinstance(c, Dispatch)]
+def driven(graph: Graph, amount: int, started_by: str = "olga") -> EngineDriver:
+    """A run of `graph` for `amount` from t=10: agent `w` takes its steps, `fin` decides."""
+    return EngineDriver(
+        graph, {"amount": amount}, run_id=RUN, started_by=started_by, at=10.0, agent="w",
+        principal="fin",
+    )  # fmt: skip
 
 
 class TestBefore:
     CHECKPOINT = Checkpoint(["finance"], condition=BIG, reason="a large payment")
 
     def test_a_large_payment_waits_and_costs_no_agent(self) -> None:
-        d = Driver(pay_graph(self.CHECKPOINT), 500)
+        d = driven(pay_graph(self.CHECKPOINT), 500)
         commands = d.succeed("quote", {"price": 500})
-        assert dispatched(commands) == []
+        assert of_kind(Dispatch, commands) == []
         assert d.run.steps["pay"].status == "awaiting_decision"
         record = record_view(d.run)
         assert record.status == "waiting"
@@ -126,15 +85,15 @@ class TestBefore:
         assert pending.choices == ["approve", "reject"]
 
     def test_a_small_payment_goes_straight_on(self) -> None:
-        d = Driver(pay_graph(self.CHECKPOINT), 50)
+        d = driven(pay_graph(self.CHECKPOINT), 50)
         commands = d.succeed("quote", {"price": 50})
-        assert [c.step for c in dispatched(commands)] == ["pay"]
+        assert [c.step for c in of_kind(Dispatch, commands)] == ["pay"]
         assert not d.run.decisions
 
     def test_approved_with_an_edit_the_step_reads_the_edited_value(self) -> None:
-        d = Driver(pay_graph(self.CHECKPOINT), 500)
+        d = driven(pay_graph(self.CHECKPOINT), 500)
         d.succeed("quote", {"price": 500})
-        (dispatch,) = dispatched(d.decide("pay", "approve", {"price": 450}))
+        (dispatch,) = of_kind(Dispatch, d.decide("pay", "approve", {"price": 450}))
         assert (dispatch.step, dispatch.attempt) == ("pay", 1)
         assert dispatch.inputs == {"amount": 500, "price": 450}
         assert d.run.provenance["price"].edited_by == "fin"
@@ -143,20 +102,20 @@ class TestBefore:
         assert made[0].detail["edited"] == ["price"]
 
     def test_rejected_the_run_halts_saying_who(self) -> None:
-        d = Driver(pay_graph(self.CHECKPOINT), 500)
+        d = driven(pay_graph(self.CHECKPOINT), 500)
         d.succeed("quote", {"price": 500})
-        ended = [c for c in d.decide("pay", "reject") if isinstance(c, RunEnded)]
+        ended = [c for c in d.decide("pay", "reject", comment="ok") if isinstance(c, RunEnded)]
         assert ended[0].status == "halted"
         assert "rejected by fin: ok" in d.run.reason
         assert d.run.steps["pay"].status == "failed"
 
     def test_rejected_to_a_step_that_stands_in(self) -> None:
         checkpoint = Checkpoint(["finance"], condition=BIG, on_reject=Goto("refund"))
-        d = Driver(pay_graph(checkpoint), 500)
+        d = driven(pay_graph(checkpoint), 500)
         d.succeed("quote", {"price": 500})
-        assert [c.step for c in dispatched(d.decide("pay", "reject"))] == ["refund"]
+        assert [c.step for c in of_kind(Dispatch, d.decide("pay", "reject"))] == ["refund"]
         commands = d.succeed("refund", {"receipt": "refunded"})
-        assert [c.step for c in dispatched(commands)] == ["note"]
+        assert [c.step for c in of_kind(Dispatch, commands)] == ["note"]
         assert d.run.steps["pay"].status == "replaced"
 
 
@@ -164,21 +123,21 @@ class TestAfter:
     CHECKPOINT = Checkpoint(["finance"], when="after", condition=key("receipt") != "ok")
 
     def test_outputs_wait_unused_until_approved_with_edits(self) -> None:
-        d = Driver(pay_graph(self.CHECKPOINT), 500)
+        d = driven(pay_graph(self.CHECKPOINT), 500)
         d.succeed("quote", {"price": 500})
         held = d.succeed("pay", {"receipt": "r-1"})
-        assert dispatched(held) == []
+        assert of_kind(Dispatch, held) == []
         assert "receipt" not in d.run.data
         assert record_view(d.run).pending[0].reviewed == {"receipt": "r-1"}
-        (note,) = dispatched(d.decide("pay", "approve", {"receipt": "r-1 (checked)"}))
+        (note,) = of_kind(Dispatch, d.decide("pay", "approve", {"receipt": "r-1 (checked)"}))
         assert note.inputs == {"receipt": "r-1 (checked)"}
         prov = d.run.provenance["receipt"]
         assert (prov.agent, prov.approved_by, prov.edited_by) == ("w", "fin", "fin")
 
     def test_outputs_that_need_no_review_pass(self) -> None:
-        d = Driver(pay_graph(self.CHECKPOINT), 500)
+        d = driven(pay_graph(self.CHECKPOINT), 500)
         d.succeed("quote", {"price": 500})
-        assert [c.step for c in dispatched(d.succeed("pay", {"receipt": "ok"}))] == ["note"]
+        assert [c.step for c in of_kind(Dispatch, d.succeed("pay", {"receipt": "ok"}))] == ["note"]
         assert d.run.provenance["receipt"].approved_by == ""
 
 
@@ -187,18 +146,18 @@ class TestTimeouts:
         checkpoint = Checkpoint(
             ["finance"], condition=BIG, timeout=60, on_timeout=EscalateTo(["cfo"], timeout=30)
         )
-        d = Driver(pay_graph(checkpoint), 500)
+        d = driven(pay_graph(checkpoint), 500)
         commands = d.succeed("quote", {"price": 500})
         assert [(t.purpose, t.delay) for t in commands if isinstance(t, StartTimer)] == [
             ("decision", 60)
         ]
         first = d.run.decisions["pay"].digest
-        escalated = d.feed(TimerFired(RUN, "decision", "pay", 1))
+        escalated = d.fire("decision", "pay")
         waiting = d.run.decisions["pay"]
         assert waiting.approvers == ("cfo",)
         assert waiting.digest != first
         assert [t.delay for t in escalated if isinstance(t, StartTimer)] == [30]
-        d.feed(TimerFired(RUN, "decision", "pay", 1))
+        d.fire("decision", "pay")
         assert d.run.status == "halted"
         assert "nobody decided" in d.run.reason
 
@@ -206,28 +165,27 @@ class TestTimeouts:
         checkpoint = Checkpoint(
             ["finance"], condition=BIG, timeout=5, on_timeout=Reject(), on_reject=Goto("refund")
         )
-        d = Driver(pay_graph(checkpoint), 500)
+        d = driven(pay_graph(checkpoint), 500)
         d.succeed("quote", {"price": 500})
-        commands = d.feed(TimerFired(RUN, "decision", "pay", 1))
-        assert [c.step for c in dispatched(commands)] == ["refund"]
+        commands = d.fire("decision", "pay")
+        assert [c.step for c in of_kind(Dispatch, commands)] == ["refund"]
 
     def test_a_decision_in_time_cancels_its_timer(self) -> None:
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=60)), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=60)), 500)
         d.succeed("quote", {"price": 500})
         commands = d.decide("pay", "approve")
         assert any(isinstance(c, CancelTimer) and c.purpose == "decision" for c in commands)
-        d.feed(TimerFired(RUN, "decision", "pay", 1))
+        d.fire("decision", "pay")
         assert d.run.status == "running"
 
 
 class TestEscalation:
     POLICY = Escalate(["ops"], reason="payments must not fail silently")
 
-    def failed(self) -> Driver:
-        d = Driver(pay_graph(escalate=self.POLICY), 500)
+    def failed(self) -> EngineDriver:
+        d = driven(pay_graph(escalate=self.POLICY), 500)
         d.succeed("quote", {"price": 500})
-        d.feed(StepDispatched(RUN, "pay", 1, "w"))
-        d.feed(StepFailed(RUN, "pay", 1, "error", "bank said no", "w"))
+        d.fail("pay", "error", "bank said no")
         return d
 
     def test_a_failure_waits_for_a_person(self) -> None:
@@ -238,11 +196,13 @@ class TestEscalation:
 
     def test_retry_tries_again(self) -> None:
         d = self.failed()
-        assert [(c.step, c.attempt) for c in dispatched(d.decide("pay", "retry"))] == [("pay", 2)]
+        assert [(c.step, c.attempt) for c in of_kind(Dispatch, d.decide("pay", "retry"))] == [
+            ("pay", 2)
+        ]
 
     def test_skip_writes_the_values_given(self) -> None:
         d = self.failed()
-        (note,) = dispatched(d.decide("pay", "skip", {"receipt": "paid by hand"}))
+        (note,) = of_kind(Dispatch, d.decide("pay", "skip", {"receipt": "paid by hand"}))
         assert note.inputs == {"receipt": "paid by hand"}
         assert d.run.provenance["receipt"].edited_by == "fin"
 
@@ -255,41 +215,37 @@ class TestEscalation:
 
 class TestDurable:
     def test_a_stale_decision_changes_nothing(self) -> None:
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG)), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG)), 500)
         d.succeed("quote", {"price": 500})
         d.feed(DecisionMade(RUN, "pay", 1, "approve", "fin", "not-the-digest"))
         assert d.run.steps["pay"].status == "awaiting_decision"
         assert d.run.history[-1].event == "decision_ignored"
 
     def test_recovered_it_still_waits_and_its_timer_resumes(self) -> None:
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=60)), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=60)), 500)
         d.succeed("quote", {"price": 500})
         opened = d.now
-        rebuilt = replay(Catalog([d.graph]), d.journal)
+        rebuilt = d.replayed()
         assert record_view(rebuilt) == record_view(d.run)
         commands = apply(rebuilt, RunRecovered(RUN), opened + 20)
-        assert dispatched(commands) == []
+        assert of_kind(Dispatch, commands) == []
         assert [t.delay for t in commands if isinstance(t, StartTimer)] == [pytest.approx(40.0)]
         assert rebuilt.decisions["pay"].digest == d.run.decisions["pay"].digest
 
     def test_a_wall_clock_jump_leaves_the_deadline_its_real_time(self) -> None:
         """An hour's wait opened at t, the runtime down 100 s, back with its wall clock an
         hour ahead: 3500 s are left, and stay left through a later restart."""
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
         d.succeed("quote", {"price": 500})
         opened = d.now
         back = opened + 100 + 3600
-        d.journal += [
-            JournalRecord(RUN, len(d.journal) + 1, back, ClockJumped(RUN, 3600.0)),
-            JournalRecord(RUN, len(d.journal) + 2, back, RunRecovered(RUN)),
-        ]
-        run = replay(Catalog([d.graph]), d.journal[:-2])
-        apply(run, ClockJumped(RUN, 3600.0), back)
-        commands = apply(run, RunRecovered(RUN), back)
+        d.feed(ClockJumped(RUN, 3600.0), at=back)
+        commands = d.feed(RunRecovered(RUN), at=back)
+        run = d.run
         assert run.decisions["pay"].deadline == opened + 7200
         assert [t.delay for t in commands if isinstance(t, StartTimer)] == [3500.0]
         assert [h.event for h in run.history[-2:]] == ["clock_jumped", "run_recovered"]
-        again = replay(Catalog([d.graph]), d.journal)
+        again = d.replayed()
         assert record_view(again) == record_view(run)
         commands = apply(again, RunRecovered(RUN), back + 50)
         assert [t.delay for t in commands if isinstance(t, StartTimer)] == [3450.0]
@@ -297,18 +253,18 @@ class TestDurable:
     def test_a_stuck_run_keeps_its_deadline_until_it_is_resumed(self) -> None:
         """Parked, then the clock set back an hour, then resumed: the wait is not an hour
         longer for it."""
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
         d.succeed("quote", {"price": 500})
         opened = d.now
-        apply(d.run, RunRecovered(RUN, budget=1), opened + 10)
-        apply(d.run, RunRecovered(RUN, budget=1), opened + 20)
+        d.feed(RunRecovered(RUN, budget=1), at=opened + 10)
+        d.feed(RunRecovered(RUN, budget=1), at=opened + 20)
         assert d.run.status == "stuck"
-        apply(d.run, ClockJumped(RUN, -3600.0), opened + 30 - 3600)
-        commands = apply(d.run, RunResumed(RUN, "olga"), opened + 40 - 3600)
+        d.feed(ClockJumped(RUN, -3600.0), at=opened + 30 - 3600)
+        commands = d.feed(RunResumed(RUN, "olga"), at=opened + 40 - 3600)
         assert [t.delay for t in commands if isinstance(t, StartTimer)] == [3560.0]
 
     def test_an_ended_run_is_left_as_it_ended(self) -> None:
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG, timeout=3600)), 500)
         d.succeed("quote", {"price": 500})
         d.decide("pay", "reject")
         seen = len(d.run.history)
@@ -317,12 +273,12 @@ class TestDurable:
 
 
 class TestCheckDecision:
-    def waiting(self, started_by: str = "olga") -> Driver:
-        d = Driver(pay_graph(Checkpoint(["finance"], condition=BIG)), 500, started_by)
+    def waiting(self, started_by: str = "olga") -> EngineDriver:
+        d = driven(pay_graph(Checkpoint(["finance"], condition=BIG)), 500, started_by)
         d.succeed("quote", {"price": 500})
         return d
 
-    def request(self, d: Driver, **changes: object) -> Decide:
+    def request(self, d: EngineDriver, **changes: object) -> Decide:
         waiting = d.run.decisions["pay"]
         fields: dict[str, object] = {
             "id": 1,
@@ -365,7 +321,7 @@ class TestCheckDecision:
         assert says in refused.message
 
     def test_outputs_are_checked_against_the_step_types(self) -> None:
-        d = Driver(pay_graph(Checkpoint(["finance"], when="after")), 500)
+        d = driven(pay_graph(Checkpoint(["finance"], when="after")), 500)
         d.succeed("quote", {"price": 500})
         d.succeed("pay", {"receipt": "r"})
         refused = check_decision(d.run, FIN, self.request(d, values={"receipt": 7}))

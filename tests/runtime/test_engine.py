@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from protocols import FailureKind
-from runtime.engine._engine import apply, start
 from runtime.engine._events import (
     CancelTask,
     CancelTimer,
@@ -20,7 +19,6 @@ from runtime.engine._events import (
     JournalEvent,
     RefuseToolCall,
     RunEnded,
-    RunStarted,
     StartTimer,
     StepDispatched,
     StepFailed,
@@ -30,6 +28,7 @@ from runtime.engine._events import (
 )
 from runtime.engine._run import Run
 from runtime.errors import Problem, WorkflowInvalid
+from runtime.testing import EngineDriver
 from runtime.workflow._conditions import key
 from runtime.workflow._definition import Decision, Node, Role, Route, Step, Workflow, chain
 from runtime.workflow._graph import Graph, compile_workflow
@@ -85,13 +84,7 @@ class CallsTool:
 Outcome = Ok | Fail | TimesOut | Hold | CallsTool
 
 
-def default_value(step: str, key_name: str, kind: Any) -> Any:
-    """A value of the declared type, or a string naming its writer."""
-    samples: dict[Any, Any] = {int: 1, float: 1.0, bool: True, str: "text"}
-    return samples.get(kind, f"{step}.{key_name}")
-
-
-class Driver:
+class Driver(EngineDriver):
     """Plays the agents: answers each `Dispatch` per a script, fires retry timers at once."""
 
     def __init__(
@@ -100,27 +93,15 @@ class Driver:
         script: Mapping[str, Sequence[Outcome]] | None = None,
         inputs: Mapping[str, Any] | None = None,
     ) -> None:
-        self.graph = graph
+        super().__init__(graph, inputs, run_id=RUN)
         self.script = {name: deque(outcomes) for name, outcomes in (script or {}).items()}
-        self.now = 0.0
-        self.journal: list[JournalEvent] = []
-        self.commands: list[Command] = []
         self.held: list[Dispatch] = []
-        started = RunStarted(
-            RUN, graph.name, graph.workflow.version, graph.fingerprint, dict(inputs or {})
-        )
-        self.journal.append(started)
-        self.run, commands = start(graph, started, self.now)
-        self.commands.extend(commands)
-        self.pending: deque[Command] = deque(commands)
+        self.pending: deque[Command] = deque(self.last)
         self.pump()
 
-    def feed(self, event: JournalEvent) -> list[Command]:
+    def feed(self, event: JournalEvent, *, at: float | None = None) -> list[Command]:
         """Apply one event and queue the commands it caused."""
-        self.now += 1.0
-        self.journal.append(event)
-        commands = apply(self.run, event, self.now)
-        self.commands.extend(commands)
+        commands = super().feed(event, at=at)
         self.pending.extend(commands)
         return commands
 
@@ -132,62 +113,44 @@ class Driver:
                 case Dispatch():
                     self.play(command)
                 case StartTimer(purpose="retry"):
-                    self.feed(TimerFired(RUN, "retry", command.step, command.attempt))
+                    self.fire("retry", command.step, attempt=command.attempt)
 
     def play(self, task: Dispatch) -> None:
         outcomes = self.script.get(task.step)
         outcome = outcomes.popleft() if outcomes else Ok()
-        agent = f"{task.role}-1"
-        self.feed(StepDispatched(RUN, task.step, task.attempt, agent))
+        step, attempt, agent = task.step, task.attempt, f"{task.role}-1"
+        self.dispatch(step, attempt=attempt, agent=agent)
         match outcome:
             case Ok():
-                self.feed(self.success(task, outcome, agent))
+                self.ok(step, attempt, agent, outcome)
             case Fail(kind=kind, message=message):
-                self.feed(StepFailed(RUN, task.step, task.attempt, kind, message, agent))
+                self.fail(step, kind, message, attempt=attempt, agent=agent)
             case TimesOut():
-                self.feed(TimerFired(RUN, "timeout", task.step, task.attempt))
+                self.fire("timeout", step, attempt=attempt)
             case Hold():
                 self.held.append(task)
             case CallsTool(tool=tool, agent_tools=agent_tools, then=then):
                 request = ToolCallRequested(
-                    RUN, task.step, task.attempt, agent, list(agent_tools), 1, tool, {}, "idem-1"
+                    RUN, step, attempt, agent, list(agent_tools), 1, tool, {}, "idem-1"
                 )
                 if any(isinstance(c, RefuseToolCall) for c in self.feed(request)):
                     return
                 if isinstance(then, Fail):
-                    kind, message = then.kind, then.message
-                    failed = StepFailed(RUN, task.step, task.attempt, kind, message, agent)
-                    self.feed(failed)
+                    self.fail(step, then.kind, then.message, attempt=attempt, agent=agent)
                 else:
-                    self.feed(self.success(task, then, agent))
+                    self.ok(step, attempt, agent, then)
 
-    def success(self, task: Dispatch, outcome: Ok, agent: str) -> StepSucceeded:
-        step = self.graph.step(task.step)
-        outputs = outcome.outputs
-        if outputs is None:
-            outputs = {k: default_value(step.name, k, t) for k, t in step.writes.items()}
-        return StepSucceeded(
-            RUN,
-            task.step,
-            task.attempt,
-            agent,
-            dict(outputs),
-            confidence=outcome.confidence,
-            caveats=list(outcome.caveats),
-        )
-
-    def of(self, kind: type[Command]) -> list[Any]:
-        """Every command of one kind issued so far, in order."""
-        return [c for c in self.commands if isinstance(c, kind)]
+    def ok(self, step: str, attempt: int, agent: str, outcome: Ok) -> None:
+        self.succeed(
+            step, outcome.outputs, attempt=attempt, agent=agent, confidence=outcome.confidence,
+            caveats=outcome.caveats,
+        )  # fmt: skip
 
     def status(self) -> str:
         return self.run.status
 
     def dispatched(self) -> list[str]:
         return [c.step for c in self.of(Dispatch)]
-
-    def history(self, event: str) -> list[Any]:
-        return [h for h in self.run.history if h.event == event]
 
 
 def compile_steps(
@@ -322,10 +285,10 @@ class TestFanOutAndJoin:
         """The join is dispatched once, after both branches succeeded."""
         driver = Driver(FAN_OUT)
         assert driver.dispatched() == ["split", "left", "right", "join"]
-        succeeded = [i for i, e in enumerate(driver.journal) if isinstance(e, StepSucceeded)]
+        succeeded = [i for i, e in enumerate(driver.events) if isinstance(e, StepSucceeded)]
         join_dispatched = next(
             i
-            for i, e in enumerate(driver.journal)
+            for i, e in enumerate(driver.events)
             if isinstance(e, StepDispatched) and e.step == "join"
         )
         assert len(succeeded) == 4

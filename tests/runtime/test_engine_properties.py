@@ -42,8 +42,7 @@ from runtime.engine._events import (
 )
 from runtime.engine._run import Run
 from runtime.planes._views import record_view
-from runtime.store import JournalRecord, replay
-from runtime.workflow._catalog import Catalog
+from runtime.testing import EngineDriver
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._conditions import key
 from runtime.workflow._definition import Decision, Node, Role, Route, Step, Workflow, chain
@@ -291,45 +290,41 @@ class EngineMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.journal: list[tuple[JournalEvent, float]] = []
-        self.outputs: list[list[Command]] = []
         self.tasks: list[tuple[str, int]] = []
         self.agent_of: dict[tuple[str, int], str] = {}
         self.timers: list[StartTimer] = []
         self.ended: list[RunEnded] = []
         self.done_now: set[str] = set()
         self.recovering = False
-        self.now = 0.0
 
     @initialize(name=st.sampled_from(sorted(GRAPHS)), seed=st.sampled_from(["s1", "s2"]))
     def begin(self, name: str, seed: str) -> None:
         self.graph = graph = GRAPHS[name]
         self.fallbacks = fallback_of(graph)
-        started = RunStarted(RUN, graph.name, "1", graph.fingerprint, {"seed": seed})
-        self.run, commands = start(graph, started, self.now)
-        self.journal.append((started, self.now))
-        self.outputs.append(commands)
-        self.check_commands(commands, {})
+        self.driver = EngineDriver(graph, {"seed": seed}, run_id=RUN)
+        self.run = self.driver.run
+        self.check_commands(self.driver.last, {})
 
     def feed(self, event: JournalEvent) -> None:
-        self.now += 1.0
         before = dict(self.run.provenance)
         operator = isinstance(event, RunResumed | RunCancelled)
         ended = self.run.status != "running" and not operator
         seen = len(self.run.history)
-        commands = apply(self.run, event, self.now)
+        commands = self.driver.feed(event)
         self.done_now = {
             h.step for h in self.run.history[seen:] if h.event in {"step_succeeded", "step_flagged"}
         }
-        self.journal.append((event, self.now))
-        self.outputs.append(commands)
         if ended:
             assert commands == [], "a run that ended emits nothing"
         self.check_commands(commands, before)
         cancelled = {(c.step, c.attempt) for c in commands if isinstance(c, CancelTask)}
         for name, state in self.run.steps.items():
             last = state.attempts[-1] if state.attempts else None
-            if last is not None and last.outcome == "cancelled" and last.ended_at == self.now:
+            if (
+                last is not None
+                and last.outcome == "cancelled"
+                and last.ended_at == self.driver.now
+            ):
                 assert (name, last.number) in cancelled, f"{name} stopped without a CancelTask"
 
     def check_commands(self, commands: list[Command], before: Mapping[str, Provenance]) -> None:
@@ -554,7 +549,7 @@ class EngineMachine(RuleBasedStateMachine):
         off the network (the `restart`, `resume` and `clock_jumps` rules make them).
         """
         from_runtime = RunRecovered | RunResumed | ClockJumped
-        delivered = [e for e, _ in self.journal if not isinstance(e, from_runtime)]
+        delivered = [e for e in self.driver.events if not isinstance(e, from_runtime)]
         self.feed(data.draw(st.sampled_from(delivered)))
 
     @precondition(lambda self: self.tasks)
@@ -583,9 +578,7 @@ class EngineMachine(RuleBasedStateMachine):
             return
         assert self.ended == []
         assert self.run.active, "a running run with nothing in flight"
-        issued = {
-            (c.step, c.attempt) for out in self.outputs for c in out if isinstance(c, Dispatch)
-        }
+        issued = {(c.step, c.attempt) for c in self.driver.of(Dispatch)}
         timers = {(t.purpose, t.step, t.attempt) for t in self.timers}
         for name in self.run.active:
             state = self.run.steps[name]
@@ -627,21 +620,17 @@ class EngineMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Folding the journal into a fresh run gives the same run and the same commands."""
-        if not self.journal:
+        if not hasattr(self, "driver"):
             return
-        (first, at), *rest = self.journal
-        assert isinstance(first, RunStarted)
-        replayed, commands = start(self.graph, first, at)
+        first, *rest = self.driver.journal
+        assert isinstance(first.event, RunStarted)
+        replayed, commands = start(self.graph, first.event, first.at)
         replay_outputs = [commands]
-        for event, now in rest:
-            replay_outputs.append(apply(replayed, event, now))
+        for record in rest:
+            replay_outputs.append(apply(replayed, record.event, record.at))
         assert snapshot(replayed) == snapshot(self.run)
-        assert replay_outputs == self.outputs
-        records = [
-            JournalRecord(RUN, seq, now, event)
-            for seq, (event, now) in enumerate(self.journal, start=1)
-        ]
-        rebuilt = replay(Catalog([self.graph]), records)
+        assert replay_outputs == self.driver.outputs
+        rebuilt = self.driver.replayed()
         assert snapshot(rebuilt) == snapshot(self.run)
         assert record_view(rebuilt) == record_view(self.run)
 
@@ -662,20 +651,16 @@ class TestExploredGraphs:
     def test_happy_path_completes(self, graph: Graph) -> None:
         """With every agent succeeding at once and every checkpoint approved, each graph's run
         completes."""
-        started = RunStarted(RUN, graph.name, "1", graph.fingerprint, {"seed": "s1"})
-        run, commands = start(graph, started, 0.0)
-        while commands or run.decisions:
+        d = EngineDriver(graph, {"seed": "s1"}, run_id=RUN, principal="pat")
+        commands = list(d.last)
+        while commands or d.run.decisions:
             if not commands:
-                name, waiting = next(iter(run.decisions.items()))
-                made = DecisionMade(RUN, name, waiting.attempt, "approve", "pat", waiting.digest)
-                commands += apply(run, made, 3.0)
+                commands += d.decide(next(iter(d.run.decisions)), "approve")
                 continue
             task = commands.pop(0)
             if isinstance(task, Dispatch):
                 writes = graph.step(task.step).writes
                 outputs: dict[str, Any] = {k: True if t is bool else 0 for k, t in writes.items()}
-                commands += apply(run, StepDispatched(RUN, task.step, task.attempt, "agent"), 1.0)
-                commands += apply(
-                    run, StepSucceeded(RUN, task.step, task.attempt, "agent", outputs), 2.0
-                )
-        assert run.status == "completed"
+                commands += d.dispatch(task.step, attempt=task.attempt)
+                commands += d.succeed(task.step, outputs, attempt=task.attempt)
+        assert d.run.status == "completed"

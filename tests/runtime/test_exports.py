@@ -209,6 +209,12 @@ TIERS: dict[str, list[str]] = {
         "app",
         "main",
     ],
+    "runtime.testing": [
+        "EngineDriver",
+        "FakeClock",
+        "of_kind",
+        "sample_outputs",
+    ],
 }
 AUTHOR_NEEDS = {
     "Workflow",

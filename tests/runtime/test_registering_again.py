@@ -17,7 +17,7 @@ from protocols import (
 )
 from runtime.workflow._definition import Role, Step, Workflow
 from runtime.workflow._graph import compile_workflow
-from tests.runtime.test_plane_fuzz import AGENT, TINY, Peers
+from tests.runtime.fuzz.world import AGENT, TINY, Peers
 
 TWO_ROLES = compile_workflow(
     Workflow(

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.engine._engine import apply, start
+from runtime.engine._engine import apply
 from runtime.engine._events import (
     ClockJumped,
     Dispatch,
-    JournalEvent,
     RunRecovered,
-    RunStarted,
     StartTimer,
-    StepDispatched,
-    StepFailed,
-    StepSucceeded,
 )
 from runtime.engine._run import Run
 from runtime.planes._views import record_view
 from runtime.store import GraphNotLoaded, JournalRecord, JournalUnreadable, replay
+from runtime.testing import EngineDriver
 from runtime.workflow._catalog import Catalog, CatalogError
 from runtime.workflow._definition import Role, Step, Workflow, chain
 from runtime.workflow._graph import Graph, compile_workflow
@@ -51,21 +47,19 @@ SLOW = compile_workflow(
 
 
 def lived() -> tuple[Run, list[JournalRecord]]:
-    """A run driven to completion event by event, and the journal the supervisor keeps."""
-    events: list[JournalEvent] = [
-        RunStarted(RUN, "pair", "1", GRAPH.fingerprint, {"n": 1}),
-        StepDispatched(RUN, "a", 1, "w"),
-        StepSucceeded(RUN, "a", 1, "w", {"x": 2}),
-        StepDispatched(RUN, "b", 1, "w"),
-        StepSucceeded(RUN, "b", 1, "w", {"y": 3}),
-    ]
-    first = events[0]
-    assert isinstance(first, RunStarted)
-    run, _ = start(GRAPH, first, 10.0)
-    for n, event in enumerate(events[1:], start=1):
-        apply(run, event, 10.0 + n)
-    records = [JournalRecord(RUN, n, 10.0 + n - 1, e) for n, e in enumerate(events, start=1)]
-    return run, records
+    """A run driven to completion event by event from t=10, and the journal the supervisor
+    keeps: agent `w` takes `a` and `b` in turn and returns x=2, then y=3."""
+    d = EngineDriver(GRAPH, {"n": 1}, run_id=RUN, at=10.0, agent="w")
+    d.succeed("a", {"x": 2})
+    d.succeed("b", {"y": 3})
+    return d.run, d.journal
+
+
+def failing() -> EngineDriver:
+    """A run of `SLOW` started at t=10, its step out with agent `w` since t=10.5."""
+    d = EngineDriver(SLOW, run_id=RUN, at=10.0, agent="w")
+    d.dispatch("a", at=10.5)
+    return d
 
 
 class TestReplay:
@@ -160,11 +154,10 @@ class TestRecovered:
 
     def test_a_retry_wait_resumes_with_the_time_it_had_left(self) -> None:
         """Failed at t=11 with a 10 s backoff, recovered at t=15: the retry fires in 6 s."""
-        run, _ = start(SLOW, RunStarted(RUN, "slow", "1", SLOW.fingerprint, {}), 10.0)
-        apply(run, StepDispatched(RUN, "a", 1, "w"), 10.5)
-        failed = apply(run, StepFailed(RUN, "a", 1, "error", "boom", "w"), 11.0)
+        d = failing()
+        failed = d.fail("a", at=11.0)
         assert [c.delay for c in failed if isinstance(c, StartTimer)] == [10.0]
-        resumed = apply(run, RunRecovered(RUN), 15.0)
+        resumed = d.feed(RunRecovered(RUN), at=15.0)
         assert [(c.purpose, c.delay) for c in resumed if isinstance(c, StartTimer)] == [
             ("retry", pytest.approx(6.0))
         ]
@@ -172,11 +165,10 @@ class TestRecovered:
     def test_a_retry_wait_keeps_its_time_through_a_wall_clock_set_back(self) -> None:
         """Failed at t=11 with a 10 s backoff; back at t=15 on a wall clock set back an hour:
         the retry fires in 6 s, not in an hour and 6 s."""
-        run, _ = start(SLOW, RunStarted(RUN, "slow", "1", SLOW.fingerprint, {}), 10.0)
-        apply(run, StepDispatched(RUN, "a", 1, "w"), 10.5)
-        apply(run, StepFailed(RUN, "a", 1, "error", "boom", "w"), 11.0)
-        apply(run, ClockJumped(RUN, -3600.0), 15.0 - 3600)
-        resumed = apply(run, RunRecovered(RUN), 15.0 - 3600)
+        d = failing()
+        d.fail("a", at=11.0)
+        d.feed(ClockJumped(RUN, -3600.0), at=15.0 - 3600)
+        resumed = d.feed(RunRecovered(RUN), at=15.0 - 3600)
         assert [(c.purpose, c.delay) for c in resumed if isinstance(c, StartTimer)] == [
             ("retry", pytest.approx(6.0))
         ]
