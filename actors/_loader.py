@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import signal
 from collections.abc import Mapping
@@ -123,23 +124,24 @@ def run_actor(
             _log.error("actor.ledger_failed", ledger=exc.path, reason=exc.reason)
             return EXIT_REFUSED
         _log.info("actor.ledger", ledger=effects.description)
-    return anyio.run(
+    serving = functools.partial(
         _serve_until_signalled,
         actor,
         endpoint,
-        concurrency,
-        name,
-        keys,
-        effects,
-        kill_points,
-        spans,
-        backend_options=dict(backend_options or {}),
+        concurrency=concurrency,
+        name=name,
+        keys=keys,
+        ledger=effects,
+        kill_points=kill_points,
+        spans=spans,
     )
+    return anyio.run(serving, backend_options=dict(backend_options or {}))
 
 
 async def _serve_until_signalled(
     actor: Agent | ToolHost,
     endpoint: str,
+    *,
     concurrency: int,
     name: str | None,
     keys: ClientKeys | None,

@@ -64,6 +64,7 @@ class Gate:
         plane: str,
         book: PrincipalBook | None,
         limiter: RateLimiter,
+        *,
         refuse: Refuse,
         count: Callable[[str], None],
         limited: Limited,

@@ -100,11 +100,11 @@ class Registrar:
             identity,
             principal.name if principal is not None else self._registry.unique_name(message.name),
             message.role,
-            message.kind,
-            frozenset(message.tools),
-            message.capacity,
-            self._host.monotonic(),
-            principal,
+            kind=message.kind,
+            tools=frozenset(message.tools),
+            capacity=message.capacity,
+            now=self._host.monotonic(),
+            principal=principal,
         )
         session.fd = fd
         self._registry.add(session, message.specs)

@@ -38,6 +38,7 @@ class Session:
         identity: bytes,
         name: str,
         role: str,
+        *,
         kind: ActorKind,
         tools: frozenset[str],
         capacity: int,

@@ -36,10 +36,20 @@ class Gates:
         ]
         count = core.refusals.count
         self.agents = Gate(
-            "agents", book, self._limiters[0], core.reject, count, self._agents_limited
+            "agents",
+            book,
+            self._limiters[0],
+            refuse=core.reject,
+            count=count,
+            limited=self._agents_limited,
         )
         self.control = Gate(
-            "control", book, self._limiters[1], core.reject, count, self._control_limited
+            "control",
+            book,
+            self._limiters[1],
+            refuse=core.reject,
+            count=count,
+            limited=self._control_limited,
         )
 
     @property

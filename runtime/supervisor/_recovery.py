@@ -82,7 +82,12 @@ class PastReads:
 
     async def answer(self, read: PastRead) -> Message:
         return await past_record(
-            self._store, self._catalog, self._pending, read.request, read.run_id, read.version
+            self._store,
+            self._catalog,
+            self._pending,
+            request=read.request,
+            run_id=read.run_id,
+            version=read.version,
         )
 
 
@@ -90,6 +95,7 @@ async def past_record(
     store: Store,
     catalog: Catalog,
     pending: Callable[[], Sequence[JournalRecord]],
+    *,
     request: int,
     run_id: str,
     version: int,

@@ -41,7 +41,9 @@ def open_gate(refused: list[str], limiter: RateLimiter | None = None) -> Gate:
 
     if limiter is None:
         limiter = RateLimiter(rate=1_000, burst=1_000, clock=time.monotonic)
-    return Gate("agents", None, limiter, refuse, refused.append, lambda *_: None)
+    return Gate(
+        "agents", None, limiter, refuse=refuse, count=refused.append, limited=lambda *_: None
+    )
 
 
 def recorder(calls: list[Call]) -> Handler:
