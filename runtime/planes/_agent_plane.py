@@ -74,10 +74,6 @@ class AgentPlane:
             placement=self._placement, broker=self._broker, graphs=graphs,
             heartbeat=heartbeat, secure=secure,
         )  # fmt: skip
-        # The parts' state under the plane's own names, which its model-based test reads.
-        self._queues = self._placement.queues
-        self._tool_queues = self._broker.queues
-        self._tool_calls = self._broker.calls
 
     def agents_by_role(self) -> dict[str, int]:
         return self._registry.count_by_role()

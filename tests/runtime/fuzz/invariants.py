@@ -48,14 +48,14 @@ def check_registry(world: World) -> None:
         for task in s.in_flight:
             assert registry.holders.get(task) is s, f"{task} held by {s.name} is not recorded"
         for call in s.tool_calls:
-            assert call in plane._tool_calls, f"{s.name} serves unknown call {call}"
+            assert call in plane._broker.calls, f"{s.name} serves unknown call {call}"
     for task, s in registry.holders.items():
         assert (id(s) in live, task in s.in_flight) == (True, True), f"{task}: {s.name}"
-    for call, pending in plane._tool_calls.items():
+    for call, pending in plane._broker.calls.items():
         hosts = [s for s in sessions if call in s.tool_calls]
         assert len(hosts) == 1, f"call {call} is served by {len(hosts)} hosts"
         assert pending.tool in hosts[0].tools, f"call {call} went to a host without the tool"
-    for role, queue in plane._queues.items():
+    for role, queue in plane._placement.queues.items():
         if any(_queued(world, d) for d in queue):
             agents = registry.roles.get(role)
             idle = [] if agents is None else [s.name for s in agents.sessions if s.free > 0]
@@ -65,7 +65,7 @@ def check_registry(world: World) -> None:
 def idle_tool_hosts(world: World) -> list[tuple[str, Session]]:
     """(tool, host) where calls of the tool wait while a host serving it has room."""
     found: list[tuple[str, Session]] = []
-    for tool, calls in world.agents._tool_queues.items():
+    for tool, calls in world.agents._broker.queues.items():
         pool = world.agents._registry.tools.get(tool)
         if calls and pool is not None:
             found.extend((tool, s) for s in pool.sessions if s.free > 0)
@@ -98,7 +98,7 @@ def check_runs(world: World) -> set[WaitKey]:
                 assert holder.name == state.attempts[-1].agent, f"{task} runs on {holder.name}"
             elif state.status == "queued":
                 role = STEPS[name].role
-                queue = world.agents._queues.get(role, ())
+                queue = world.agents._placement.queues.get(role, ())
                 assert any((d.run_id, d.step, d.attempt) == task for d in queue), (
                     f"{task} is queued nowhere"
                 )

@@ -183,7 +183,7 @@ class Oracle:
                 return AgentExpectation("stale_result", "stale")
             case ToolReply():
                 call = outcome.call_id
-                if call in plane._tool_calls and call in session.tool_calls:
+                if call in plane._broker.calls and call in session.tool_calls:
                     return AgentExpectation()
                 # Counted, not answered: an `Error` in reply to a reply is left out.
                 return AgentExpectation("stale_tool_reply", None)
