@@ -58,7 +58,8 @@ class Provenance(_View, frozen=True):
     approved_by: Text = ""
     """The principal who approved this value at a checkpoint, if one did."""
     edited_by: Text = ""
-    """The principal who wrote this value at a checkpoint or escalation, if one did."""
+    """The principal who wrote this value at a checkpoint or escalation, or gave it as an
+    input when the run started (attempt 0)."""
 
 
 DecisionKind = Literal["approve", "reject", "retry", "skip", "abort"]

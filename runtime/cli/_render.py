@@ -158,6 +158,9 @@ def _data_sheet(record: RunRecord) -> Sheet:
         if prov is None:
             sheet.add(key, _short(value), "input", "", "", "", "", "")
             continue
+        if prov.attempt == 0:  # given at the run's start; its rationale says by whom
+            sheet.add(key, _short(value), "input", "", "", _short(prov.rationale, 40), "", "")
+            continue
         notes = [*(f"⚑ {f}" for f in prov.flags), *(f"• {c}" for c in prov.caveats)]
         sheet.add(
             key,

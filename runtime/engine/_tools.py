@@ -71,13 +71,13 @@ def on_tool_call(f: Fold, event: ToolCallRequested) -> None:
         "tool_refused", step=event.step, attempt=event.attempt, agent=event.agent,
         principal=event.principal, message=message, detail=detail,
     )  # fmt: skip
-    # The attempt is withdrawn before its agent hears of the refusal: an agent that heard
-    # first would report the attempt failed, after the runtime had already failed it.
-    f.out.append(CancelTask(run.run_id, event.step, event.attempt, "tool refused"))
-    f.out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
+    # The agent hears why before its attempt is withdrawn, so that its log says which
+    # tool was refused and why; an attempt ended by a refusal is not reported back.
     f.out.append(
         RefuseToolCall(run.run_id, event.agent, event.call, event.tool, "tool_refused", message)
     )
+    f.out.append(CancelTask(run.run_id, event.step, event.attempt, "tool refused"))
+    f.out.append(CancelTimer(run.run_id, "timeout", event.step, event.attempt))
     fail(f, event.step, state, "tool_refused", message)
 
 

@@ -104,7 +104,7 @@ class TestPiped:
         assert lines[data + 1 : data + 3] == [
             "key\tvalue\twritten by\tagent\tconf.\trationale\tapproved / edited by\t"
             "flags / caveats",
-            "amount\t500\tinput\t\t\t\t\t",
+            'amount\t500\tinput\t\t\t"given by operator when the run started"\t\t',
         ]
         steps = lines.index("steps")
         assert lines[steps + 1 : steps + 4] == [

@@ -12,7 +12,7 @@ from tests.integration.conftest import HEARTBEAT
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-REFUSAL = "tool 'wire_money' is not in the step of step 'pay'"
+REFUSAL = "tool 'wire_money' is not allowed in step 'pay': it is not one of the step's tools"
 
 
 async def test_the_agent_logs_each_refusal_once_and_the_history_has_no_stale_report(

@@ -67,8 +67,8 @@ class TestRefusal:
         assert [h.message for h in run.history if h.event == "tool_refused"] == [message]
         assert run.steps["look"].attempts[-1].message == message
 
-    def test_attempt_is_withdrawn_before_the_agent_hears(self) -> None:
-        """The agent is told to drop the attempt before it is answered, so it reports nothing
-        of an attempt the runtime has already failed."""
+    def test_the_agent_hears_why_before_its_attempt_is_withdrawn(self) -> None:
+        """The refusal, with its reason, reaches the agent first; then the attempt is
+        withdrawn and its timeout dropped, and the run goes on by the step's policy."""
         _, commands = refused("mail", ["search", "mail"])
-        assert [type(c) for c in commands] == [CancelTask, CancelTimer, RefuseToolCall, RunEnded]
+        assert [type(c) for c in commands] == [RefuseToolCall, CancelTask, CancelTimer, RunEnded]
