@@ -264,6 +264,9 @@ def _summarise(out: Console, record: RunRecord) -> None:
     for key, prov in record.provenance.items():
         flags = f"  [yellow]⚑ {'; '.join(prov.flags)}[/yellow]" if prov.flags else ""
         approved = f"  [green]✔ approved by {prov.approved_by}[/green]" if prov.approved_by else ""
+        if prov.attempt == 0:  # an input: its rationale says who gave it
+            out.print(f"  {key:<12} input: {prov.rationale}", highlight=False)
+            continue
         out.print(
             f"  {key:<12} by {prov.step}#{prov.attempt} on {prov.agent or 'policy'} "
             f"(confidence {prov.confidence:.2f}): {prov.rationale}{approved}{flags}",

@@ -47,3 +47,7 @@ def test_the_demo_runs_on_the_ports_it_names(tmp_path: Path) -> None:
     (runtime,) = [line for line in lines if line.startswith("runtime pid ")]
     assert runtime.endswith(f": agents tcp://127.0.0.1:{agents}, control tcp://127.0.0.1:{control}")
     assert (tmp_path / ".baton" / "demo.db").exists()
+    # Each record names where its request came from: the run's start, by the operator.
+    inputs = [line.strip() for line in lines if line.strip().startswith("request ")]
+    assert len(inputs) == 4
+    assert set(inputs) == {"request      input: given by operator when the run started"}
