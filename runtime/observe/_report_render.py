@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +32,25 @@ def _table(title: str) -> Table:
         padding=(0, 1, 0, 0),
         min_width=len(title),
     )
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """Print `table` whole: in a pipe or a log, wider than the console rather than with
+    figures cut to "…" (a terminal keeps its width; its user can widen it)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.options.update_width(10_000)
+    needed = Measurement.get(console, wide, table).maximum
+    if needed <= console.width:
+        console.print(table)
+        return
+    width = console.width
+    console.width = needed
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def _step_name(s: StepFigures) -> Text:
@@ -71,7 +91,7 @@ def render_report(console: Console, figures: Report) -> None:
             _seconds(s.p50_seconds),
             _seconds(s.p95_seconds),
         )
-    console.print(steps)
+    _print_table(console, steps)
     # Only the steps a person looks at: most steps of most workflows have none.
     reviewed = [s for s in figures.steps if s.checkpoint or s.decisions]
     if reviewed:
@@ -86,7 +106,7 @@ def render_report(console: Console, figures: Report) -> None:
                 str(s.rejected_or_edited),
                 _seconds(s.human_wait_p50_seconds),
             )
-        console.print(people)
+        _print_table(console, people)
     if figures.clusters:
         clusters = _table("where runs went wrong (failed, halted or flagged)")
         clusters.add_column("step", no_wrap=True)
@@ -94,7 +114,7 @@ def render_report(console: Console, figures: Report) -> None:
             clusters.add_column(column, justify="right", no_wrap=True)
         for c in figures.clusters:
             clusters.add_row(c.step, str(c.runs), f"{c.share:.0%}")
-        console.print(clusters)
+        _print_table(console, clusters)
     for flag, n in figures.open_flags.items():
         console.print(Text(f"⚑ open in {n} run(s): {flag}", style="yellow"))
     for line in figures.advice:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 
 from runtime.engine._engine import apply as fold
 from runtime.engine._engine import start
@@ -16,7 +19,8 @@ from runtime.engine._events import (
     TimerFired,
 )
 from runtime.engine._run import Run
-from runtime.observe._report import report
+from runtime.observe._report import Report, StepFigures, report
+from runtime.observe._report_render import render_report
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._definition import Role, Step, Workflow, chain
 from runtime.workflow._graph import Graph, compile_workflow
@@ -150,3 +154,37 @@ class TestReport:
     def test_no_runs_no_rates(self) -> None:
         empty = report(GRAPH, [])
         assert (empty.runs, empty.completion_rate, empty.compounded_first_try) == (0, None, None)
+
+
+class TestRenderedInAPipe:
+    """`baton report | cat`: every name and figure whole, even when a name is long."""
+
+    LONG = "reconcile_the_customer_ledger_with_the_bank"
+
+    def figures(self) -> Report:
+        def step(name: str, consequence: str) -> StepFigures:
+            return StepFigures(
+                name, consequence, False, 100, 120, 0.83, 20, {"timeout": 3}, 4, 0.5, 2.5,
+                0, 0, None,
+            )  # fmt: skip
+
+        return Report(
+            "ledger", 100, {"completed": 90, "failed": 10}, 0.9, 0.1, 0.8, 0.83,
+            [step("classify", "reversible"), step(self.LONG, "irreversible")], [], {}, [],
+        )  # fmt: skip
+
+    def test_a_long_step_name_widens_the_table_instead_of_cutting_figures(self) -> None:
+        out = io.StringIO()
+        render_report(Console(file=out, width=80, color_system=None), self.figures())
+        text = out.getvalue()
+        assert "…" not in text
+        (row,) = [line for line in text.splitlines() if line.startswith(self.LONG)]
+        assert row.split() == [self.LONG, "100", "83.0%", "20", "timeout", "3", "4", "500",
+                               "ms", "2.5", "s"]  # fmt: skip
+
+    def test_short_names_still_fit_eighty_columns(self) -> None:
+        figures = self.figures()
+        figures.steps.pop()
+        out = io.StringIO()
+        render_report(Console(file=out, width=80, color_system=None), figures)
+        assert max(len(line.rstrip()) for line in out.getvalue().splitlines()) <= 80
