@@ -56,3 +56,13 @@ class ConfigError(BatonError):
         self.value = value
         self.reason = reason
         super().__init__(f"{setting}={value!r}: {reason}")
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached; what was not committed was not acted on, and a runtime
+    started again once it is back carries on from what was."""
+
+
+class LeaseLapsed(StoreError):
+    """This supervisor's lease on its runs lapsed, or a run it wrote for is another's now:
+    the write was refused, and the runs it held are someone else's to carry on."""

@@ -52,6 +52,10 @@ class Store(Protocol):
     ) -> bool:
         """Append at once if this store can without waiting; False means use `append`."""
 
+    def mark_ended(self, run_id: str) -> None:
+        """Note that a run ended, for a store that keeps an index of open runs to mark with
+        the next append (the one that journals how it ended, or a later one)."""
+
     async def clock_reading(self) -> ClockReading | None:
         """The clock reading appended last, if any."""
 

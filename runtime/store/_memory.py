@@ -43,6 +43,9 @@ class MemoryStore:
     async def run_ids(self) -> list[str]:
         return list(self._journals)
 
+    def mark_ended(self, run_id: str) -> None:
+        """Nothing to mark: every run is taken up at start, ended or not."""
+
     async def clock_reading(self) -> ClockReading | None:
         return self._reading
 

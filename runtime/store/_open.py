@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from runtime.errors import ConfigError
 from runtime.store._memory import MemoryStore
 from runtime.store._sqlite import SqliteStore
 
+if TYPE_CHECKING:
+    from runtime.store._postgres import PostgresStore
 
-def open_store(url: str) -> MemoryStore | SqliteStore:
-    """A store from its URL: `memory://`, or `sqlite:///relative.db` and
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_postgres(url: str) -> PostgresStore:
+    """A PostgreSQL store, its schema checked and migrated; a clear error without the extra."""
+    try:
+        from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        raise ConfigError(
+            "--store", url, "PostgreSQL needs psycopg: pip install 'baton-runtime[postgres]'"
+        ) from None
+    store = PostgresStore(url)
+    store.migrate()
+    return store
+
+
+def open_store(url: str) -> MemoryStore | SqliteStore | PostgresStore:
+    """A store from its URL: `memory://`; `postgresql://USER@HOST/DB` (any libpq URL: a
+    cluster of runtimes may share it; see `runtime.cluster`); or `sqlite:///relative.db` and
     `sqlite:////absolute/path.db`, with `?synchronous=FULL` (default) or `NORMAL`,
     `&max_pages=N` to cap the journal's size (in SQLite pages, 4 KiB each), and
     `&commit=thread` to commit in a worker thread while the loop goes on (for a disk
     whose fsync is slow enough to stall it) instead of `inline`."""
     if url in ("memory://", "memory:"):
         return MemoryStore()
+    if url.startswith(POSTGRES_SCHEMES):
+        return open_postgres(url)
     if not url.startswith("sqlite:///"):
-        raise ConfigError("--store", url, "use memory:// or sqlite:///PATH")
+        raise ConfigError("--store", url, "use memory://, sqlite:///PATH or postgresql://...")
     path, _, query = url.removeprefix("sqlite:///").partition("?")
     if not path:
         raise ConfigError("--store", url, "the SQLite URL names no file")

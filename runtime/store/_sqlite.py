@@ -149,6 +149,9 @@ class SqliteStore:
     async def run_ids(self) -> list[str]:
         return await anyio.to_thread.run_sync(self._run_ids, limiter=self._limiter)
 
+    def mark_ended(self, run_id: str) -> None:
+        """Nothing to mark: every run is taken up at start, ended or not."""
+
     async def clock_reading(self) -> ClockReading | None:
         return await anyio.to_thread.run_sync(self._clock_reading, limiter=self._limiter)
 

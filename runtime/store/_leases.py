@@ -1,0 +1,204 @@
+"""Who owns which run in a cluster of runtimes on one PostgreSQL database.
+
+A runtime joins with a new fencing token from a sequence (never a name, which a
+restarted or another host could reuse) and keeps a lease that it renews well
+before it expires. Time is the database's: lease expiry is compared with its
+clock alone, so the runtimes' own clocks may differ. A lapsed lease is deleted
+in the same transaction that takes up its runs, so no run is ever left without
+an owner to find it; the deletion waits for any append still checking that
+lease, so whatever the lapsed runtime committed is seen by its successor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
+from runtime.store._postgres import PostgresStore
+
+CHANNEL = "baton_cluster"
+"""Where runtimes say they joined or left; the payload is a fencing token, nothing more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A runtime of the cluster as the database sees it."""
+
+    token: int
+    name: str
+    agents: str
+    control: str
+    pid: int
+    host: str
+    started_at: float
+    renewed_at: float
+    expires_in: float
+    """Seconds its lease has left by the database's clock; negative once lapsed."""
+    owned: int
+    active: int
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """A lapsed lease whose runs were taken up."""
+
+    token: int
+    name: str
+    lapsed_for: float
+    """Seconds between the lease's expiry and its deletion."""
+    runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim took: runs to take up, and the lapsed leases it ended."""
+
+    run_ids: list[str]
+    takeovers: list[Takeover]
+
+
+_MEMBERS = (
+    "SELECT token, name, agents, control, pid, host, extract(epoch FROM started_at)::float8, "
+    "extract(epoch FROM renewed_at)::float8, "
+    "extract(epoch FROM expires_at - clock_timestamp())::float8, owned, active "
+    "FROM baton.supervisors ORDER BY started_at, token"
+)
+
+
+class Leases:
+    """The cluster's membership and run ownership, over a `PostgresStore`'s pool."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    async def join(self, agents: str, control: str, ttl: float) -> int:
+        """Join the cluster with a lease of `ttl` seconds; the new fencing token."""
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        rows = await self.store.fetch(
+            "INSERT INTO baton.supervisors (token, name, agents, control, pid, host, expires_at) "
+            "VALUES (nextval('baton.fencing'), %s, %s, %s, %s, %s, "
+            "clock_timestamp() + make_interval(secs => %s)) RETURNING token",
+            (name, agents, control, os.getpid(), socket.gethostname(), ttl),
+        )
+        token = int(rows[0][0])
+        await self._notify(f"joined {token}")
+        return token
+
+    async def renew(self, token: int, ttl: float, owned: int, active: int) -> bool:
+        """Extend a live lease by `ttl` from now; False if it had lapsed (it is not revived)."""
+        rows = await self.store.fetch(
+            "UPDATE baton.supervisors "
+            "SET expires_at = clock_timestamp() + make_interval(secs => %s), "
+            "renewed_at = clock_timestamp(), owned = %s, active = %s "
+            "WHERE token = %s AND expires_at > clock_timestamp() RETURNING token",
+            (ttl, owned, active, token),
+        )
+        return bool(rows)
+
+    async def claim(self, token: int) -> Claimed:
+        """End the lapsed leases and take this runtime's share of the runs without a live owner.
+
+        The share is the open runs without a live owner divided among the live members,
+        rounded up, so that survivors split a dead member's runs and a member that
+        joined later takes its part of them.
+        """
+        try:
+            async with self.store.connections().connection() as conn, conn.transaction():
+                live = await conn.execute(
+                    "SELECT 1 FROM baton.supervisors WHERE token = %s "
+                    "AND expires_at > clock_timestamp() FOR SHARE",
+                    (token,),
+                )
+                if await live.fetchone() is None:
+                    raise LeaseLapsed(self.store.description, f"the lease of token {token} lapsed")
+                gone = await (
+                    await conn.execute(
+                        "DELETE FROM baton.supervisors WHERE expires_at <= clock_timestamp() "
+                        "RETURNING token, name, "
+                        "extract(epoch FROM clock_timestamp() - expires_at)::float8"
+                    )
+                ).fetchall()
+                takeovers = []
+                for lapsed, name, lapsed_for in gone:
+                    count = await (
+                        await conn.execute(
+                            "SELECT count(*) FROM baton.runs WHERE owner = %s AND NOT ended",
+                            (lapsed,),
+                        )
+                    ).fetchone()
+                    runs = 0 if count is None else int(count[0])
+                    takeovers.append(Takeover(int(lapsed), str(name), float(lapsed_for), runs))
+                    await conn.execute(
+                        "INSERT INTO baton.takeovers (token, name, lapsed_for, runs, by_token) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        (lapsed, name, lapsed_for, runs, token),
+                    )
+                orphan = (
+                    "NOT r.ended AND (r.owner IS NULL OR NOT EXISTS "
+                    "(SELECT 1 FROM baton.supervisors s WHERE s.token = r.owner))"
+                )
+                counted = await (
+                    await conn.execute(
+                        f"SELECT (SELECT count(*) FROM baton.runs r WHERE {orphan}), "  # noqa: S608 - constant text
+                        "(SELECT count(*) FROM baton.supervisors "
+                        "WHERE expires_at > clock_timestamp())"
+                    )
+                ).fetchone()
+                assert counted is not None
+                orphans, members = int(counted[0]), max(1, int(counted[1]))
+                claimed: list[str] = []
+                if orphans:
+                    share = -(-orphans // members)
+                    rows = await (
+                        await conn.execute(
+                            "UPDATE baton.runs SET owner = %s WHERE run_id IN ("  # noqa: S608 - constant text
+                            f"SELECT r.run_id FROM baton.runs r WHERE {orphan} "
+                            "ORDER BY r.started_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+                            "RETURNING run_id, started_at",
+                            (token, share),
+                        )
+                    ).fetchall()
+                    claimed = [run_id for run_id, _ in sorted(rows, key=lambda row: row[1])]
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(self.store.description, str(exc).strip()[:500]) from None
+        except psycopg.Error as exc:
+            raise StoreError(self.store.description, str(exc).strip()[:500]) from None
+        if takeovers:
+            await self._notify(f"claimed {token}")
+        return Claimed(claimed, takeovers)
+
+    async def leave(self, token: int) -> None:
+        """Give up the lease at once: its open runs are for the others to take up now."""
+        await self.store.fetch(
+            "DELETE FROM baton.supervisors WHERE token = %s RETURNING token", (token,)
+        )
+        await self._notify(f"left {token}")
+
+    async def members(self) -> list[Member]:
+        """Every member whose lease has not been ended, live or lapsed."""
+        rows = await self.store.fetch(_MEMBERS)
+        return [
+            Member(int(t), str(n), str(a), str(c), int(p), str(h), float(s), float(r), float(e),
+                   int(o), int(v))
+            for t, n, a, c, p, h, s, r, e, o, v in rows
+        ]  # fmt: skip
+
+    async def takeovers(self, limit: int = 20) -> list[tuple[float, Takeover, int]]:
+        """The latest takeovers: when, which lease, and the token that took it over."""
+        rows = await self.store.fetch(
+            "SELECT extract(epoch FROM at)::float8, token, name, lapsed_for, runs, by_token "
+            "FROM baton.takeovers ORDER BY at DESC LIMIT %s",
+            (limit,),
+        )
+        return [
+            (float(at), Takeover(int(t), str(n), float(lf), int(r)), int(b))
+            for at, t, n, lf, r, b in rows
+        ]
+
+    async def _notify(self, payload: str) -> None:
+        await self.store.fetch("SELECT pg_notify(%s, %s)", (CHANNEL, payload))

@@ -1,0 +1,211 @@
+"""The PostgreSQL journal: one transaction per batch, each checked against its writer's lease.
+
+Several runtimes may share one database; each run is owned by one of them at a
+time (see `runtime.store._leases`). Every append names the writer's fencing
+token, and `baton.append` refuses the whole batch unless that token's lease is
+live and owns every run in it: a runtime that stalled past its lease finds its
+writes refused, and acts on none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from runtime.engine._events import JournalEvent, RunStarted
+from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
+from runtime.store._journal import ClockReading, JournalRecord
+from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate
+
+POOL_SIZE = 4
+"""Connections a runtime holds at most: commits, reads, and the lease's renewals. Small on
+purpose: many runtimes restarting at once must not exhaust the server's connections."""
+CONNECT_SECONDS = 10.0
+"""How long a connection may take before the store is reported unavailable."""
+
+_APPEND = (
+    "SELECT baton.append(%s, %s::text[], %s::float8[], %s::text[], %s::text[], %s::int4[], "
+    "%s::float8[], %s::bytea[], %s, %s, %s)"
+)
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for logs and errors."""
+    head, at, tail = url.partition("@")
+    if not at or ":" not in head.removeprefix("postgresql://").removeprefix("postgres://"):
+        return url
+    scheme, _, credentials = head.partition("://")
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{tail}"
+
+
+class PostgresStore:
+    """Journals in a PostgreSQL database shared by a cluster of runtimes.
+
+    `open()` connects and migrates; a runtime then joins the cluster (`Leases.join`)
+    and sets `fence` to its lease's token before appending. Without a fence the
+    store only reads (reports, `inspect --at` from beside the cluster).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fence: int | None = None
+        """The fencing token of this runtime's lease, checked by every append."""
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(JournalEvent)
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self._ended: list[str] = []
+        """Runs ended since the last append, marked so with it."""
+
+    @property
+    def description(self) -> str:
+        return redact(self.url)
+
+    def migrate(self) -> int:
+        """Connect once, check the server and bring the schema up to date; the version found."""
+        try:
+            with psycopg.connect(
+                self.url, connect_timeout=int(CONNECT_SECONDS), autocommit=True
+            ) as conn:
+                return migrate(conn, self.description)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(self.description, _first_line(exc)) from None
+        except psycopg.Error as exc:
+            raise StoreError(self.description, _first_line(exc)) from None
+
+    async def open(self) -> None:
+        """Open the connection pool (the schema is migrated first, if not yet)."""
+        if self.pool is not None:
+            return
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+            timeout=CONNECT_SECONDS,
+            open=False,
+            name="baton",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_SECONDS)
+        except PoolTimeout:
+            await pool.close()
+            raise StoreUnavailable(self.description, "no connection within "
+                                   f"{CONNECT_SECONDS:.0f} s") from None  # fmt: skip
+        self.pool = pool
+
+    def connections(self) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        if self.pool is None:
+            raise StoreError(self.description, "the store is not open")
+        return self.pool
+
+    def mark_ended(self, run_id: str) -> None:
+        self._ended.append(run_id)
+
+    def append_nowait(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> bool:
+        return False
+
+    async def append(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None = None
+    ) -> None:
+        ended, self._ended = self._ended, []
+        if not records and reading is None and not ended:
+            return
+        if self.fence is None:
+            raise StoreError(self.description, "this runtime holds no lease to write under")
+        encode = self._encoder.encode
+        fresh = [r for r in records if r.seq == 1 and isinstance(r.event, RunStarted)]
+        params = (
+            self.fence,
+            [r.run_id for r in fresh],
+            [r.at for r in fresh],
+            ended,
+            [r.run_id for r in records],
+            [r.seq for r in records],
+            [r.at for r in records],
+            [encode(r.event) for r in records],
+            None if reading is None else reading.wall,
+            None if reading is None else reading.monotonic,
+            None if reading is None else reading.boot,
+        )
+        await self._execute(_APPEND, params)
+
+    async def _execute(self, query: str, params: Sequence[object]) -> None:
+        try:
+            async with self.connections().connection() as conn:
+                await conn.execute(query, params, binary=True)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(self.description, _first_line(exc)) from None
+        except psycopg.Error as exc:
+            if exc.sqlstate in (LEASE_LAPSED, NOT_OWNER):
+                raise LeaseLapsed(self.description, _first_line(exc)) from None
+            raise StoreError(self.description, _first_line(exc)) from None
+
+    async def fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            async with self.connections().connection() as conn:
+                cursor = await conn.execute(query, params, binary=True)
+                return await cursor.fetchall()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(self.description, _first_line(exc)) from None
+        except psycopg.Error as exc:
+            raise StoreError(self.description, _first_line(exc)) from None
+
+    async def journal(self, run_id: str) -> list[JournalRecord]:
+        rows = await self.fetch(
+            "SELECT seq, at, body FROM baton.events WHERE run_id = %s ORDER BY seq", (run_id,)
+        )
+        decode = self._decoder.decode
+        return [JournalRecord(run_id, seq, at, decode(body)) for seq, at, body in rows]
+
+    async def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalRecord]]:
+        """The journals of several runs, in one query."""
+        rows = await self.fetch(
+            "SELECT run_id, seq, at, body FROM baton.events WHERE run_id = ANY(%s::text[]) "
+            "ORDER BY run_id, seq",
+            (list(run_ids),),
+        )
+        return self._group(rows)
+
+    async def all_journals(self) -> dict[str, list[JournalRecord]]:
+        """Every run's journal, for reports read from beside the cluster."""
+        rows = await self.fetch(
+            "SELECT run_id, seq, at, body FROM baton.events ORDER BY run_id, seq"
+        )
+        return self._group(rows)
+
+    def _group(self, rows: list[tuple[Any, ...]]) -> dict[str, list[JournalRecord]]:
+        decode = self._decoder.decode
+        journals: dict[str, list[JournalRecord]] = {}
+        for run_id, seq, at, body in rows:
+            journals.setdefault(run_id, []).append(JournalRecord(run_id, seq, at, decode(body)))
+        return journals
+
+    async def run_ids(self) -> list[str]:
+        """The runs this runtime owns that have not ended, in the order they started."""
+        if self.fence is None:
+            return []
+        rows = await self.fetch(
+            "SELECT run_id FROM baton.runs WHERE owner = %s AND NOT ended "
+            "ORDER BY started_at, run_id",
+            (self.fence,),
+        )
+        return [run_id for (run_id,) in rows]
+
+    async def clock_reading(self) -> ClockReading | None:
+        rows = await self.fetch("SELECT wall, monotonic, boot FROM baton.clock")
+        return None if not rows else ClockReading(rows[0][0], rows[0][1], rows[0][2])
+
+    async def close(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
