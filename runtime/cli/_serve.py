@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,18 +32,25 @@ from runtime.cli._options import (
 )
 from runtime.cli._process import event_loop_options, kill_points, span_file, tune_collector
 from runtime.cli._workflows import load_graphs
-from runtime.errors import StoreError
+from runtime.cluster._config import DEFAULT_CHECK, DEFAULT_LEASE, ClusterConfig
+from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.security._certificates import KeysInvalid
 from runtime.security._keys import load_principals, load_server_keys
-from runtime.store import open_store
+from runtime.store import Store, open_store
+from runtime.store._open import POSTGRES_SCHEMES
 from runtime.supervisor._config import RuntimeConfig, Security
 from runtime.supervisor._supervisor import AuthenticatorDied, Supervisor
 
 if TYPE_CHECKING:
+    from runtime.cluster._membership import Membership
     from runtime.observe._prometheus import PrometheusMetrics
     from runtime.observe._tracing import RunTracer
 
 log = structlog.get_logger("baton.runtime")
+
+REJOIN_FIRST = 0.5
+"""Seconds before a cluster's runtime that lost its lease first tries to join again."""
+REJOIN_MOST = 10.0
 
 
 @logged
@@ -56,7 +64,9 @@ def runtime(
         str,
         typer.Option(
             help="The journal runs are recovered from: sqlite:///PATH, optionally ending in "
-            "?synchronous=FULL or ?synchronous=NORMAL; or memory://, gone with the process."
+            "?synchronous=FULL or ?synchronous=NORMAL; memory://, gone with the process; or "
+            "postgresql://USER@HOST/DB (the postgres extra), which several runtimes may share "
+            "as a cluster."
         ),
     ] = DEFAULT_STORE,
     heartbeat: Annotated[
@@ -127,6 +137,24 @@ def runtime(
         Path | None,
         typer.Option(help="Write the bound endpoints here as JSON once listening."),
     ] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=0.3,
+            max=600.0,
+            help="With a postgresql:// store: seconds a runtime's lease on its runs lasts "
+            "unless renewed; another runtime takes the runs of one that died after it.",
+        ),
+    ] = DEFAULT_LEASE,
+    cluster_check: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            max=60.0,
+            help="With a postgresql:// store: seconds between looks for runs whose owner's "
+            "lease lapsed.",
+        ),
+    ] = DEFAULT_CHECK,
     keys: KeysOption = DEFAULT_KEYS,
     insecure: InsecureOption = False,
 ) -> None:
@@ -154,24 +182,35 @@ def runtime(
             require_loopback(config.agents, "--agents")
             require_loopback(config.control, "--control")
         security = None if insecure else _server_security(keys)
+        cluster = ClusterConfig(lease=lease, check=min(cluster_check, lease / 3))
         opened = open_store(store)
         tracer = None if trace_file is None else _tracer(trace_file, trace_sample)
         metrics = None if metrics_port is None else _metrics(metrics_host, metrics_port)
-        supervisor = Supervisor(
+        points = kill_points()
+
+    def incarnation() -> Supervisor:
+        """A supervisor on the store; in a cluster, a new one each time it rejoins (its
+        runs were taken over meanwhile, so nothing of the last one's state is kept)."""
+        journal = opened if not incarnations else _reopen(opened)
+        incarnations.append(journal)
+        return Supervisor(
             graphs,
-            opened,
+            journal,
             config,
             security=security,
             previous=earlier,
-            kill_points=kill_points(),
+            kill_points=points,
             metrics=metrics,
             tracer=tracer,
+            membership=_membership(journal, cluster),
         )
+
+    incarnations: list[Store] = []
     tune_collector()
     extra = {} if metrics is None else {"metrics": f"http://{metrics_host}:{metrics.port}/metrics"}
     try:
         status = anyio.run(
-            _serve, supervisor, ready_file, keys, extra, backend_options=event_loop_options()
+            _serve, incarnation, ready_file, keys, extra, backend_options=event_loop_options()
         )
     finally:
         if metrics is not None:
@@ -216,10 +255,71 @@ def _server_security(directory: Path) -> Security:
         raise fail(f"{exc} (or pass --insecure to run without CURVE on loopback)") from None
 
 
+def _membership(store: Store, config: ClusterConfig) -> Membership | None:
+    """A cluster membership over a PostgreSQL store; none over any other."""
+    if not store.description.startswith(POSTGRES_SCHEMES):
+        return None
+    from runtime.cluster._membership import Membership  # noqa: PLC0415 - the postgres extra
+    from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - the postgres extra
+
+    assert isinstance(store, PostgresStore)
+    return Membership(store, config)
+
+
+def _reopen(store: Store) -> Store:
+    """A new store on the same database, for a runtime joining its cluster again (its schema
+    was checked at start, so this connects only once the new member opens it)."""
+    from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - the postgres extra
+
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(store.url)
+
+
+class _Serving:
+    """The supervisor serving now, for the signal handler, and whether a stop was asked."""
+
+    def __init__(self) -> None:
+        self.supervisor: Supervisor | None = None
+        self.stopping = anyio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+
+
 async def _serve(
-    supervisor: Supervisor, ready_file: Path | None, directory: Path, extra: dict[str, str]
+    incarnation: Callable[[], Supervisor],
+    ready_file: Path | None,
+    directory: Path,
+    extra: dict[str, str],
 ) -> int:
-    """Serve until SIGINT or SIGTERM, reloading principals on SIGHUP; the exit status."""
+    """Serve until SIGINT or SIGTERM, reloading principals on SIGHUP; the exit status.
+
+    A cluster's runtime whose lease was lost, or whose database went away, starts
+    again as a new member once it can, on the same endpoints: agents reconnect to it
+    as to a restarted runtime.
+    """
+    serving = _Serving()
+    async with anyio.create_task_group() as signals:
+        signals.start_soon(_handle_signals, serving, directory)
+        status = None
+        backoff = REJOIN_FIRST
+        while status is None and not serving.stopping.is_set():
+            status = await _serve_once(incarnation(), serving, ready_file, extra)
+            if status is None:
+                log.warning("runtime.rejoining", retry_in=backoff)
+                with anyio.move_on_after(backoff):
+                    await serving.stopping.wait()
+                backoff = min(backoff * 2, REJOIN_MOST)
+        signals.cancel_scope.cancel()
+    return EXIT_OK if status is None else status
+
+
+async def _serve_once(
+    supervisor: Supervisor, serving: _Serving, ready_file: Path | None, extra: dict[str, str]
+) -> int | None:
+    """Serve one supervisor until it stops; its exit status, or None to rejoin the cluster."""
     try:
         # Bound inside the loop: a secure runtime's ZAP handler must run before any bind.
         supervisor.bind()
@@ -234,6 +334,8 @@ async def _serve(
         return EXIT_USAGE
     died = False
     failed: list[str] = []
+    rejoin = False
+    serving.supervisor = supervisor
     try:
         async with anyio.create_task_group() as tg:
 
@@ -246,13 +348,24 @@ async def _serve(
             await tg.start(serve)
             if ready_file is not None:
                 _write_ready_file(ready_file, supervisor, extra)
-            await _handle_signals(supervisor, directory)
+            await serving.stopping.wait()
+            supervisor.stop()
     except* AuthenticatorDied:
         died = True
+    except* (LeaseLapsed, StoreUnavailable) as group:
+        if supervisor.membership is None:
+            failed.extend(str(exc) for exc in group.exceptions)
+        else:
+            rejoin = True
+            reasons = [str(error) for error in group.exceptions]
+            log.warning("runtime.left_cluster", reasons=reasons)
     except* StoreError as group:
         failed.extend(str(exc) for exc in group.exceptions)
     finally:
+        serving.supervisor = None
         await supervisor.store.close()
+    if rejoin and not serving.stopping.is_set():
+        return None
     for reason in failed:
         err.print(
             f"[red]error:[/red] {escape(reason)}; the runtime stopped (nothing it had not "
@@ -275,13 +388,16 @@ def _write_ready_file(path: Path, supervisor: Supervisor, extra: dict[str, str])
     temporary.replace(path)
 
 
-async def _handle_signals(supervisor: Supervisor, directory: Path) -> None:
+async def _handle_signals(serving: _Serving, directory: Path) -> None:
     # Stays subscribed after the first stop so that a second signal cannot
     # interrupt the shutdown; the serving task cancels this when it ends.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if signum != signal.SIGHUP:
-                supervisor.stop()
+                serving.stop()
+                continue
+            supervisor = serving.supervisor
+            if supervisor is None:
                 continue
             try:
                 principals = load_principals(directory)

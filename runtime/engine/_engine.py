@@ -141,7 +141,14 @@ def _on_recovered(f: Fold, event: RunRecovered) -> None:
         )
         f.record("run_stuck", message=run.reason)
         return
-    f.record("run_recovered", message="the runtime restarted; steps in flight resume")
+    if event.taken_over:
+        text = (
+            f"taken over from runtime {event.taken_over}, whose lease lapsed; "
+            "steps in flight resume"
+        )
+    else:
+        text = "the runtime restarted; steps in flight resume"
+    f.record("run_recovered", message=text)
     _carry_on(f)
 
 

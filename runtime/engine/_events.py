@@ -106,6 +106,9 @@ class RunRecovered(Event, frozen=True, tag="run_recovered"):
     """
 
     budget: Count = 0
+    taken_over: Text = ""
+    """Where a cluster's runtime took the run over from another whose lease lapsed: that
+    runtime's name; empty for a restart of the same runtime."""
 
 
 class ClockJumped(Event, frozen=True, tag="clock_jumped"):

@@ -58,7 +58,9 @@ class Takeover:
 class Claimed:
     """What one claim took: runs to take up, and the lapsed leases it ended."""
 
-    run_ids: list[str]
+    runs: dict[str, str]
+    """The runs to take up, in the order they started, each with who held it before: a
+    lapsed member's name, or `token N` where that member was ended by another claim."""
     takeovers: list[Takeover]
 
 
@@ -151,19 +153,24 @@ class Leases:
                 ).fetchone()
                 assert counted is not None
                 orphans, members = int(counted[0]), max(1, int(counted[1]))
-                claimed: list[str] = []
+                claimed: dict[str, str] = {}
                 if orphans:
                     share = -(-orphans // members)
                     rows = await (
                         await conn.execute(
-                            "UPDATE baton.runs SET owner = %s WHERE run_id IN ("  # noqa: S608 - constant text
-                            f"SELECT r.run_id FROM baton.runs r WHERE {orphan} "
-                            "ORDER BY r.started_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-                            "RETURNING run_id, started_at",
-                            (token, share),
+                            "WITH picked AS (SELECT r.run_id, r.owner FROM baton.runs r "  # noqa: S608 - constant text
+                            f"WHERE {orphan} ORDER BY r.started_at LIMIT %s "
+                            "FOR UPDATE SKIP LOCKED) "
+                            "UPDATE baton.runs u SET owner = %s FROM picked "
+                            "WHERE u.run_id = picked.run_id "
+                            "RETURNING u.run_id, u.started_at, picked.owner",
+                            (share, token),
                         )
                     ).fetchall()
-                    claimed = [run_id for run_id, _ in sorted(rows, key=lambda row: row[1])]
+                    names = {t.token: t.name for t in takeovers}
+                    for run_id, _, owner in sorted(rows, key=lambda row: row[1]):
+                        before = "" if owner is None else names.get(int(owner), "")
+                        claimed[str(run_id)] = before or f"token {owner}"
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(self.store.description, str(exc).strip()[:500]) from None
         except psycopg.Error as exc:

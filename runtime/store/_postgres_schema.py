@@ -62,17 +62,17 @@ MIGRATIONS: tuple[str, ...] = (
         by_token bigint NOT NULL
     );
     CREATE FUNCTION baton.append(
-        fence bigint,
-        fresh text[],
-        fresh_at double precision[],
-        ended text[],
-        run_ids text[],
-        seqs integer[],
-        ats double precision[],
-        bodies bytea[],
-        wall double precision,
-        mono double precision,
-        boot text
+        p_fence bigint,
+        p_fresh text[],
+        p_fresh_at double precision[],
+        p_ended text[],
+        p_run_ids text[],
+        p_seqs integer[],
+        p_ats double precision[],
+        p_bodies bytea[],
+        p_wall double precision,
+        p_mono double precision,
+        p_boot text
     ) RETURNS void LANGUAGE plpgsql AS $$
     DECLARE
         wanted integer;
@@ -80,29 +80,30 @@ MIGRATIONS: tuple[str, ...] = (
     BEGIN
         -- FOR SHARE: a takeover deletes a lapsed lease, and must wait for this commit.
         PERFORM 1 FROM baton.supervisors s
-            WHERE s.token = fence AND s.expires_at > clock_timestamp() FOR SHARE;
+            WHERE s.token = p_fence AND s.expires_at > clock_timestamp() FOR SHARE;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'the lease of fencing token % is not live', fence
+            RAISE EXCEPTION 'the lease of fencing token % is not live', p_fence
                 USING ERRCODE = 'BA001';
         END IF;
-        IF cardinality(fresh) > 0 THEN
+        IF cardinality(p_fresh) > 0 THEN
             INSERT INTO baton.runs (run_id, owner, started_at)
-                SELECT * FROM unnest(fresh, array_fill(fence, ARRAY[cardinality(fresh)]), fresh_at);
+                SELECT f.run_id, p_fence, f.started_at
+                FROM unnest(p_fresh, p_fresh_at) AS f(run_id, started_at);
         END IF;
-        SELECT count(*), count(*) FILTER (WHERE r.owner = fence) INTO wanted, owned
-            FROM (SELECT DISTINCT unnest(run_ids) AS run_id) AS ids
+        SELECT count(*), count(*) FILTER (WHERE r.owner = p_fence) INTO wanted, owned
+            FROM (SELECT DISTINCT unnest(p_run_ids) AS run_id) AS ids
             LEFT JOIN baton.runs r USING (run_id);
         IF owned <> wanted THEN
             RAISE EXCEPTION '% of the % runs written for are not owned under fencing token %',
-                wanted - owned, wanted, fence USING ERRCODE = 'BA002';
+                wanted - owned, wanted, p_fence USING ERRCODE = 'BA002';
         END IF;
         INSERT INTO baton.events (run_id, seq, at, body)
-            SELECT * FROM unnest(run_ids, seqs, ats, bodies);
-        IF cardinality(ended) > 0 THEN
-            UPDATE baton.runs SET ended = true WHERE run_id = ANY(ended);
+            SELECT * FROM unnest(p_run_ids, p_seqs, p_ats, p_bodies);
+        IF cardinality(p_ended) > 0 THEN
+            UPDATE baton.runs SET ended = true WHERE run_id = ANY(p_ended);
         END IF;
-        IF wall IS NOT NULL THEN
-            INSERT INTO baton.clock VALUES (1, wall, mono, boot)
+        IF p_wall IS NOT NULL THEN
+            INSERT INTO baton.clock VALUES (1, p_wall, p_mono, p_boot)
                 ON CONFLICT (id) DO UPDATE SET wall = EXCLUDED.wall,
                     monotonic = EXCLUDED.monotonic, boot = EXCLUDED.boot;
         END IF;

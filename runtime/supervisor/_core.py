@@ -208,6 +208,39 @@ class SupervisorCore:
         if resumed or ended or self.held:
             log.info("runtime.recovered", resumed=len(resumed), ended=ended, stuck=stuck)
 
+    async def take_over(self, runs: dict[str, str]) -> int:
+        """Take up runs just made this runtime's (another's lease lapsed, or it left), as a
+        restart takes up its own: each named with the runtime it was taken from. Returns
+        how many are carried on; the `RunRecovered` events wait in the batch."""
+        fresh = [run_id for run_id in runs if run_id not in self.runs and run_id not in self.held]
+        taken = await take_up(self.store, self.catalog, fresh)
+        now = self._wall()
+        resumed = 0
+        for run_id, run in taken.runs.items():
+            if run_id in self.runs:
+                continue
+            self.runs[run_id] = run
+            self.batch.go_on_from(run_id, taken.last_seq[run_id])
+            if run.status in TERMINAL_STATUSES:
+                # Its end was journaled, and its owner lapsed before marking it so.
+                self.store.mark_ended(run_id)
+                continue
+            self._active_runs += 1
+            if run.status != "running":
+                continue
+            event = RunRecovered(
+                run_id, budget=self.config.recovery_budget, taken_over=runs[run_id]
+            )
+            self.batch.write(event, now)
+            self._fold(run, event, now)
+            resumed += 1
+        for run_id, held in taken.held.items():
+            self.held.setdefault(run_id, held)
+            self.batch.go_on_from(run_id, taken.last_seq[run_id])
+        if taken.runs or taken.held:
+            log.info("runs.taken_over", runs=len(taken.runs), resumed=resumed, held=len(taken.held))
+        return resumed
+
     # -- what the planes ask of their host ---------------------------------------------------
 
     @property
@@ -246,6 +279,7 @@ class SupervisorCore:
             self.apply(event)
             return
         held.cancel(self.batch.write(event, self._wall()))
+        self.store.mark_ended(run_id)
         log.log(
             ending_level(held.status), "run.ended", run_id=run_id, workflow=held.workflow,
             status=held.status,
@@ -348,6 +382,7 @@ class SupervisorCore:
 
     def _run_ended(self, run: Run, command: RunEnded) -> None:
         self._active_runs -= 1
+        self.store.mark_ended(run.run_id)
         ended = self._counters.runs_ended
         ended[command.status] = ended.get(command.status, 0) + 1
         log.log(

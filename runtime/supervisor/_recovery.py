@@ -28,10 +28,11 @@ class TakenUp:
     last_seq: dict[str, int] = field(default_factory=dict)
 
 
-async def take_up(store: Store, catalog: Catalog) -> TakenUp:
-    """Every run the store holds: rebuilt, or held as stuck with the reason it cannot be."""
+async def take_up(store: Store, catalog: Catalog, run_ids: Sequence[str] | None = None) -> TakenUp:
+    """Every run the store holds (or those of `run_ids`): rebuilt, or held as stuck with the
+    reason it cannot be."""
     taken = TakenUp()
-    for run_id in await store.run_ids():
+    for run_id in await store.run_ids() if run_ids is None else run_ids:
         records = await store.journal(run_id)
         taken.last_seq[run_id] = records[-1].seq if records else 0
         try:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 import zmq
 
 from actors import KillPoints
-from runtime.errors import BatonError
+from runtime.errors import BatonError, LeaseLapsed
 from runtime.observe._observers import Metrics, Tracer
 from runtime.planes._readiness import Readiness
 from runtime.security._authenticator import Authenticator, PrincipalBook
@@ -37,6 +38,9 @@ from runtime.supervisor._recovery import PastRead
 from runtime.supervisor._sockets import bind_router
 from runtime.supervisor._statistics import SupervisorStatistics, log_fields
 from runtime.workflow._graph import Graph
+
+if TYPE_CHECKING:
+    from runtime.cluster._membership import Membership
 
 log = structlog.get_logger("baton.runtime")
 
@@ -69,6 +73,7 @@ class Supervisor:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         boot: str | None = None,
+        membership: Membership | None = None,
     ) -> None:
         """`security=None` runs without CURVE: for loopback development only.
 
@@ -77,9 +82,12 @@ class Supervisor:
         `kill_points` names places where the process kills itself, to rehearse crashes.
         `boot` names the boot `monotonic` counts from (by default the system's boot id):
         readings of it taken in another boot are not compared with it.
+        With `membership` (over a `PostgresStore`), the runtime is one of a cluster: it
+        owns the runs it starts or takes over by lease, and stops when the lease is lost.
         """
         self.config = config
         self.security = security
+        self.membership = membership
         self._book = None if security is None else PrincipalBook(security.principals)
         self._authenticator: Authenticator | None = None
         self.core = core = SupervisorCore(
@@ -108,7 +116,7 @@ class Supervisor:
         self._agent_monitor: zmq.Socket[bytes] | None = None
         """Reports the agent plane's closed connections, which end their sessions at once."""
         self._stopping = False
-        self._fatal: AuthenticatorDied | None = None
+        self._fatal: AuthenticatorDied | LeaseLapsed | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         """Side tasks of the loop (commits, reads of journals); cancelled when it ends."""
         self._readiness: Readiness | None = None
@@ -156,12 +164,19 @@ class Supervisor:
                 message="both planes run without CURVE: any local process can connect "
                 "and act as any agent or operator; use this for development only",
             )
+        membership = self.membership
         try:
+            if membership is not None:
+                await membership.join(self.bound_agents, self.bound_control)
             await self.core.recover()
             task_status.started()
             self._readiness = readiness
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
+                if membership is not None:
+                    tasks.start_soon(
+                        membership.keep, self._take_over, self._load, self._on_peers, self._lost
+                    )
                 try:
                     await self._loop(readiness)
                 finally:
@@ -169,7 +184,11 @@ class Supervisor:
                     self._tasks = None
         finally:
             readiness.close()
-            self._say_goodbye(agents)
+            if membership is None or membership.holds():
+                self._say_goodbye(agents)
+            if membership is not None:
+                with anyio.CancelScope(shield=True):
+                    await membership.leave()
             for monitor in self._monitors:
                 monitor.close(linger=0)
             agents.close(linger=0)
@@ -210,6 +229,26 @@ class Supervisor:
         self.bound_control = control.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sockets = (agents, control)
         self._context = ctx
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    async def _take_over(self, runs: dict[str, str]) -> int:
+        resumed = await self.core.take_over(runs)
+        if self._readiness is not None:
+            self._readiness.wake()
+        return resumed
+
+    def _load(self) -> tuple[int, int]:
+        """Runs owned (ended ones aside) and runs active, for the cluster's members table."""
+        return len(self.core.runs) + len(self.core.held), self.core.active_runs
+
+    def _on_peers(self, peers: Sequence[str]) -> None:
+        log.info("cluster.peers", peers=list(peers))
+
+    def _lost(self, reason: str) -> None:
+        """The lease is lost: stop at once, sending nothing more."""
+        self._fatal = LeaseLapsed(self.store.description, reason)
+        self.stop()
 
     def _failure(self) -> BatonError | AuthenticatorDied | None:
         """Why the runtime may not go on, if it may not."""
@@ -360,13 +399,13 @@ class Supervisor:
         """Append the batch if the store can at once; False to await it (or if it failed)."""
         appended = self.core.batch.append_now()
         if self.core.batch.failure is not None:
-            self.stop()
+            self._refused()
         return appended
 
     async def _commit(self, commit: Commit) -> None:
         if not await self.core.batch.commit(commit):
             self._committing = False
-            self.stop()
+            self._refused()
             return
         self._send(commit.frames)
         self._committing = False
@@ -374,12 +413,28 @@ class Supervisor:
         if self._unreachable and self._readiness is not None:
             self._readiness.wake()
 
+    def _refused(self) -> None:
+        """The store refused a batch: stop; a refusal for a lapsed lease also loses it."""
+        failure = self.core.batch.failure
+        if isinstance(failure, LeaseLapsed) and self.membership is not None:
+            self.membership.counters.fenced_writes += 1
+            self.membership.lose(failure.reason)
+        self.stop()
+
     def _send_gathered(self) -> None:
         frames = self.core.batch.take_frames()
         if frames:
             self._send(frames)
 
     def _send(self, frames: list[Outgoing]) -> None:
+        membership = self.membership
+        if membership is not None and not membership.holds():
+            # Committed under the lease, yet it lapsed before they left: another runtime
+            # may own these runs now, so nothing goes.
+            membership.counters.fenced_sends += len(frames)
+            membership.lose("the lease lapsed before a batch's frames could be sent")
+            self._lost(membership.lost or "")
+            return
         if (
             self._agent_monitor is not None
             and self._read_monitor(self._agent_monitor)
