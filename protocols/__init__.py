@@ -34,19 +34,23 @@ from protocols._codec import protocol_schema as protocol_schema
 from protocols._codec import runtime_side_agent_codec as runtime_side_agent_codec
 from protocols._codec import runtime_side_control_codec as runtime_side_control_codec
 from protocols._control_plane import CancelRun as CancelRun
+from protocols._control_plane import ClusterMember as ClusterMember
 from protocols._control_plane import ControlError as ControlError
 from protocols._control_plane import ControlReply as ControlReply
 from protocols._control_plane import ControlRequest as ControlRequest
 from protocols._control_plane import Decide as Decide
 from protocols._control_plane import GetRun as GetRun
+from protocols._control_plane import ListMembers as ListMembers
 from protocols._control_plane import ListPending as ListPending
 from protocols._control_plane import ListRuns as ListRuns
+from protocols._control_plane import MembersReply as MembersReply
 from protocols._control_plane import PendingReply as PendingReply
 from protocols._control_plane import ResumeRun as ResumeRun
 from protocols._control_plane import RunAccepted as RunAccepted
 from protocols._control_plane import RunReply as RunReply
 from protocols._control_plane import RunsReply as RunsReply
 from protocols._control_plane import StartRun as StartRun
+from protocols._control_plane import TakeoverSeen as TakeoverSeen
 from protocols._control_plane import WaitRun as WaitRun
 from protocols._curve import WELL_KNOWN_TEST_KEYS as WELL_KNOWN_TEST_KEYS
 from protocols._curve import ClientKeys as ClientKeys
@@ -95,6 +99,7 @@ __all__ = [
     "Cancel",
     "CancelRun",
     "ClientKeys",
+    "ClusterMember",
     "Codec",
     "ControlError",
     "ControlReply",
@@ -109,8 +114,10 @@ __all__ = [
     "GetRun",
     "Heartbeat",
     "HistoryEntry",
+    "ListMembers",
     "ListPending",
     "ListRuns",
+    "MembersReply",
     "Message",
     "Name",
     "PendingDecision",
@@ -132,6 +139,7 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "StepView",
+    "TakeoverSeen",
     "TaskRef",
     "Text",
     "ToolCall",

@@ -37,6 +37,7 @@ ErrorCode = Literal[
     "session_exists",
     "wrong_state",
     "internal",
+    "elsewhere",
 ]
 """Why a request was refused. Stable: programs branch on these."""
 

@@ -15,6 +15,9 @@ from protocols._record import DecisionKind, PendingDecision, RunRecord, RunStatu
 from protocols._values import Data, Name, Text
 
 WaitMs = Annotated[int, Meta(ge=0, le=86_400_000)]
+Endpoint = Annotated[str, Meta(max_length=256)]
+"""A ZeroMQ endpoint, e.g. `tcp://127.0.0.1:7711`."""
+Endpoints = Annotated[list[Endpoint], Meta(max_length=64)]
 
 
 class StartRun(Message, tag="start_run", frozen=True):
@@ -104,11 +107,59 @@ class Decide(Message, tag="decide", frozen=True):
     values: Data = {}
 
 
+class ListMembers(Message, tag="list_members", frozen=True):
+    """The runtimes of this runtime's cluster, their leases and load, and recent takeovers."""
+
+    id: Count
+    protocol: Count
+
+
 class PendingReply(Message, tag="pending", frozen=True):
-    """Open decisions."""
+    """Open decisions; in a cluster, those of the runs this runtime owns, and `peers`: the
+    control planes of the other live runtimes, to ask for theirs."""
 
     id: Count
     pending: Annotated[list[PendingDecision], Meta(max_length=100_000)]
+    peers: Endpoints = []
+
+
+class ClusterMember(Message, tag="member", frozen=True):
+    """One runtime of a cluster, as the shared database sees it."""
+
+    token: Count
+    """Its fencing token: new each time a runtime joins, never reused."""
+    name: Name
+    agents: Endpoint
+    control: Endpoint
+    started_at: float
+    renewed_at: float
+    expires_in: float
+    """Seconds its lease has left; negative once it lapsed (it is then taken over)."""
+    owned: Count
+    """Runs it holds, ended ones aside."""
+    active: Count
+    """Runs it holds that have not ended."""
+
+
+class TakeoverSeen(Message, tag="takeover", frozen=True):
+    """A lapsed lease ended by another runtime, which took its runs over."""
+
+    at: float
+    token: Count
+    name: Name
+    lapsed_for: float
+    runs: Count
+    by_token: Count
+
+
+class MembersReply(Message, tag="members", frozen=True):
+    """The cluster: `here` is the token of the runtime that answered."""
+
+    id: Count
+    here: Count
+    store: Text
+    members: Annotated[list[ClusterMember], Meta(max_length=1_024)]
+    takeovers: Annotated[list[TakeoverSeen], Meta(max_length=1_024)] = []
 
 
 class RunAccepted(Message, tag="run_accepted", frozen=True):
@@ -127,21 +178,34 @@ class RunReply(Message, tag="run", frozen=True):
 
 
 class RunsReply(Message, tag="runs", frozen=True):
-    """Run summaries."""
+    """Run summaries; in a cluster, of the runs this runtime owns, and `peers`: the control
+    planes of the other live runtimes, to ask for theirs."""
 
     id: Count
     runs: Annotated[list[RunSummary], Meta(max_length=100_000)]
+    peers: Endpoints = []
 
 
 class ControlError(Message, tag="error", frozen=True):
-    """A refused request."""
+    """A refused request. With code `elsewhere`, `owner` is the control plane of the
+    runtime of the cluster that owns the run, to ask instead (empty while the run is
+    being taken over: ask again shortly)."""
 
     id: Count
     code: ErrorCode
     message: Text = ""
+    owner: Endpoint = ""
 
 
 ControlRequest = (
-    StartRun | GetRun | WaitRun | ListRuns | CancelRun | ResumeRun | ListPending | Decide
+    StartRun
+    | GetRun
+    | WaitRun
+    | ListRuns
+    | CancelRun
+    | ResumeRun
+    | ListPending
+    | Decide
+    | ListMembers
 )
-ControlReply = RunAccepted | RunReply | RunsReply | PendingReply | ControlError
+ControlReply = RunAccepted | RunReply | RunsReply | PendingReply | MembersReply | ControlError

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -22,8 +23,10 @@ from protocols import (
     DecisionKind,
     ErrorCode,
     GetRun,
+    ListMembers,
     ListPending,
     ListRuns,
+    MembersReply,
     PendingDecision,
     PendingReply,
     ProtocolError,
@@ -44,9 +47,11 @@ from runtime.errors import BatonError
 class ControlRefused(BatonError):
     """The runtime refused a request; `code` says why in a stable word."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, owner: str = "") -> None:
         self.code: ErrorCode = code
         self.message = message
+        self.owner = owner
+        """With code `elsewhere`: the control plane of the runtime owning the run."""
         super().__init__(f"{code}: {message}")
 
 
@@ -62,67 +67,44 @@ class RuntimeUnavailable(BatonError):
         )
 
 
-class ControlClient:
-    """Requests to one runtime, one at a time, over a DEALER socket.
+MAX_HOPS = 3
+"""Runtimes of a cluster a request is sent on to, following where its run is owned."""
+RETAKE_PAUSE = 0.25
+"""Seconds between asks about a run while its cluster takes it over."""
 
-    Use as an async context manager. Every call raises `ControlRefused` on a
-    refusal (code `unauthorized` when the runtime will not accept our key) and
-    `RuntimeUnavailable` when no reply comes within `timeout`. Without `keys`
-    the runtime must be running insecure.
-    """
+
+class _Connection:
+    """One DEALER socket to one runtime's control plane, with its handshake watch."""
 
     def __init__(
-        self, endpoint: str, *, timeout: float = 10.0, keys: ClientKeys | None = None
+        self, context: zmq.asyncio.Context, endpoint: str, keys: ClientKeys | None
     ) -> None:
         self.endpoint = endpoint
-        self.timeout = timeout
-        self._keys = keys
-        self._ids = itertools.count(1)
         self._codec = client_side_control_codec()
-        self._ctx: zmq.asyncio.Context | None = None
-        self._sock: zmq.asyncio.Socket | None = None
-        self._monitor: zmq.asyncio.Socket | None = None
-        self._poller = zmq.asyncio.Poller()
+        self._sock = sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if "[" in endpoint or "::" in endpoint:
+            sock.setsockopt(zmq.IPV6, 1)
+        if keys is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_serverkey = keys.server
         self._handshakes = HandshakeWatch(curve=keys is not None)
-
-    async def __aenter__(self) -> ControlClient:
-        self._ctx = zmq.asyncio.Context()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        if "[" in self.endpoint or "::" in self.endpoint:
-            self._sock.setsockopt(zmq.IPV6, 1)
-        if self._keys is not None:
-            self._sock.curve_secretkey = self._keys.secret
-            self._sock.curve_publickey = self._keys.public
-            self._sock.curve_serverkey = self._keys.server
-        self._monitor = self._sock.get_monitor_socket(WATCHED_EVENTS)
-        self._poller.register(self._sock, zmq.POLLIN)
+        self._monitor = sock.get_monitor_socket(WATCHED_EVENTS)
+        self._poller = zmq.asyncio.Poller()
+        self._poller.register(sock, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
-        self._sock.connect(self.endpoint)
-        return self
+        sock.connect(endpoint)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._sock is not None:
-            self._sock.disable_monitor()
-            self._sock.close(linger=0)
-        if self._monitor is not None:
-            self._monitor.close(linger=0)
-        if self._ctx is not None:
-            self._ctx.term()
+    def close(self) -> None:
+        self._sock.disable_monitor()
+        self._sock.close(linger=0)
+        self._monitor.close(linger=0)
 
-    def _next_id(self) -> int:
-        return next(self._ids)
-
-    async def _ask(self, request: ControlRequest, *, patience: float | None = None) -> ControlReply:
+    async def ask(self, request: ControlRequest, limit: float) -> ControlReply:
+        """The reply to `request`; `ControlRefused` for a refusal, `RuntimeUnavailable` when
+        none came within `limit` seconds."""
         sock = self._sock
-        if sock is None:
-            raise RuntimeError("use ControlClient as `async with ControlClient(...)`")
-        limit = self.timeout if patience is None else patience
         with anyio.move_on_after(limit):
             await sock.send(self._codec.encode(request))
             while True:
@@ -139,18 +121,110 @@ class ControlClient:
                 if reply.id not in (request.id, 0):
                     continue
                 if isinstance(reply, ControlError):
-                    raise ControlRefused(reply.code, reply.message)
+                    raise ControlRefused(reply.code, reply.message, owner=reply.owner)
                 return reply
         raise RuntimeUnavailable(self.endpoint, limit)
 
     async def _check_handshakes(self) -> None:
         """Raise `ControlRefused("unauthorized")` once the runtime has refused our handshakes."""
-        monitor = self._monitor
-        assert monitor is not None
-        while await monitor.poll(0):
-            failure = self._handshakes.observe(await monitor.recv_multipart())
+        while await self._monitor.poll(0):
+            failure = self._handshakes.observe(await self._monitor.recv_multipart())
             if failure is not None:
                 raise ControlRefused("unauthorized", failure.reason)
+
+
+class ControlClient:
+    """Requests to one runtime, one at a time, over a DEALER socket.
+
+    Use as an async context manager. Every call raises `ControlRefused` on a
+    refusal (code `unauthorized` when the runtime will not accept our key) and
+    `RuntimeUnavailable` when no reply comes within `timeout`. Without `keys`
+    the runtime must be running insecure.
+
+    In a cluster, a request about a run another runtime owns is sent on to that
+    one (it says where), and `list_runs` and `pending` gather every live runtime's:
+    the same keys are used with each, as every runtime of a cluster shares one key.
+    """
+
+    def __init__(
+        self, endpoint: str, *, timeout: float = 10.0, keys: ClientKeys | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._keys = keys
+        self._ids = itertools.count(1)
+        self._ctx: zmq.asyncio.Context | None = None
+        self._connections: dict[str, _Connection] = {}
+
+    async def __aenter__(self) -> ControlClient:
+        self._ctx = zmq.asyncio.Context()
+        self._connection(self.endpoint)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+        if self._ctx is not None:
+            self._ctx.term()
+
+    def _connection(self, endpoint: str) -> _Connection:
+        if self._ctx is None:
+            raise RuntimeError("use ControlClient as `async with ControlClient(...)`")
+        connection = self._connections.get(endpoint)
+        if connection is None:
+            connection = _Connection(self._ctx, endpoint, self._keys)
+            self._connections[endpoint] = connection
+        return connection
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    async def _ask(
+        self,
+        request: ControlRequest,
+        *,
+        patience: float | None = None,
+        endpoint: str | None = None,
+    ) -> ControlReply:
+        """The reply from the runtime that owns what `request` is about."""
+        limit = self.timeout if patience is None else patience
+        connection = self._connection(endpoint or self.endpoint)
+        deadline = anyio.current_time() + limit
+        hops = 0
+        while True:
+            try:
+                return await connection.ask(request, max(0.0, deadline - anyio.current_time()))
+            except ControlRefused as refused:
+                if refused.code != "elsewhere" or hops >= MAX_HOPS:
+                    raise
+                if refused.owner:
+                    hops += 1
+                    connection = self._connection(refused.owner)
+                    continue
+                # Being taken over: the cluster names its new owner within its lease time.
+                if anyio.current_time() + RETAKE_PAUSE >= deadline:
+                    raise
+                await anyio.sleep(RETAKE_PAUSE)
+
+    async def _gather(self, request: ControlRequest) -> list[ControlReply]:
+        """The replies of this runtime and of every live runtime of its cluster it names."""
+        first = await self._ask(request)
+        replies = [first]
+        peers = first.peers if isinstance(first, RunsReply | PendingReply) else []
+        for peer in peers:
+            again = msgspec.structs.replace(request, id=self._next_id())
+            try:
+                replies.append(await self._ask(again, endpoint=peer))
+            except RuntimeUnavailable:
+                # It stopped since: its runs are taken over and listed by another.
+                continue
+        return replies
 
     async def start_run(self, workflow: str, inputs: dict[str, Any]) -> str:
         """Start a run; its id once the runtime has journaled it."""
@@ -217,11 +291,13 @@ class ControlClient:
 
     async def pending(self, run_id: str | None = None) -> list[PendingDecision]:
         """The decisions runs wait for that this principal may see, oldest first."""
-        reply = await self._ask(
-            ListPending(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id)
-        )
-        assert isinstance(reply, PendingReply)
-        return reply.pending
+        request = ListPending(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id)
+        pending: list[PendingDecision] = []
+        for reply in await self._gather(request):
+            assert isinstance(reply, PendingReply)
+            pending += reply.pending
+        pending.sort(key=lambda p: p.opened_at)
+        return pending
 
     async def decide(
         self,
@@ -258,15 +334,25 @@ class ControlClient:
         workflow: str | None = None,
         limit: int = 100,
     ) -> list[RunSummary]:
-        """Summaries of runs, newest first."""
-        reply = await self._ask(
-            ListRuns(
-                id=self._next_id(),
-                protocol=PROTOCOL_VERSION,
-                status=status,
-                workflow=workflow,
-                limit=limit,
-            )
+        """Summaries of runs, newest first; in a cluster, of every live runtime's runs."""
+        request = ListRuns(
+            id=self._next_id(),
+            protocol=PROTOCOL_VERSION,
+            status=status,
+            workflow=workflow,
+            limit=limit,
         )
-        assert isinstance(reply, RunsReply)
-        return reply.runs
+        seen: dict[str, RunSummary] = {}
+        for reply in await self._gather(request):
+            assert isinstance(reply, RunsReply)
+            for run in reply.runs:
+                seen.setdefault(run.run_id, run)
+        runs = sorted(seen.values(), key=lambda s: s.created_at, reverse=True)
+        return runs[:limit]
+
+    async def members(self) -> MembersReply:
+        """The runtimes of this runtime's cluster, their leases and load, recent takeovers;
+        refused as `wrong_state` by a runtime that is not one of a cluster."""
+        reply = await self._ask(ListMembers(id=self._next_id(), protocol=PROTOCOL_VERSION))
+        assert isinstance(reply, MembersReply)
+        return reply

@@ -63,8 +63,8 @@ class Membership:
         self.valid_until = 0.0
         """On the monotonic clock: when this runtime stops counting its lease held."""
         self.counters = ClusterCounters()
-        self.peers: tuple[str, ...] = ()
-        """The agent planes of the other live members."""
+        self.peers: tuple[tuple[str, str], ...] = ()
+        """The agent and control planes of the other live members."""
         self.lost: str | None = None
         self._wake = anyio.Event()
 
@@ -93,13 +93,13 @@ class Membership:
         self,
         take_over: Callable[[dict[str, str]], Awaitable[int]],
         load: Callable[[], tuple[int, int]],
-        on_peers: Callable[[Sequence[str]], None],
+        on_peers: Callable[[Sequence[Member]], None],
         on_lost: Callable[[str], None],
     ) -> None:
         """Renew, claim and watch until cancelled or the lease is lost.
 
         `take_over` takes up claimed runs; `load` gives (runs owned, runs active) for the
-        members' table; `on_peers` is told the other members' agent planes when they change;
+        members' table; `on_peers` is told the other live members when their planes change;
         `on_lost` is told why the lease was lost, once.
         """
         config = self.config
@@ -146,7 +146,7 @@ class Membership:
     async def _check(
         self,
         take_over: Callable[[dict[str, str]], Awaitable[int]],
-        on_peers: Callable[[Sequence[str]], None],
+        on_peers: Callable[[Sequence[Member]], None],
     ) -> None:
         started = self._monotonic()
         try:
@@ -178,10 +178,11 @@ class Membership:
                 return
             counters.runs_taken_over += len(claimed.runs)
             await take_over(claimed.runs)
-        peers = tuple(m.agents for m in members if m.token != self.token and m.expires_in > 0)
-        if peers != self.peers:
-            self.peers = peers
-            on_peers(peers)
+        live = [m for m in members if m.token != self.token and m.expires_in > 0]
+        planes = tuple((m.agents, m.control) for m in live)
+        if planes != self.peers:
+            self.peers = planes
+            on_peers(live)
 
     async def _listen(self) -> None:
         """Wake the checks when another runtime joins, leaves or takes over; polling goes on

@@ -19,6 +19,7 @@ from protocols import (
     Decide,
     ErrorCode,
     GetRun,
+    ListMembers,
     ListPending,
     ListRuns,
     Message,
@@ -76,6 +77,14 @@ class RunHost(RefusalHost, Protocol):
         """Answer later with the run's record as it was at `version` (from its journal)."""
 
     def start_wait(self, key: WaitKey, seconds: float) -> None: ...
+
+    def locate(self, identity: bytes, request: ControlRequest) -> bool:
+        """In a cluster, answer later a request about a run this runtime does not hold (its
+        owner is another, or it is being taken over), or for the cluster's members; False
+        for a runtime that is not one of a cluster."""
+
+    def control_peers(self) -> list[str]:
+        """The control planes of the other live runtimes of the cluster, if any."""
 
     def cancel_wait(self, key: WaitKey) -> None: ...
 
@@ -153,6 +162,10 @@ class ControlPlane:
                 self._list_pending(identity, principal, request)
             case Decide():
                 self._decide(identity, principal, request)
+            case ListMembers():
+                if not self._host.locate(identity, request):
+                    text = "this runtime is not one of a cluster (its store is not PostgreSQL)"
+                    self._error(identity, request.id, "wrong_state", text)
 
     def _authorised(
         self, identity: bytes, principal: Principal | None, request: ControlRequest
@@ -211,6 +224,11 @@ class ControlPlane:
     def _find(self, run_id: str) -> Run | HeldRun | None:
         return self._host.runs.get(run_id) or self._host.held.get(run_id)
 
+    def _unknown(self, identity: bytes, request: GetRun | WaitRun | CancelRun | ResumeRun) -> None:
+        """A run this runtime does not hold: its cluster's, or none."""
+        if not self._host.locate(identity, request):
+            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+
     def _error(self, identity: bytes, request: int, code: ErrorCode, text: str) -> None:
         self._host.send_control(identity, ControlError(id=request, code=code, message=text))
 
@@ -254,7 +272,7 @@ class ControlPlane:
     def _get_run(self, identity: bytes, request: GetRun) -> None:
         run = self._find(request.run_id)
         if run is None:
-            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            self._unknown(identity, request)
             return
         if isinstance(run, HeldRun) and request.at is not None:
             text = f"run {run.run_id!r} cannot be rebuilt at any version: {run.reason}"
@@ -272,7 +290,7 @@ class ControlPlane:
     def _wait_run(self, identity: bytes, request: WaitRun) -> None:
         run = self._find(request.run_id)
         if run is None:
-            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            self._unknown(identity, request)
             return
         if run.status in TERMINAL_STATUSES:
             reply = self._run_reply(run, request.id, brief=request.summary)
@@ -301,12 +319,14 @@ class ControlPlane:
         if request.status is not None:
             runs = [s for s in runs if s.status == request.status]
         runs.sort(key=lambda s: s.created_at, reverse=True)
-        self._host.send_control(identity, RunsReply(id=request.id, runs=runs[: request.limit]))
+        peers = self._host.control_peers()
+        reply = RunsReply(id=request.id, runs=runs[: request.limit], peers=peers)
+        self._host.send_control(identity, reply)
 
     def _cancel_run(self, identity: bytes, request: CancelRun, who: str) -> None:
         run = self._find(request.run_id)
         if run is None:
-            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            self._unknown(identity, request)
             return
         if run.status in TERMINAL_STATUSES:
             text = f"run {run.run_id!r} has already ended ({run.status})"
@@ -320,7 +340,7 @@ class ControlPlane:
     def _resume_run(self, identity: bytes, request: ResumeRun, who: str) -> None:
         run = self._find(request.run_id)
         if run is None:
-            self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
+            self._unknown(identity, request)
             return
         if isinstance(run, HeldRun) and run.status == "stuck":
             text = f"run {run.run_id!r} cannot be resumed by this runtime: {run.reason}"
@@ -337,10 +357,14 @@ class ControlPlane:
         self, identity: bytes, principal: Principal | None, request: ListPending
     ) -> None:
         runs = self._host.runs
+        peers: list[str] = []
         if request.run_id is None:
             chosen = [run for run in runs.values() if run.decisions]
+            peers = self._host.control_peers()
         else:
             found = runs.get(request.run_id)
+            if found is None and self._host.locate(identity, request):
+                return
             chosen = [] if found is None else [found]
         pending = [
             item
@@ -349,11 +373,18 @@ class ControlPlane:
             if may_see(principal, run.decisions[item.step])
         ]
         pending.sort(key=lambda p: p.opened_at)
-        self._host.send_control(identity, PendingReply(id=request.id, pending=pending))
+        reply = PendingReply(id=request.id, pending=pending, peers=peers)
+        self._host.send_control(identity, reply)
 
     def _decide(self, identity: bytes, principal: Principal | None, request: Decide) -> None:
         who = "" if principal is None else principal.name
         run = self._host.runs.get(request.run_id)
+        if (
+            run is None
+            and request.run_id not in self._host.held
+            and self._host.locate(identity, request)
+        ):
+            return
         if run is None:
             # Any key may ask to decide, so this is a refusal, paced as one, not an answer.
             text = clip(f"no run {request.run_id!r}", REPLY_TEXT)
@@ -386,6 +417,7 @@ _ACTIONS: dict[type[ControlRequest], str] = {
     ResumeRun: "resume_run",
     ListPending: "list_pending",
     Decide: "decide",
+    ListMembers: "list_members",
 }
 """How each request is named in refusals and audit entries."""
 

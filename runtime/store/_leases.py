@@ -44,6 +44,16 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """Who holds a run: its owner's token and control plane (empty unless that owner's
+    lease is live), and whether the run has ended."""
+
+    token: int
+    control: str
+    ended: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Takeover:
     """A lapsed lease whose runs were taken up."""
 
@@ -185,6 +195,19 @@ class Leases:
             "DELETE FROM baton.supervisors WHERE token = %s RETURNING token", (token,)
         )
         await self._notify(f"left {token}")
+
+    async def owner_of(self, run_id: str) -> Owner | None:
+        """Who holds `run_id`, or None for a run the cluster never started."""
+        rows = await self.store.fetch(
+            "SELECT r.owner, s.control, r.ended FROM baton.runs r "
+            "LEFT JOIN baton.supervisors s ON s.token = r.owner "
+            "AND s.expires_at > clock_timestamp() WHERE r.run_id = %s",
+            (run_id,),
+        )
+        if not rows:
+            return None
+        owner, control, ended = rows[0]
+        return Owner(0 if owner is None else int(owner), control or "", bool(ended))
 
     async def members(self) -> list[Member]:
         """Every member whose lease has not been ended, live or lapsed."""

@@ -129,6 +129,13 @@ class SupervisorCore:
         """The runs' timers, the control plane's waits and the heartbeat, on `clock.monotonic`."""
         self.reads = PastReads(store, self.catalog, lambda: self.batch.records)
         """Requests for past records, for whoever drives the core to answer."""
+        self.clustered = False
+        """One of a cluster: runs this runtime does not hold may be another's."""
+        self.lookups: list[tuple[bytes, ControlRequest]] = []
+        """Requests about the cluster, or runs held elsewhere in it, for whoever drives the
+        core to answer off its loop (the shared database must be asked)."""
+        self.peer_controls: list[str] = []
+        """The control planes of the cluster's other live runtimes."""
         self._counters = Counters()
         self.agent_codec = runtime_side_agent_codec(config.max_frame)
         self.control_codec: Codec[ControlRequest] = runtime_side_control_codec(config.max_frame)
@@ -292,6 +299,15 @@ class SupervisorCore:
     def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
         """Keep the request in `reads`, to be answered off the loop."""
         self.reads.add(PastRead(identity, request, run_id, version))
+
+    def locate(self, identity: bytes, request: ControlRequest) -> bool:
+        if not self.clustered:
+            return False
+        self.lookups.append((identity, request))
+        return True
+
+    def control_peers(self) -> list[str]:
+        return list(self.peer_controls)
 
     def send_control(self, identity: bytes, message: Message) -> None:
         self.batch.frames.append((CONTROL, identity, self.control_codec.encode(message), None))

@@ -23,6 +23,7 @@ import structlog
 import zmq
 
 from actors import KillPoints
+from protocols import ControlRequest, Message
 from runtime.errors import BatonError, LeaseLapsed
 from runtime.observe._observers import Metrics, Tracer
 from runtime.planes._readiness import Readiness
@@ -41,6 +42,7 @@ from runtime.workflow._graph import Graph
 
 if TYPE_CHECKING:
     from runtime.cluster._membership import Membership
+    from runtime.store._leases import Member
 
 log = structlog.get_logger("baton.runtime")
 
@@ -168,6 +170,7 @@ class Supervisor:
         try:
             if membership is not None:
                 await membership.join(self.bound_agents, self.bound_control)
+                self.core.clustered = True
             await self.core.recover()
             task_status.started()
             self._readiness = readiness
@@ -242,8 +245,10 @@ class Supervisor:
         """Runs owned (ended ones aside) and runs active, for the cluster's members table."""
         return len(self.core.runs) + len(self.core.held), self.core.active_runs
 
-    def _on_peers(self, peers: Sequence[str]) -> None:
-        log.info("cluster.peers", peers=list(peers))
+    def _on_peers(self, peers: Sequence[Member]) -> None:
+        """Other runtimes joined or left: clients are told of their control planes."""
+        self.core.peer_controls = [m.control for m in peers]
+        log.info("cluster.peers", peers=[m.agents for m in peers])
 
     def _lost(self, reason: str) -> None:
         """The lease is lost: stop at once, sending nothing more."""
@@ -465,20 +470,36 @@ class Supervisor:
         """Answer each request for a past record off the loop (the journal may have to be
         read from disk)."""
         reads = self.core.reads.take()
+        lookups, self.core.lookups = self.core.lookups, []
         if self._tasks is None:
             return
         for read in reads:
             self._tasks.start_soon(self._past, read)
+        for identity, request in lookups:
+            self._tasks.start_soon(self._elsewhere, identity, request)
 
     async def _past(self, read: PastRead) -> None:
-        message = await self.core.reads.answer(read)
+        self._reply(read.identity, await self.core.reads.answer(read))
+
+    async def _elsewhere(self, identity: bytes, request: ControlRequest) -> None:
+        # Only a cluster's runtime gets here, and only it has the postgres extra.
+        from runtime.supervisor._elsewhere import answer_elsewhere  # noqa: PLC0415
+
+        membership = self.membership
+        assert membership is not None
+        reply = await answer_elsewhere(
+            request, membership.leases, membership.token, self.core.catalog
+        )
+        self._reply(identity, reply)
+
+    def _reply(self, identity: bytes, message: Message) -> None:
         # A read: nothing in it waits for a commit, so it goes out at once, not in a batch.
         try:
             self._sockets[CONTROL].send_multipart(
-                [read.identity, self.core.control_codec.encode(message)], flags=zmq.NOBLOCK
+                [identity, self.core.control_codec.encode(message)], flags=zmq.NOBLOCK
             )
         except zmq.ZMQError as exc:
-            self.core.reject("send_failed", read.identity, str(exc))
+            self.core.reject("send_failed", identity, str(exc))
 
     # -- principals and pacing --------------------------------------------------------------
 

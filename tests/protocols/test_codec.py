@@ -26,6 +26,7 @@ from protocols import (
     Bye,
     Cancel,
     CancelRun,
+    ClusterMember,
     Codec,
     ControlError,
     ControlReply,
@@ -39,8 +40,10 @@ from protocols import (
     GetRun,
     Heartbeat,
     HistoryEntry,
+    ListMembers,
     ListPending,
     ListRuns,
+    MembersReply,
     PendingDecision,
     PendingReply,
     ProtocolError,
@@ -59,6 +62,7 @@ from protocols import (
     StepResult,
     StepStatus,
     StepView,
+    TakeoverSeen,
     TaskRef,
     ToolCall,
     ToolReply,
@@ -307,6 +311,9 @@ RECORD_VIEWS[RunRecord] = every_field(
     pending=st.lists(RECORD_VIEWS[PendingDecision], max_size=2),
 )
 
+endpoints = st.text(max_size=64)
+endpoint_lists = st.lists(endpoints, max_size=3)
+
 CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
     StartRun: every_field(StartRun, id=counts, protocol=counts, workflow=names, inputs=data),
     GetRun: every_field(GetRun, id=counts, protocol=counts, run_id=names, at=st.none() | counts),
@@ -342,16 +349,58 @@ CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         values=data,
     ),
     PendingReply: every_field(
-        PendingReply, id=counts, pending=st.lists(RECORD_VIEWS[PendingDecision], max_size=2)
+        PendingReply,
+        id=counts,
+        pending=st.lists(RECORD_VIEWS[PendingDecision], max_size=2),
+        peers=endpoint_lists,
+    ),
+    ListMembers: every_field(ListMembers, id=counts, protocol=counts),
+    MembersReply: every_field(
+        MembersReply,
+        id=counts,
+        here=counts,
+        store=texts,
+        members=st.lists(
+            every_field(
+                ClusterMember,
+                token=counts,
+                name=names,
+                agents=endpoints,
+                control=endpoints,
+                started_at=st.floats(allow_nan=False),
+                renewed_at=st.floats(allow_nan=False),
+                expires_in=st.floats(allow_nan=False),
+                owned=counts,
+                active=counts,
+            ),
+            max_size=2,
+        ),
+        takeovers=st.lists(
+            every_field(
+                TakeoverSeen,
+                at=st.floats(allow_nan=False),
+                token=counts,
+                name=names,
+                lapsed_for=st.floats(allow_nan=False),
+                runs=counts,
+                by_token=counts,
+            ),
+            max_size=2,
+        ),
     ),
     RunAccepted: every_field(RunAccepted, id=counts, run_id=names),
     RunReply: every_field(
         RunReply, id=counts, record=RECORD_VIEWS[RunRecord], timed_out=st.booleans()
     ),
     RunsReply: every_field(
-        RunsReply, id=counts, runs=st.lists(RECORD_VIEWS[RunSummary], max_size=3)
+        RunsReply,
+        id=counts,
+        runs=st.lists(RECORD_VIEWS[RunSummary], max_size=3),
+        peers=endpoint_lists,
     ),
-    ControlError: every_field(ControlError, id=counts, code=literal(ErrorCode), message=texts),
+    ControlError: every_field(
+        ControlError, id=counts, code=literal(ErrorCode), message=texts, owner=endpoints
+    ),
 }
 MESSAGES = AGENT_PLANE | CONTROL_PLANE
 

@@ -205,6 +205,7 @@ TIERS: dict[str, list[str]] = {
         "ControlRefused",
         "RuntimeUnavailable",
     ],
+    "runtime.cluster": ["LocalPostgres", "LocalPostgresError", "server_binaries"],
     "runtime.cli": [
         "app",
         "main",

@@ -16,6 +16,7 @@ from protocols import (
     Error,
     GetRun,
     Heartbeat,
+    ListMembers,
     ListPending,
     ListRuns,
     Register,
@@ -145,6 +146,9 @@ CONTROL_MESSAGES: dict[type[Any], st.SearchStrategy[Any]] = {
 }
 CONTROL_MESSAGES[CancelRun] = st.builds(
     CancelRun, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=names, reason=texts
+)
+CONTROL_MESSAGES[ListMembers] = st.builds(
+    ListMembers, id=counts, protocol=st.just(PROTOCOL_VERSION)
 )
 CONTROL_MESSAGES[ListPending] = st.builds(
     ListPending, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=st.none() | names

@@ -25,6 +25,7 @@ from protocols import (
     Error,
     ErrorCode,
     GetRun,
+    ListMembers,
     ListPending,
     ListRuns,
     PendingReply,
@@ -303,6 +304,9 @@ class Oracle:
                 return ControlExpectation(rid, reply=RunReply, message=request)
             case ListPending():
                 return ControlExpectation(rid, reply=PendingReply, message=request)
+            case ListMembers():
+                # The fuzzed runtime is not one of a cluster.
+                return ControlExpectation(rid, None, "wrong_state")
             case Decide():
                 return self.expect_decision(rid, who, request)
         raise AssertionError(f"unknown request {request!r}")
