@@ -42,7 +42,7 @@ from runtime.supervisor._config import RuntimeConfig, Security
 from runtime.supervisor._supervisor import AuthenticatorDied, Supervisor
 
 if TYPE_CHECKING:
-    from runtime.cluster._membership import Membership
+    from runtime.cluster._membership import ClusterCounters, Membership
     from runtime.observe._prometheus import PrometheusMetrics
     from runtime.observe._tracing import RunTracer
 
@@ -202,10 +202,11 @@ def runtime(
             kill_points=points,
             metrics=metrics,
             tracer=tracer,
-            membership=_membership(journal, cluster),
+            membership=_membership(journal, cluster, counters),
         )
 
     incarnations: list[Store] = []
+    counters = _cluster_counters(store)
     tune_collector()
     extra = {} if metrics is None else {"metrics": f"http://{metrics_host}:{metrics.port}/metrics"}
     try:
@@ -255,15 +256,26 @@ def _server_security(directory: Path) -> Security:
         raise fail(f"{exc} (or pass --insecure to run without CURVE on loopback)") from None
 
 
-def _membership(store: Store, config: ClusterConfig) -> Membership | None:
+def _cluster_counters(url: str) -> ClusterCounters | None:
+    """Counts kept across the memberships of this process, for a PostgreSQL store."""
+    if not url.startswith(POSTGRES_SCHEMES):
+        return None
+    from runtime.cluster._membership import ClusterCounters  # noqa: PLC0415 - the postgres extra
+
+    return ClusterCounters()
+
+
+def _membership(
+    store: Store, config: ClusterConfig, counters: ClusterCounters | None
+) -> Membership | None:
     """A cluster membership over a PostgreSQL store; none over any other."""
-    if not store.description.startswith(POSTGRES_SCHEMES):
+    if counters is None:
         return None
     from runtime.cluster._membership import Membership  # noqa: PLC0415 - the postgres extra
     from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - the postgres extra
 
     assert isinstance(store, PostgresStore)
-    return Membership(store, config)
+    return Membership(store, config, counters=counters)
 
 
 def _reopen(store: Store) -> Store:

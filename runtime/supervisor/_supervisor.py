@@ -14,6 +14,7 @@ task group, the commit under way), so they stay together here, a little over
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -90,6 +91,7 @@ class Supervisor:
         self.config = config
         self.security = security
         self.membership = membership
+        self._metrics = metrics
         self._book = None if security is None else PrincipalBook(security.principals)
         self._authenticator: Authenticator | None = None
         self.core = core = SupervisorCore(
@@ -374,6 +376,10 @@ class Supervisor:
             return
         self.core.heartbeat(now)
         self._gates.prune()
+        if self._metrics is not None and self.membership is not None:
+            owned = len(self.core.runs) + len(self.core.held)
+            gauges = dataclasses.replace(self._metrics.gauges, cluster=self.membership.seen(owned))
+            self._metrics.gauges = gauges
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:

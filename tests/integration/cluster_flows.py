@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 
 from actors import Agent, Context, Result, Task, ToolHost, tool
-from runtime import Retry, Role, Step, Workflow
+from runtime import Checkpoint, Retry, Role, Step, Workflow
 
 job = Workflow(
     "job",
@@ -37,6 +37,24 @@ job = Workflow(
     edges=[("post", "settle")],
 )
 """Post once (the effect), then settle."""
+
+approved = Workflow(
+    "approved",
+    roles=[Role("clerk", tools=["post"])],
+    inputs=["n"],
+    steps=[
+        Step(
+            "post",
+            role="clerk",
+            reads=["n"],
+            writes={"receipt": str},
+            tools=["post"],
+            consequence="irreversible",
+            checkpoint=Checkpoint(["finance"], reason="every post is approved"),
+        ),
+    ],
+)
+"""One post, which waits for an approver of finance first."""
 
 
 def _pause() -> float:
