@@ -62,13 +62,14 @@ class LocalPostgres:
     def __init__(
         self, folder: Path | None = None, *, settings: dict[str, str] | None = None
     ) -> None:
+        # Found first: without binaries, no folder is made to be left behind.
+        self._bin = server_binaries()
         self._made = folder is None
         # A unix socket's path may not exceed about 100 bytes: a short folder of our own.
         self.folder = Path(tempfile.mkdtemp(prefix="baton-pg-")) if folder is None else folder
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self.settings = {"max_connections": "200", **(settings or {})}
-        self._bin = server_binaries()
         self._user = "nobody" if os.geteuid() == 0 else None
 
     @property
