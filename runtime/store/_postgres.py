@@ -9,9 +9,12 @@ writes refused, and acts on none of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import select
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -19,27 +22,21 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from runtime.engine._events import JournalEvent, RunStarted
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.store._journal import ClockReading, JournalRecord
+from runtime.store._open import redact
 from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate
 
 POOL_SIZE = 4
 """Connections a runtime holds at most: commits, reads, and the lease's renewals. Small on
 purpose: many runtimes restarting at once must not exhaust the server's connections."""
 CONNECT_SECONDS = 10.0
-"""How long a connection may take before the store is reported unavailable."""
+"""How long a connection, or an append, may take before the store is reported unavailable."""
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _APPEND = (
     "SELECT baton.append(%s, %s::text[], %s::float8[], %s::text[], %s::text[], %s::int4[], "
     "%s::float8[], %s::bytea[], %s, %s, %s)"
 )
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for logs and errors."""
-    head, at, tail = url.partition("@")
-    if not at or ":" not in head.removeprefix("postgresql://").removeprefix("postgres://"):
-        return url
-    scheme, _, credentials = head.partition("://")
-    return f"{scheme}://{credentials.partition(':')[0]}:***@{tail}"
 
 
 class PostgresStore:
@@ -50,13 +47,18 @@ class PostgresStore:
     store only reads (reports, `inspect --at` from beside the cluster).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = CONNECT_SECONDS) -> None:
         self.url = url
+        self.timeout = timeout
+        """Seconds an append may take, the wait for a connection included, and a connection
+        may take to open, before the store is reported unavailable."""
+        self.schema: int | None = None
+        """The schema version `migrate()` found, once it ran."""
         self.fence: int | None = None
         """The fencing token of this runtime's lease, checked by every append."""
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(JournalEvent)
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self.pool: AsyncConnectionPool[Connection] | None = None
         self._ended: list[str] = []
         """Runs ended since the last append, marked so with it."""
 
@@ -68,9 +70,10 @@ class PostgresStore:
         """Connect once, check the server and bring the schema up to date; the version found."""
         try:
             with psycopg.connect(
-                self.url, connect_timeout=int(CONNECT_SECONDS), autocommit=True
+                self.url, connect_timeout=max(1, round(self.timeout)), autocommit=True
             ) as conn:
-                return migrate(conn, self.description)
+                self.schema = migrate(conn, self.description)
+                return self.schema
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(self.description, _first_line(exc)) from None
         except psycopg.Error as exc:
@@ -80,27 +83,50 @@ class PostgresStore:
         """Open the connection pool (the schema is migrated first, if not yet)."""
         if self.pool is not None:
             return
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+        if self.schema is None:
+            await anyio.to_thread.run_sync(self.migrate)
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.url,
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True, "prepare_threshold": 0},
-            timeout=CONNECT_SECONDS,
+            timeout=self.timeout,
+            # The pool retries a lost connection with a back-off that doubles up to this,
+            # then leaves it to the next request: kept short so that the first appends
+            # after the server is back do not wait out a back-off of minutes.
+            reconnect_timeout=self.timeout,
             open=False,
             name="baton",
         )
         try:
-            await pool.open(wait=True, timeout=CONNECT_SECONDS)
+            await pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout:
             await pool.close()
             raise StoreUnavailable(self.description, "no connection within "
-                                   f"{CONNECT_SECONDS:.0f} s") from None  # fmt: skip
+                                   f"{self.timeout:g} s") from None  # fmt: skip
         self.pool = pool
 
-    def connections(self) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]:
+    def connections(self) -> AsyncConnectionPool[Connection]:
         if self.pool is None:
             raise StoreError(self.description, "the store is not open")
         return self.pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection of the pool that the server has not ended while it sat there.
+
+        After the server restarted, every pooled connection is dead, and each would fail
+        the statement it is given: they are put aside here until a live one comes, so
+        that the first appends after a restart succeed.
+        """
+        pool = self.connections()
+        while True:
+            async with pool.connection() as conn:
+                if await _live(conn):
+                    yield conn
+                    return
+                # Closed, it is replaced by the pool rather than handed out again.
+                await conn.close()
 
     def mark_ended(self, run_id: str) -> None:
         self._ended.append(run_id)
@@ -137,8 +163,15 @@ class PostgresStore:
 
     async def _execute(self, query: str, params: Sequence[object]) -> None:
         try:
-            async with self.connections().connection() as conn:
-                await conn.execute(query, params, binary=True)
+            # The whole append is bounded, the wait for a connection included: a server
+            # that stopped answering makes the store unavailable, never a runtime that hangs.
+            with anyio.fail_after(self.timeout):
+                async with self.connection() as conn:
+                    await conn.execute(query, params, binary=True)
+        except TimeoutError:
+            raise StoreUnavailable(
+                self.description, f"no answer within {self.timeout:g} s"
+            ) from None
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(self.description, _first_line(exc)) from None
         except psycopg.Error as exc:
@@ -148,7 +181,7 @@ class PostgresStore:
 
     async def fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            async with self.connections().connection() as conn:
+            async with self.connection() as conn:
                 cursor = await conn.execute(query, params, binary=True)
                 return await cursor.fetchall()
         except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -205,6 +238,26 @@ class PostgresStore:
         pool, self.pool = self.pool, None
         if pool is not None:
             await pool.close()
+
+
+async def _live(conn: Connection) -> bool:
+    """Whether a connection idle in the pool still has its server session.
+
+    An idle connection has nothing to read unless its server ended the session (its
+    farewell, or the end of the stream, waits there): only then is a round trip spent
+    to find out, so that a healthy append pays no more than one.
+    """
+    if conn.closed:
+        return False
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if not poller.poll(0):
+        return True
+    try:
+        await conn.execute("")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
