@@ -38,8 +38,9 @@ def redact(url: str) -> str:
     return f"{scheme}://{base}{mark}{query}"
 
 
-def open_postgres(url: str) -> PostgresStore:
-    """A PostgreSQL store, its schema checked and migrated; a clear error without the extra."""
+def open_postgres(url: str, *, migrate: bool = True) -> PostgresStore:
+    """A PostgreSQL store, its schema checked and migrated (with `migrate=False`, left for
+    `open` to check); a clear error without the extra."""
     try:
         from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - an optional extra
     except ImportError:
@@ -49,7 +50,8 @@ def open_postgres(url: str) -> PostgresStore:
             "PostgreSQL needs psycopg: pip install 'baton-runtime[postgres]'",
         ) from None
     store = PostgresStore(url)
-    store.migrate()
+    if migrate:
+        store.migrate()
     return store
 
 

@@ -10,7 +10,7 @@ writes refused, and acts on none of them.
 from __future__ import annotations
 
 import select
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from runtime.engine._events import JournalEvent, RunStarted
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.store._journal import ClockReading, JournalRecord
 from runtime.store._open import redact
-from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate
+from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate, version
 
 POOL_SIZE = 4
 """Connections a runtime holds at most: commits, reads, and the lease's renewals. Small on
@@ -68,23 +68,33 @@ class PostgresStore:
 
     def migrate(self) -> int:
         """Connect once, check the server and bring the schema up to date; the version found."""
+        self.schema = self._once(migrate)
+        return self.schema
+
+    def check_schema(self) -> int:
+        """Connect once and read the schema's version, changing nothing: for a reader beside
+        the cluster, which must not create or migrate a schema where it looks."""
+        self.schema = self._once(version)
+        return self.schema
+
+    def _once(self, run: Callable[[psycopg.Connection[tuple[object, ...]], str], int]) -> int:
         try:
             with psycopg.connect(
                 self.url, connect_timeout=max(1, round(self.timeout)), autocommit=True
             ) as conn:
-                self.schema = migrate(conn, self.description)
-                return self.schema
+                return run(conn, self.description)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(self.description, _first_line(exc)) from None
         except psycopg.Error as exc:
             raise StoreError(self.description, _first_line(exc)) from None
 
-    async def open(self) -> None:
-        """Open the connection pool (the schema is migrated first, if not yet)."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Open the connection pool; the schema is migrated first if not yet, or with
+        `migrate=False` only checked, for a store that will only read."""
         if self.pool is not None:
             return
         if self.schema is None:
-            await anyio.to_thread.run_sync(self.migrate)
+            await anyio.to_thread.run_sync(self.migrate if migrate else self.check_schema)
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.url,
             min_size=1,
@@ -193,8 +203,7 @@ class PostgresStore:
         rows = await self.fetch(
             "SELECT seq, at, body FROM baton.events WHERE run_id = %s ORDER BY seq", (run_id,)
         )
-        decode = self._decoder.decode
-        return [JournalRecord(run_id, seq, at, decode(body)) for seq, at, body in rows]
+        return self._group(rows, run_id).get(run_id, [])
 
     async def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalRecord]]:
         """The journals of several runs, in one query."""
@@ -212,11 +221,19 @@ class PostgresStore:
         )
         return self._group(rows)
 
-    def _group(self, rows: list[tuple[Any, ...]]) -> dict[str, list[JournalRecord]]:
+    def _group(
+        self, rows: list[tuple[Any, ...]], run_id: str | None = None
+    ) -> dict[str, list[JournalRecord]]:
+        """Records by run, from rows of (run_id, seq, at, body), or of (seq, at, body) for
+        `run_id` alone."""
         decode = self._decoder.decode
         journals: dict[str, list[JournalRecord]] = {}
-        for run_id, seq, at, body in rows:
-            journals.setdefault(run_id, []).append(JournalRecord(run_id, seq, at, decode(body)))
+        try:
+            for row in rows:
+                run, seq, at, body = row if run_id is None else (run_id, *row)
+                journals.setdefault(run, []).append(JournalRecord(run, seq, at, decode(body)))
+        except msgspec.DecodeError as exc:
+            raise StoreError(self.description, f"cannot read the journal: {exc}") from None
         return journals
 
     async def run_ids(self) -> list[str]:
