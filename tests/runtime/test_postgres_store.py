@@ -147,6 +147,28 @@ class TestSchema:
         assert sorted(found) == [0] + [SCHEMA_VERSION] * (starting - 1)
         assert sql(postgres_url, "SELECT version FROM baton.schema_version") == [(SCHEMA_VERSION,)]
 
+    @pytest.mark.parametrize(
+        ("version", "says"),
+        [
+            (None, "no Baton journal in this database: no runtime has used it"),
+            (SCHEMA_VERSION + 1, f"is newer than this runtime's {SCHEMA_VERSION}"),
+            (0, "no Baton journal in this database"),
+        ],
+    )
+    async def test_a_reader_checks_the_schema_and_changes_nothing(
+        self, postgres_url: str, version: int | None, says: str
+    ) -> None:
+        if version is not None:
+            PostgresStore(postgres_url).migrate()
+            sql(postgres_url, "UPDATE baton.schema_version SET version = %s", (version,))
+        with pytest.raises(StoreError, match=says):
+            await PostgresStore(postgres_url).open(migrate=False)
+        found = sql(postgres_url, "SELECT to_regclass('baton.schema_version')::text")
+        if version is None:
+            assert found == [(None,)]
+        else:
+            assert sql(postgres_url, "SELECT version FROM baton.schema_version") == [(version,)]
+
     async def test_open_migrates_a_store_made_by_hand(self, postgres_url: str) -> None:
         store = PostgresStore(postgres_url)
         await store.open()
