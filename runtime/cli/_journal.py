@@ -1,4 +1,5 @@
-"""`baton report` and `backup`: reading a runtime's SQLite journal from beside it."""
+"""`baton report` and `backup`: reading a runtime's journal from beside it (a SQLite file,
+or the PostgreSQL database of a cluster)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 
 from runtime.cli._console import err, fail, out, print_json, usage_errors
@@ -15,8 +17,9 @@ from runtime.engine._run import Run
 from runtime.observe._report import report as build_report
 from runtime.observe._report_plot import plot_report
 from runtime.observe._report_render import render_report
-from runtime.store import JournalUnreadable, read_journals, replay
+from runtime.store import JournalRecord, JournalUnreadable, read_journals, replay
 from runtime.store import backup as store_backup
+from runtime.store._open import POSTGRES_SCHEMES, open_postgres
 from runtime.workflow._catalog import Catalog
 
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -27,6 +30,22 @@ def _journal_file(store: str, refusal: str) -> Path:
     if not store.startswith("sqlite:///"):
         raise fail(f"--store {store}: {refusal}")
     return Path(store.removeprefix("sqlite:///").partition("?")[0])
+
+
+def _journals(store: str) -> dict[str, list[JournalRecord]]:
+    """Every run's journal in the store, read without writing to it."""
+    if not store.startswith(POSTGRES_SCHEMES):
+        return read_journals(_journal_file(store, "a report reads a SQLite or PostgreSQL journal"))
+
+    async def read() -> dict[str, list[JournalRecord]]:
+        database = open_postgres(store, migrate=False)
+        await database.open(migrate=False)
+        try:
+            return await database.all_journals()
+        finally:
+            await database.close()
+
+    return anyio.run(read)
 
 
 def _duration(text: str) -> float:
@@ -49,7 +68,8 @@ def report(
         list[str] | None, typer.Option(help="MODULE:ATTR of an earlier version; repeatable.")
     ] = None,
     store: Annotated[
-        str, typer.Option(help="The runtime's journal: sqlite:///PATH.")
+        str,
+        typer.Option(help="The runtime's journal: sqlite:///PATH, or a cluster's postgresql://..."),
     ] = DEFAULT_STORE,
     since: Annotated[
         str | None,
@@ -65,13 +85,13 @@ def report(
 ) -> None:
     """How a workflow's runs went, from its journal: outcomes, each step, where it breaks.
 
-    Reads the journal file without writing to it, so it may run beside the runtime.
+    Reads the journal without writing to it, so it may run beside the runtime; from
+    PostgreSQL, every run of every runtime of the cluster.
     """
-    path = _journal_file(store, "a report reads a SQLite journal")
     oldest = 0.0 if since is None else time.time() - _duration(since)
     with usage_errors():
         catalog = Catalog(load_graphs(workflow or []), load_graphs(previous or []))
-        journals = read_journals(path)
+        journals = _journals(store)
     if not catalog.current:
         raise fail("name the workflow with --workflow MODULE:ATTR, as the runtime loads it")
     graphs = [g for g in catalog.current.values() if name is None or g.name == name]

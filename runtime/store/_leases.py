@@ -120,7 +120,7 @@ class Leases:
         joined later takes its part of them.
         """
         try:
-            async with self.store.connections().connection() as conn, conn.transaction():
+            async with self.store.connection() as conn, conn.transaction():
                 live = await conn.execute(
                     "SELECT 1 FROM baton.supervisors WHERE token = %s "
                     "AND expires_at > clock_timestamp() FOR SHARE",

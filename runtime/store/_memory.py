@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from runtime.errors import StoreError
 from runtime.store._journal import ClockReading, JournalRecord
 
 
@@ -26,9 +27,23 @@ class MemoryStore:
     def append_nowait(
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None
     ) -> bool:
+        journals = self._journals
+        # Checked before anything is kept, so that a refused batch leaves nothing of itself,
+        # as a durable store's transaction does: the same (run, seq) twice is refused.
+        last: dict[str, int] = {}
+        for record in records:
+            before = last.get(record.run_id)
+            if before is None:
+                journal = journals.get(record.run_id)
+                before = journal[-1].seq if journal else 0
+            if record.seq <= before:
+                raise StoreError(
+                    self.description,
+                    f"run {record.run_id} event {record.seq} does not follow event {before}",
+                )
+            last[record.run_id] = record.seq
         if reading is not None:
             self._reading = reading
-        journals = self._journals
         for record in records:
             journal = journals.get(record.run_id)
             if journal is None:

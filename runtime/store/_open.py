@@ -16,16 +16,42 @@ if TYPE_CHECKING:
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-def open_postgres(url: str) -> PostgresStore:
-    """A PostgreSQL store, its schema checked and migrated; a clear error without the extra."""
+def redact(url: str) -> str:
+    """The URL without a password, for logs and errors: neither the one in its user part
+    nor a `password=` parameter (libpq takes both)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The user part ends at the first '@' of the authority, which ends at '/' or '?'.
+    ends = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
+    cut = min(ends, default=len(rest))
+    user, at, hosts = rest[:cut].partition("@")
+    if at and ":" in user:
+        rest = f"{user.partition(':')[0]}:***@{hosts}{rest[cut:]}"
+    base, mark, query = rest.partition("?")
+    if mark:
+        query = "&".join(
+            f"{name}=***" if name.lower() == "password" else part
+            for part in query.split("&")
+            for name in [part.partition("=")[0]]
+        )
+    return f"{scheme}://{base}{mark}{query}"
+
+
+def open_postgres(url: str, *, migrate: bool = True) -> PostgresStore:
+    """A PostgreSQL store, its schema checked and migrated (with `migrate=False`, left for
+    `open` to check); a clear error without the extra."""
     try:
         from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - an optional extra
     except ImportError:
         raise ConfigError(
-            "--store", url, "PostgreSQL needs psycopg: pip install 'baton-runtime[postgres]'"
+            "--store",
+            redact(url),
+            "PostgreSQL needs psycopg: pip install 'baton-runtime[postgres]'",
         ) from None
     store = PostgresStore(url)
-    store.migrate()
+    if migrate:
+        store.migrate()
     return store
 
 

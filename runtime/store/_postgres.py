@@ -9,9 +9,12 @@ writes refused, and acts on none of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import select
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -19,28 +22,22 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from runtime.engine._events import JournalEvent, RunStarted
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.store._journal import ClockReading, JournalRecord
-from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate
+from runtime.store._open import redact
+from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate, version
 
 POOL_SIZE = 4
 """Connections a runtime holds at most: commits, reads, and the lease's renewals. Small on
 purpose: many runtimes restarting at once must not exhaust the server's connections."""
 CONNECT_SECONDS = 10.0
-"""How long a connection may take before the store is reported unavailable."""
+"""How long a connection, or an append, may take before the store is reported unavailable."""
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _APPEND = (
     "SELECT baton.append(%b, %b::text[], %b::float8[], %b::text[], %b::text[], %b::int4[], "
     "%b::float8[], %b::bytea[], %b::float8, %b::float8, %b::text)"
 )
 """Parameters in binary (`%b`): a batch's arrays are dumped without quoting each element."""
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for logs and errors."""
-    head, at, tail = url.partition("@")
-    if not at or ":" not in head.removeprefix("postgresql://").removeprefix("postgres://"):
-        return url
-    scheme, _, credentials = head.partition("://")
-    return f"{scheme}://{credentials.partition(':')[0]}:***@{tail}"
 
 
 class PostgresStore:
@@ -51,13 +48,18 @@ class PostgresStore:
     store only reads (reports, `inspect --at` from beside the cluster).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = CONNECT_SECONDS) -> None:
         self.url = url
+        self.timeout = timeout
+        """Seconds an append may take, the wait for a connection included, and a connection
+        may take to open, before the store is reported unavailable."""
+        self.schema: int | None = None
+        """The schema version `migrate()` found, once it ran."""
         self.fence: int | None = None
         """The fencing token of this runtime's lease, checked by every append."""
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(JournalEvent)
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self.pool: AsyncConnectionPool[Connection] | None = None
         self._ended: list[str] = []
         """Runs ended since the last append, marked so with it."""
 
@@ -67,41 +69,75 @@ class PostgresStore:
 
     def migrate(self) -> int:
         """Connect once, check the server and bring the schema up to date; the version found."""
+        self.schema = self._once(migrate)
+        return self.schema
+
+    def check_schema(self) -> int:
+        """Connect once and read the schema's version, changing nothing: for a reader beside
+        the cluster, which must not create or migrate a schema where it looks."""
+        self.schema = self._once(version)
+        return self.schema
+
+    def _once(self, run: Callable[[psycopg.Connection[tuple[object, ...]], str], int]) -> int:
         try:
             with psycopg.connect(
-                self.url, connect_timeout=int(CONNECT_SECONDS), autocommit=True
+                self.url, connect_timeout=max(1, round(self.timeout)), autocommit=True
             ) as conn:
-                return migrate(conn, self.description)
+                return run(conn, self.description)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(self.description, _first_line(exc)) from None
         except psycopg.Error as exc:
             raise StoreError(self.description, _first_line(exc)) from None
 
-    async def open(self) -> None:
-        """Open the connection pool (the schema is migrated first, if not yet)."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Open the connection pool; the schema is migrated first if not yet, or with
+        `migrate=False` only checked, for a store that will only read."""
         if self.pool is not None:
             return
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+        if self.schema is None:
+            await anyio.to_thread.run_sync(self.migrate if migrate else self.check_schema)
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.url,
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True, "prepare_threshold": 0},
-            timeout=CONNECT_SECONDS,
+            timeout=self.timeout,
+            # The pool retries a lost connection with a back-off that doubles up to this,
+            # then leaves it to the next request: kept short so that the first appends
+            # after the server is back do not wait out a back-off of minutes.
+            reconnect_timeout=self.timeout,
             open=False,
             name="baton",
         )
         try:
-            await pool.open(wait=True, timeout=CONNECT_SECONDS)
+            await pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout:
             await pool.close()
             raise StoreUnavailable(self.description, "no connection within "
-                                   f"{CONNECT_SECONDS:.0f} s") from None  # fmt: skip
+                                   f"{self.timeout:g} s") from None  # fmt: skip
         self.pool = pool
 
-    def connections(self) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]:
+    def connections(self) -> AsyncConnectionPool[Connection]:
         if self.pool is None:
             raise StoreError(self.description, "the store is not open")
         return self.pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection of the pool that the server has not ended while it sat there.
+
+        After the server restarted, every pooled connection is dead, and each would fail
+        the statement it is given: they are put aside here until a live one comes, so
+        that the first appends after a restart succeed.
+        """
+        pool = self.connections()
+        while True:
+            async with pool.connection() as conn:
+                if await _live(conn):
+                    yield conn
+                    return
+                # Closed, it is replaced by the pool rather than handed out again.
+                await conn.close()
 
     def mark_ended(self, run_id: str) -> None:
         self._ended.append(run_id)
@@ -138,8 +174,15 @@ class PostgresStore:
 
     async def _execute(self, query: str, params: Sequence[object]) -> None:
         try:
-            async with self.connections().connection() as conn:
-                await conn.execute(query, params, binary=True)
+            # The whole append is bounded, the wait for a connection included: a server
+            # that stopped answering makes the store unavailable, never a runtime that hangs.
+            with anyio.fail_after(self.timeout):
+                async with self.connection() as conn:
+                    await conn.execute(query, params, binary=True)
+        except TimeoutError:
+            raise StoreUnavailable(
+                self.description, f"no answer within {self.timeout:g} s"
+            ) from None
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(self.description, _first_line(exc)) from None
         except psycopg.Error as exc:
@@ -149,7 +192,7 @@ class PostgresStore:
 
     async def fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            async with self.connections().connection() as conn:
+            async with self.connection() as conn:
                 cursor = await conn.execute(query, params, binary=True)
                 return await cursor.fetchall()
         except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -161,8 +204,7 @@ class PostgresStore:
         rows = await self.fetch(
             "SELECT seq, at, body FROM baton.events WHERE run_id = %s ORDER BY seq", (run_id,)
         )
-        decode = self._decoder.decode
-        return [JournalRecord(run_id, seq, at, decode(body)) for seq, at, body in rows]
+        return self._group(rows, run_id).get(run_id, [])
 
     async def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalRecord]]:
         """The journals of several runs, in one query."""
@@ -180,11 +222,19 @@ class PostgresStore:
         )
         return self._group(rows)
 
-    def _group(self, rows: list[tuple[Any, ...]]) -> dict[str, list[JournalRecord]]:
+    def _group(
+        self, rows: list[tuple[Any, ...]], run_id: str | None = None
+    ) -> dict[str, list[JournalRecord]]:
+        """Records by run, from rows of (run_id, seq, at, body), or of (seq, at, body) for
+        `run_id` alone."""
         decode = self._decoder.decode
         journals: dict[str, list[JournalRecord]] = {}
-        for run_id, seq, at, body in rows:
-            journals.setdefault(run_id, []).append(JournalRecord(run_id, seq, at, decode(body)))
+        try:
+            for row in rows:
+                run, seq, at, body = row if run_id is None else (run_id, *row)
+                journals.setdefault(run, []).append(JournalRecord(run, seq, at, decode(body)))
+        except msgspec.DecodeError as exc:
+            raise StoreError(self.description, f"cannot read the journal: {exc}") from None
         return journals
 
     async def run_ids(self) -> list[str]:
@@ -206,6 +256,26 @@ class PostgresStore:
         pool, self.pool = self.pool, None
         if pool is not None:
             await pool.close()
+
+
+async def _live(conn: Connection) -> bool:
+    """Whether a connection idle in the pool still has its server session.
+
+    An idle connection has nothing to read unless its server ended the session (its
+    farewell, or the end of the stream, waits there): only then is a round trip spent
+    to find out, so that a healthy append pays no more than one.
+    """
+    if conn.closed:
+        return False
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if not poller.poll(0):
+        return True
+    try:
+        await conn.execute("")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:

@@ -134,3 +134,25 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
             conn.execute(MIGRATIONS[number - 1].encode())
             conn.execute("UPDATE baton.schema_version SET version = %s", (number,))
     return found
+
+
+def version(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
+    """The schema's version, read and not written: refused unless it is this runtime's."""
+    row = conn.execute("SELECT to_regclass('baton.schema_version') IS NOT NULL").fetchone()
+    found = None
+    if row is not None and row[0]:
+        found_row = conn.execute("SELECT max(version) FROM baton.schema_version").fetchone()
+        found = None if found_row is None or found_row[0] is None else int(str(found_row[0]))
+    if not found:
+        raise StoreError(where, "no Baton journal in this database: no runtime has used it")
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            where, f"schema version {found} is newer than this runtime's {SCHEMA_VERSION}"
+        )
+    if found < SCHEMA_VERSION:
+        raise StoreError(
+            where,
+            f"schema version {found} is older than this runtime's {SCHEMA_VERSION}: "
+            "a runtime started on it brings it up to date",
+        )
+    return found

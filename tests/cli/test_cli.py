@@ -275,7 +275,7 @@ class TestReport:
         ("args", "says"),
         [
             (["--since", "soon"], "expected a number and a unit"),
-            (["--store", "memory://"], "reads a SQLite journal"),
+            (["--store", "memory://"], "a report reads a SQLite or PostgreSQL journal"),
             (["--store", "sqlite:////nonexistent/j.db"], "no such journal file"),
             ([], "name the workflow with --workflow"),
         ],

@@ -265,3 +265,36 @@ def test_each_package_imports_first_on_its_own(package: str) -> None:
     """No cycle between the packages: any of them can be the first one a program imports."""
     done = subprocess.run([sys.executable, "-c", f"import {package}"], check=False)
     assert done.returncode == 0
+
+
+WITHOUT_PSYCOPG = """
+import sys
+
+# None in sys.modules makes `import psycopg` fail as it does where the extra is missing.
+sys.modules["psycopg"] = sys.modules["psycopg_pool"] = None
+
+import runtime.cli
+import runtime.cluster
+import runtime.store
+from runtime.errors import ConfigError
+
+print(type(runtime.store.open_store("memory://")).__name__)
+try:
+    runtime.store.open_store("postgresql://baton:hunter2@db.example/baton")
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+def test_the_store_works_without_the_postgres_extra() -> None:
+    """psycopg is optional: without it every package imports, the other stores open, and a
+    PostgreSQL URL says which extra to install."""
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "MemoryStore",
+        "--store='postgresql://baton:***@db.example/baton': PostgreSQL needs psycopg: "
+        "pip install 'baton-runtime[postgres]'",
+    ]

@@ -1,0 +1,150 @@
+"""The PostgreSQL store while its server goes away and comes back, under a stream of appends.
+
+What a runtime counts on: an append fails with `StoreUnavailable` within the store's
+bound while the server is gone, every append that returned is still journaled when
+it is back, and appends succeed again without opening the store anew.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from itertools import count
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from runtime.cluster import LocalPostgres
+from runtime.errors import StoreError, StoreUnavailable
+from runtime.store._leases import Leases
+from runtime.store._postgres import PostgresStore
+from tests.runtime.test_store_contract import dispatched, started
+
+pytestmark = pytest.mark.anyio
+
+BOUND = 2.0
+"""The store's timeout here: how long an append may take before it is given up."""
+SLACK = 1.0
+"""What an append may take beyond the bound: the scheduling of a busy test machine."""
+WRITERS = 4
+"""Appends in flight at once, one per connection of the store's pool."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    opened = PostgresStore(postgres_url, timeout=BOUND)
+    await opened.open()
+    opened.fence = await Leases(opened).join("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", 600)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+class Load:
+    """Writers appending a new run each time, noting which appends returned and which
+    failed, with how long each failure took."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.acknowledged: list[str] = []
+        self.failures: list[tuple[StoreError, float, float]] = []
+        """Each failed append: why, when it began and how long it took (monotonic)."""
+        self._ids = count()
+        self._changed = anyio.Event()
+
+    async def until(self, condition: Callable[[], bool], limit: float = 30.0) -> None:
+        """Return once `condition` holds, looked at after each append; fail after `limit` s."""
+        with anyio.fail_after(limit):
+            while not condition():
+                await self._changed.wait()
+
+    async def write(self, stop: anyio.Event) -> None:
+        while not stop.is_set():
+            run_id = f"run-{next(self._ids):05}"
+            at = time.time()
+            began = time.monotonic()
+            try:
+                await self.store.append([started(run_id, at), dispatched(run_id, 2, at)])
+            except StoreError as exc:
+                self.failures.append((exc, began, time.monotonic() - began))
+            else:
+                self.acknowledged.append(run_id)
+            self._changed.set()
+            self._changed = anyio.Event()
+            # A failure may come at once (a session ended in flight): let the others run.
+            await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("outage", ["stop", "kill"])
+async def test_appends_carry_on_through_a_server_restart(
+    postgres: LocalPostgres, store: PostgresStore, outage: str
+) -> None:
+    """Stopped or killed mid-stream, the server takes nothing acknowledged with it."""
+    load = Load(store)
+    halt = postgres.stop if outage == "stop" else postgres.kill
+    stop = anyio.Event()
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as writers:
+            for _ in range(WRITERS):
+                writers.start_soon(load.write, stop)
+            await load.until(lambda: len(load.acknowledged) >= 50)
+            await anyio.to_thread.run_sync(halt)
+            await load.until(lambda: len(load.failures) >= WRITERS)
+            await anyio.to_thread.run_sync(postgres.start)
+            restarted = time.monotonic()
+            back = len(load.acknowledged)
+            await load.until(lambda: len(load.acknowledged) >= back + 50)
+            stop.set()
+
+    unexpected = [exc for exc, _, _ in load.failures if not isinstance(exc, StoreUnavailable)]
+    assert unexpected == []
+    slowest = max(took for _, _, took in load.failures)
+    assert slowest <= BOUND + SLACK, f"an append took {slowest:.1f} s to fail"
+    late = [exc for exc, began, _ in load.failures if began > restarted]
+    assert late == [], "an append begun after the server was back failed"
+    journals = await store.all_journals()
+    lost = [run for run in load.acknowledged if [r.seq for r in journals.get(run, [])] != [1, 2]]
+    assert lost == [], f"{len(lost)} acknowledged runs are not journaled"
+
+
+async def test_a_store_opened_while_the_server_is_down_says_so(
+    postgres: LocalPostgres, postgres_url: str
+) -> None:
+    await anyio.to_thread.run_sync(postgres.stop)
+    store = PostgresStore(postgres_url, timeout=1)
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailable) as refused:
+        await store.open()
+    assert time.monotonic() - began <= 1 + SLACK
+    assert str(refused.value).startswith(f"store {postgres_url} failed: ")
+
+
+@pytest.mark.parametrize("outage", ["stop", "kill"])
+async def test_a_restart_while_idle_costs_no_append(
+    postgres: LocalPostgres, store: PostgresStore, outage: str
+) -> None:
+    """Connections the restart ended while they sat in the pool are never handed out."""
+    load = Load(store)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as writers:
+        for _ in range(WRITERS):
+            writers.start_soon(load.write, stop)
+        await load.until(lambda: len(load.acknowledged) >= 20)
+        stop.set()
+    assert store.connections().get_stats()["pool_size"] == WRITERS
+    await anyio.to_thread.run_sync(postgres.stop if outage == "stop" else postgres.kill)
+    await anyio.to_thread.run_sync(postgres.start)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as writers:
+        for _ in range(WRITERS):
+            writers.start_soon(load.write, stop)
+        await load.until(lambda: len(load.acknowledged) >= 40)
+        stop.set()
+    assert load.failures == []
