@@ -138,6 +138,7 @@ def _cluster_demo(out: Console, runtimes: int, runs_per_kind: int) -> int:
     if importlib.util.find_spec("psycopg") is None:
         raise fail("--cluster needs PostgreSQL: pip install 'baton-runtime[postgres-server]'")
     from runtime.cli._demo_cluster import run_cluster_demo  # noqa: PLC0415 - with the extra
+
     return run_cluster_demo(
         out,
         runtimes=runtimes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -50,7 +51,7 @@ log = structlog.get_logger("baton.runtime")
 
 REJOIN_FIRST = 0.5
 """Seconds before a cluster's runtime that lost its lease first tries to join again."""
-REJOIN_MOST = 10.0
+REJOIN_MOST = 2.0
 
 
 @logged
@@ -193,10 +194,19 @@ def runtime(
         runs were taken over meanwhile, so nothing of the last one's state is kept)."""
         journal = opened if not incarnations else _reopen(opened)
         incarnations.append(journal)
-        return Supervisor(
+        # A member joining again binds where the first one did (a port 0 was made a real
+        # port then): agents and clients reconnect to the same endpoints.
+        bound = (
+            config
+            if not supervisors
+            else dataclasses.replace(
+                config, agents=supervisors[0].bound_agents, control=supervisors[0].bound_control
+            )
+        )
+        supervisor = Supervisor(
             graphs,
             journal,
-            config,
+            bound,
             security=security,
             previous=earlier,
             kill_points=points,
@@ -204,8 +214,11 @@ def runtime(
             tracer=tracer,
             membership=_membership(journal, cluster, counters),
         )
+        supervisors.append(supervisor)
+        return supervisor
 
     incarnations: list[Store] = []
+    supervisors: list[Supervisor] = []
     counters = _cluster_counters(store)
     tune_collector()
     extra = {} if metrics is None else {"metrics": f"http://{metrics_host}:{metrics.port}/metrics"}
@@ -287,6 +300,16 @@ def _reopen(store: Store) -> Store:
     return PostgresStore(store.url)
 
 
+class _Listening:
+    """Told by a supervisor that it listens (its planes bound, its store taken up)."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def started(self, value: None = None) -> None:
+        self.event.set()
+
+
 class _Serving:
     """The supervisor serving now, for the signal handler, and whether a stop was asked."""
 
@@ -350,14 +373,18 @@ async def _serve_once(
     serving.supervisor = supervisor
     try:
         async with anyio.create_task_group() as tg:
+            listening = _Listening()
 
-            async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async def serve() -> None:
+                # A child task, not `tg.start`: what stops it before it listens (a database
+                # that is away) must reach the handlers below, not vanish in the cancel.
                 try:
-                    await supervisor.serve(task_status=task_status)
+                    await supervisor.serve(task_status=listening)
                 finally:
                     tg.cancel_scope.cancel()
 
-            await tg.start(serve)
+            tg.start_soon(serve)
+            await listening.event.wait()
             if ready_file is not None:
                 _write_ready_file(ready_file, supervisor, extra)
             await serving.stopping.wait()

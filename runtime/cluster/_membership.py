@@ -130,10 +130,15 @@ class Membership:
                     self.lose("the lease could not be renewed before it lapsed")
                     break
                 if now >= renew_at:
-                    renew_at = await self._renew(load) + config.renew_every
+                    # Bounded by what the lease has left: a database that does not answer
+                    # must not keep this runtime from seeing its lease lapse.
+                    renew_at = now + min(0.5, config.renew_every)
+                    with anyio.move_on_after(self.valid_until - now):
+                        renew_at = await self._renew(load) + config.renew_every
                 if self.lost is None and self._monotonic() >= check_at:
-                    await self._check(take_over, on_peers)
                     check_at = self._monotonic() + config.check
+                    with anyio.move_on_after(max(0.0, self.valid_until - self._monotonic())):
+                        await self._check(take_over, on_peers)
                 wait = min(renew_at, check_at, self.valid_until) - self._monotonic()
                 with anyio.move_on_after(max(0.0, wait)):
                     await self._wake.wait()

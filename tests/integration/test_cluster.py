@@ -16,7 +16,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from protocols import TERMINAL_STATUSES
 from runtime import ControlClient, ControlRefused, RuntimeUnavailable
 from runtime.cluster import LocalPostgres
 from runtime.launch import ProcessGroup, RuntimeProcess
@@ -31,6 +30,10 @@ LEASE = 1.5
 
 
 def start_runtime(group: ProcessGroup, url: str, label: str) -> RuntimeProcess:
+    """A runtime of the cluster on `url`; the actors' and the approver's keys enrolled first."""
+    group.enroll("clerk", "clerk")
+    group.enroll("books", "tools:books")
+    group.enroll("fin", "approver:finance")
     return group.start_runtime(
         WORKFLOWS,
         label=label,
@@ -42,8 +45,6 @@ def start_runtime(group: ProcessGroup, url: str, label: str) -> RuntimeProcess:
 
 def start_actors(group: ProcessGroup, runtimes: list[RuntimeProcess], tag: str) -> None:
     """A clerk and a books host, each serving every runtime given."""
-    group.enroll("clerk", "clerk")
-    group.enroll("books", "tools:books")
     connect = ",".join(r.agents for r in runtimes)
     group.start_actor(f"{FLOWS}:Clerk", connect, label=f"clerk-{tag}", principal="clerk",
                       concurrency=16)  # fmt: skip
@@ -73,7 +74,6 @@ async def test_a_killed_runtimes_runs_are_taken_over_and_any_runtime_answers_for
     first = start_runtime(cluster, postgres_url, "first")
     second = start_runtime(cluster, postgres_url, "second")
     start_actors(cluster, [first, second], "both")
-    cluster.enroll("fin", "approver:finance")
     async with (
         ControlClient(first.control, keys=first.operator) as on_first,
         ControlClient(second.control, keys=second.operator) as on_second,
@@ -84,7 +84,10 @@ async def test_a_killed_runtimes_runs_are_taken_over_and_any_runtime_answers_for
         # A decision waiting on the second runtime is in the inbox asked of the first, and
         # is decided through it.
         with anyio.fail_after(20):
-            while not (shown := await approver.pending()):
+            while True:
+                shown = await approver.pending()
+                if shown:
+                    break
                 await anyio.sleep(0.05)
         assert [p.run_id for p in shown] == [gated]
         decided = await approver.decide(shown[0], "approve", comment="fine")
@@ -96,7 +99,8 @@ async def test_a_killed_runtimes_runs_are_taken_over_and_any_runtime_answers_for
         first.process.wait()
         for run_id in doomed:
             record, timed_out = await on_second.wait_run(run_id, max_wait=60)
-            assert not timed_out and record.status == "completed", (run_id, record.reason)
+            assert not timed_out, run_id
+            assert record.status == "completed", (run_id, record.reason)
         record, _ = await on_second.wait_run(gated, max_wait=30)
         assert record.status == "completed"
         taken = [
@@ -105,10 +109,12 @@ async def test_a_killed_runtimes_runs_are_taken_over_and_any_runtime_answers_for
             for entry in (await on_second.get_run(run_id)).history
             if entry.event == "run_recovered"
         ]
-        assert taken and all("taken over from runtime" in m for m in taken)
+        assert taken
+        assert all("taken over from runtime" in m for m in taken)
         members = await on_second.members()
         assert [m.control for m in members.members] == [second.control]
-        assert members.takeovers and members.takeovers[0].by_token == members.here
+        assert members.takeovers
+        assert members.takeovers[0].by_token == members.here
     counted = effects(ledger)
     assert sorted(counted) == sorted(str(n) for n in [*range(12), 100])
     assert max(counted.values()) == 1, counted
@@ -155,11 +161,12 @@ async def test_postgresql_restarted_under_load_loses_no_accepted_run(
             accepted.append(await client.start_run("job", {"n": n}))
         for run_id in accepted:
             record, timed_out = await client.wait_run(run_id, max_wait=60)
-            assert not timed_out and record.status in TERMINAL_STATUSES, (run_id, record.status)
+            assert not timed_out, run_id
             assert record.status == "completed", record.reason
     assert runtime.process.poll() is None, "the runtime waits for its database, it does not exit"
     log = cluster.log_of("runtime")
-    assert "runtime.left_cluster" in log and "runtime.rejoining" in log
+    assert "runtime.left_cluster" in log
+    assert "runtime.rejoining" in log
     assert refused, "starts while the database was down are refused, not accepted"
     counted = effects(ledger)
     assert max(counted.values()) == 1
