@@ -429,6 +429,7 @@ class Supervisor:
         failure = self.core.batch.failure
         if isinstance(failure, LeaseLapsed) and self.membership is not None:
             self.membership.counters.fenced_writes += 1
+            log.warning("batch.fenced", token=self.membership.token, reason=failure.reason)
             self.membership.lose(failure.reason)
         self.stop()
 
