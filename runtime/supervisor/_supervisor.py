@@ -69,6 +69,7 @@ class Supervisor:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         boot: str | None = None,
+        peers: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         """`security=None` runs without CURVE: for loopback development only.
 
@@ -76,7 +77,9 @@ class Supervisor:
         runs which started on them finish on them (`CatalogError` if they clash).
         `kill_points` names places where the process kills itself, to rehearse crashes.
         `boot` names the boot `monotonic` counts from (by default the system's boot id):
-        readings of it taken in another boot are not compared with it.
+        readings of it taken in another boot are not compared with it. `peers` gives the
+        agent-plane endpoints of the cluster's other supervisors that actors are welcomed
+        with, besides `config.peers`.
         """
         self.config = config
         self.security = security
@@ -93,6 +96,7 @@ class Supervisor:
             metrics=metrics,
             tracer=tracer,
             on_heartbeat=self._heartbeat,
+            peers=peers,
         )
         self.store = store
         self.catalog = core.catalog
