@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runtime.cli._connection import client_keys
+from runtime.cli._connection import client_keys, endpoint_list
 from runtime.cli._console import fail
 from runtime.cli._options import (
     DEFAULT_AGENTS,
@@ -31,7 +31,7 @@ DEFAULT_LEDGERS = ".baton/ledgers"
 @logged
 def agent(
     spec: Annotated[str, typer.Argument(help="MODULE:CLASS of an Agent or ToolHost subclass.")],
-    connect: ConnectOption = DEFAULT_AGENTS,
+    connect: ConnectOption = None,
     concurrency: Annotated[int, typer.Option(min=1, max=4096, help="Tasks run at once.")] = 1,
     name: Annotated[
         str | None,
@@ -83,12 +83,15 @@ def agent(
     if ledger is None:
         ledgers = Path(os.environ.get("BATON_LEDGERS") or DEFAULT_LEDGERS)
         ledger = str(ledgers / f"{declared}.db")
-    credentials = client_keys(keys, principal or declared, insecure, connect, "--connect")
+    endpoints = endpoint_list(connect or [DEFAULT_AGENTS], "--connect", insecure=insecure)
+    if not endpoints:
+        raise fail("--connect: no endpoint given")
+    credentials = client_keys(keys, principal or declared, insecure, endpoints[0], "--connect")
     spans = None if trace_file is None else _agent_spans(trace_file, declared)
     try:
         status = run_actor(
             spec,
-            connect,
+            endpoints,
             concurrency,
             name=name,
             keys=credentials,

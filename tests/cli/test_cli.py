@@ -244,6 +244,40 @@ class TestRuntimeStartup:
         assert "test key" in result.output
 
 
+class TestAgentStartup:
+    """`baton agent` checks the endpoints it is to serve before it starts."""
+
+    @pytest.mark.parametrize(
+        ("connect", "message"),
+        [
+            pytest.param(
+                [
+                    *("--connect", "tcp://127.0.0.1:7710"),
+                    *("--connect", "tcp://127.0.0.1:7720,"),
+                    *("--connect", "tcp://10.1.2.3:7710"),
+                ],
+                "--connect tcp://10.1.2.3:7710: --insecure runs only on loopback or ipc:// "
+                "endpoints (use keys to serve other hosts)",
+                id="not-loopback",
+            ),
+            pytest.param(
+                ["--connect", "tcp://127.0.0.1:7710,localhost:7720"],
+                "--connect localhost:7720: not an endpoint: expected TRANSPORT://ADDRESS "
+                "(tcp://127.0.0.1:7710), at most 256 characters",
+                id="no-transport",
+            ),
+            pytest.param(["--connect", " , "], "--connect: no endpoint given", id="none"),
+        ],
+    )
+    def test_endpoints_that_cannot_be_served(self, connect: list[str], message: str) -> None:
+        """Each `--connect` is an endpoint, on loopback when insecure; commas separate several."""
+        result = runner.invoke(
+            app, ["agent", "tests.actors.sample:EchoAgent", "--insecure", *connect]
+        )
+        assert result.exit_code == 2
+        assert " ".join(result.output.split()) == f"error: {message}"
+
+
 class TestReport:
     """`baton report` reads a journal file a runtime wrote, and says how the runs went."""
 
