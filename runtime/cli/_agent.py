@@ -32,7 +32,12 @@ DEFAULT_LEDGERS = ".baton/ledgers"
 def agent(
     spec: Annotated[str, typer.Argument(help="MODULE:CLASS of an Agent or ToolHost subclass.")],
     connect: ConnectOption = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=4096, help="Tasks run at once.")] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, max=4096, help="Tasks (or tool calls) run at once, for each supervisor served."
+        ),
+    ] = 1,
     name: Annotated[
         str | None,
         typer.Option(
@@ -69,7 +74,7 @@ def agent(
         ),
     ] = None,
 ) -> None:
-    """Run an agent or tool host process connected to a runtime."""
+    """Run an agent or tool host process serving the runtimes it connects to, and their peers."""
     # The supervisor side never loads actors, so they are imported only here.
     from actors import ActorLoadError, declared_role, run_actor  # noqa: PLC0415
 
