@@ -18,7 +18,7 @@ import zmq
 from rich.markup import escape
 
 from protocols import DEFAULT_MAX_FRAME
-from runtime.cli._connection import require_loopback
+from runtime.cli._connection import endpoint_list, require_loopback
 from runtime.cli._console import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, err, fail, usage_errors
 from runtime.cli._options import (
     DEFAULT_AGENTS,
@@ -156,6 +156,18 @@ def runtime(
             "lease lapsed.",
         ),
     ] = DEFAULT_CHECK,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer",
+            envvar="BATON_PEERS",
+            help="The agent-plane endpoint of another supervisor of the cluster, as actors "
+            "reach it; repeatable or comma-separated. Every actor welcomed here is told of "
+            "them and serves them too (with CURVE, every supervisor of a cluster uses the "
+            "same runtime key).",
+            show_default="none",
+        ),
+    ] = None,
     keys: KeysOption = DEFAULT_KEYS,
     insecure: InsecureOption = False,
 ) -> None:
@@ -178,6 +190,7 @@ def runtime(
             recovery_budget=recovery_budget,
             restart_budget=restart_budget,
             restart_window=restart_window,
+            peers=endpoint_list(peer or [], "--peer", insecure=insecure),
         )
         if insecure:
             require_loopback(config.agents, "--agents")

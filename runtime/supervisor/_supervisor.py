@@ -77,6 +77,7 @@ class Supervisor:
         monotonic: Callable[[], float] = time.monotonic,
         boot: str | None = None,
         membership: Membership | None = None,
+        peers: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         """`security=None` runs without CURVE: for loopback development only.
 
@@ -84,9 +85,12 @@ class Supervisor:
         runs which started on them finish on them (`CatalogError` if they clash).
         `kill_points` names places where the process kills itself, to rehearse crashes.
         `boot` names the boot `monotonic` counts from (by default the system's boot id):
-        readings of it taken in another boot are not compared with it.
+        readings of it taken in another boot are not compared with it. `peers` gives the
+        agent-plane endpoints of the cluster's other supervisors that actors are welcomed
+        with, besides `config.peers`.
         With `membership` (over a `PostgresStore`), the runtime is one of a cluster: it
-        owns the runs it starts or takes over by lease, and stops when the lease is lost.
+        owns the runs it starts or takes over by lease, and stops when the lease is lost;
+        actors are told of its other live members as they come and go.
         """
         self.config = config
         self.security = security
@@ -105,6 +109,7 @@ class Supervisor:
             metrics=metrics,
             tracer=tracer,
             on_heartbeat=self._heartbeat,
+            peers=peers,
         )
         self.store = store
         self.catalog = core.catalog
@@ -250,7 +255,7 @@ class Supervisor:
     def _on_peers(self, peers: Sequence[Member]) -> None:
         """Other runtimes joined or left: clients are told of their control planes."""
         self.core.peer_controls = [m.control for m in peers]
-        log.info("cluster.peers", peers=[m.agents for m in peers])
+        self.core.agents.announce_peers([m.agents for m in peers])
 
     def _lost(self, reason: str) -> None:
         """The lease is lost: stop at once, sending nothing more."""
