@@ -51,3 +51,24 @@ def test_the_demo_runs_on_the_ports_it_names(tmp_path: Path) -> None:
     inputs = [line.strip() for line in lines if line.strip().startswith("request ")]
     assert len(inputs) == 4
     assert set(inputs) == {"request      input: given by operator when the run started"}
+
+
+def test_the_cluster_demo_shows_a_killed_runtimes_runs_taken_over(tmp_path: Path) -> None:
+    """`baton demo --cluster 2` starts a PostgreSQL of its own and two runtimes, kills one
+    with runs in flight, and every run still completes through the other."""
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "demo", "--cluster", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    # Exit status 0: every run completed and no process was left running.
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = next(n for n, line in enumerate(lines) if line.startswith("when (UTC)"))
+    taken = lines[header + 1].split("\t")
+    assert int(taken[3]) > 0, f"the killed runtime held no run in flight: {taken}"
+    assert "12 runs on 2 runtimes" in done.stdout
