@@ -25,6 +25,9 @@ from actors._kill_points import KillPointsInvalid as KillPointsInvalid
 from actors._loader import declared_role as declared_role
 from actors._loader import load_actor as load_actor
 from actors._loader import run_actor as run_actor
+from actors._receipts import Receipt as Receipt
+from actors._receipts import Receipts as Receipts
+from actors._receipts import read_receipts as read_receipts
 from actors._spans import SpanMark as SpanMark
 from actors._spans import Spans as Spans
 from actors._task import Result as Result
@@ -42,6 +45,8 @@ __all__ = [
     "InvalidOutput",
     "KillPoints",
     "KillPointsInvalid",
+    "Receipt",
+    "Receipts",
     "RegistrationRefused",
     "Result",
     "SpanMark",
@@ -54,6 +59,7 @@ __all__ = [
     "Tools",
     "declared_role",
     "load_actor",
+    "read_receipts",
     "run_actor",
     "serve",
     "tool",

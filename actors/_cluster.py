@@ -31,6 +31,7 @@ from actors._errors import ActorLoadError, RegistrationRefused
 from actors._identity import identify
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger
+from actors._receipts import Receipts
 from actors._spans import Spans
 from actors._statistics import Counters, WorkerStatistics
 from actors._toolhost import ToolHost
@@ -70,6 +71,7 @@ class ClusterWorker:
         ledger: Ledger | None = None,
         kill_points: KillPoints | None = None,
         spans: Spans | None = None,
+        receipts: Receipts | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
@@ -113,6 +115,7 @@ class ClusterWorker:
             ledger=ledger,
             kill_points=kill_points,
             spans=spans,
+            receipts=receipts,
         )
         self._workers: dict[str, Worker] = {}
         self._known: dict[str, None] = dict.fromkeys(given)
@@ -273,6 +276,7 @@ async def serve(
     ledger: Ledger | None = None,
     kill_points: KillPoints | None = None,
     spans: Spans | None = None,
+    receipts: Receipts | None = None,
 ) -> None:
     """Connect `actor` to the supervisors at `endpoint` and serve them until `stop` is set.
 
@@ -307,5 +311,6 @@ async def serve(
         ledger=ledger,
         kill_points=kill_points,
         spans=spans,
+        receipts=receipts,
     )
     await worker.run()

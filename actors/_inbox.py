@@ -15,6 +15,7 @@ from structlog.typing import FilteringBoundLogger
 from actors._connection import Connection
 from actors._errors import RegistrationRefused
 from actors._pool import Pool
+from actors._receipts import Receipts
 from actors._sender import Sender
 from actors._statistics import Counters
 from protocols import (
@@ -60,6 +61,7 @@ class Inbox:
         endpoint: str,
         register: Callable[[Connection], None],
         peers: Callable[[Sequence[str], str], None],
+        receipts: Receipts | None = None,
     ) -> None:
         """`register` sends our registration again on a connection; `peers` hears the
         endpoints of the other supervisors the runtime names, and the endpoint it serves."""
@@ -72,6 +74,7 @@ class Inbox:
         self._endpoint = endpoint
         self._register = register
         self._peers = peers
+        self._receipts = receipts
 
     def drain(self, conn: Connection) -> bool:
         """Handle the frames waiting on the connection; True when the connection should end."""
@@ -92,6 +95,8 @@ class Inbox:
                 except ProtocolError as exc:
                     self._bad_frame(exc.reason, exc.detail, exc.size)
                     continue
+                if self._receipts is not None:
+                    self._receipts.note(self._endpoint, message)
                 if self._dispatch(conn, message):
                     return True
             else:

@@ -19,6 +19,7 @@ from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger, LedgerError
+from actors._receipts import Receipts
 from actors._spans import Spans
 from actors._toolhost import ToolHost
 from protocols import ClientKeys
@@ -96,6 +97,7 @@ def run_actor(
     ledger: str | None = None,
     kill_points: KillPoints | None = None,
     spans: Spans | None = None,
+    receipts: Receipts | None = None,
     backend_options: Mapping[str, object] | None = None,
 ) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
@@ -109,7 +111,8 @@ def run_actor(
     keeps its effects in the `ledger` (a SQLite path, or `memory://`); agents
     ignore it. `kill_points` are places to die at, rehearsing a crash there
     (see `actors.KillPoints`). `spans` traces the tasks and tool calls that the
-    runtime traces (see `actors.SpanRecorder`). `backend_options` go to `anyio.run`
+    runtime traces (see `actors.SpanRecorder`). `receipts` notes every frame received
+    (see `actors.Receipts`). `backend_options` go to `anyio.run`
     (the process owner picks the event loop).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
@@ -142,6 +145,7 @@ def run_actor(
         ledger=effects,
         kill_points=kill_points,
         spans=spans,
+        receipts=receipts,
     )
     return anyio.run(serving, backend_options=dict(backend_options or {}))
 
@@ -156,6 +160,7 @@ async def _serve_until_signalled(
     ledger: Ledger | None,
     kill_points: KillPoints | None,
     spans: Spans | None,
+    receipts: Receipts | None,
 ) -> int:
     stop = anyio.Event()
     status = EXIT_OK
@@ -173,6 +178,7 @@ async def _serve_until_signalled(
                 ledger=ledger,
                 kill_points=kill_points,
                 spans=spans,
+                receipts=receipts,
             )
         except ActorLoadError as exc:
             _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)

@@ -29,6 +29,7 @@ from actors._kill_points import KillPoints
 from actors._ledger import Ledger
 from actors._link import Backoff, Link
 from actors._pool import Pool
+from actors._receipts import Receipts
 from actors._sender import Sender
 from actors._spans import Spans
 from actors._statistics import Counters
@@ -66,6 +67,8 @@ class Shared:
     ledger: Ledger | None = None
     kill_points: KillPoints | None = None
     spans: Spans | None = None
+    receipts: Receipts | None = None
+    """Where each frame received is noted, if anywhere."""
 
 
 class Worker:
@@ -107,6 +110,7 @@ class Worker:
             endpoint=endpoint,
             register=self._register,
             peers=shared.peers,
+            receipts=shared.receipts,
         )
         self._stopping = False
         self._ran = False

@@ -73,6 +73,15 @@ def agent(
             show_default="no traces",
         ),
     ] = None,
+    receipt_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append a JSON line per frame received from a runtime to this file: when, "
+            "from which endpoint, what, for which run; to audit what a cluster's runtimes "
+            "sent, e.g. after a takeover.",
+            show_default="none",
+        ),
+    ] = None,
 ) -> None:
     """Run an agent or tool host process serving the runtimes it connects to, and their peers."""
     # The supervisor side never loads actors, so they are imported only here.
@@ -93,6 +102,9 @@ def agent(
         raise fail("--connect: no endpoint given")
     credentials = client_keys(keys, principal or declared, insecure, endpoints[0], "--connect")
     spans = None if trace_file is None else _agent_spans(trace_file, declared)
+    from actors import Receipts  # noqa: PLC0415 - as above
+
+    receipts = None if receipt_file is None else Receipts(receipt_file)
     try:
         status = run_actor(
             spec,
@@ -103,11 +115,14 @@ def agent(
             ledger=ledger,
             kill_points=kill_points(),
             spans=spans,
+            receipts=receipts,
             backend_options=event_loop_options(),
         )
     finally:
         if spans is not None:
             spans.close()
+        if receipts is not None:
+            receipts.close()
     raise typer.Exit(status)
 
 
