@@ -229,7 +229,8 @@ async def test_a_cluster_under_kills_and_a_stall_loses_nothing_and_repeats_no_ef
     print(
         f"\ncluster chaos (seed {seed}): {len(journaled)} runs ({len(chaos.accepted)} accepted "
         f"by a reply), {len(chaos.kills)} kills, 1 stall of {resumed - stopped:.1f}s, "
-        f"{elapsed:.0f}s; runs in flight taken over per fault {runs_taken}; lost 0, duplicate effects 0, frames after a lapsed lease 0 "
+        f"{elapsed:.0f}s; runs in flight taken over per fault {runs_taken}; "
+        f"lost 0, duplicate effects 0, frames after a lapsed lease 0 "
         f"({flushed} flushed by ZeroMQ within {FLUSH}s of SIGCONT), fenced batches {fenced}; "
         f"takeover after fault p50 {statistics.median(takeover_times):.2f}s, "
         f"max {max(takeover_times):.2f}s ({[round(t, 2) for t in takeover_times]})"
