@@ -161,7 +161,7 @@ async def test_a_cluster_under_kills_and_a_stall_loses_nothing_and_repeats_no_ef
 ) -> None:
     effects = tmp_path / "effects.txt"
     monkeypatch.setenv("BATON_TEST_LEDGER", str(effects))
-    monkeypatch.setenv("BATON_TEST_PAUSE", "0.1")
+    monkeypatch.setenv("BATON_TEST_PAUSE", "0.5")
     for name, (_, role) in ACTORS.items():
         cluster.enroll(name, role)
     seed = random.randrange(2**32)
@@ -173,7 +173,7 @@ async def test_a_cluster_under_kills_and_a_stall_loses_nothing_and_repeats_no_ef
             for n in range(RUNS):
                 await chaos.submit(n)
                 # Paced so that the faults fall among runs in flight, not after them.
-                await anyio.sleep(0.04)
+                await anyio.sleep(0.05)
         with psycopg.connect(postgres_url) as conn:
             journaled = [r for (r,) in conn.execute("SELECT run_id FROM baton.runs").fetchall()]
         statuses = Counter([await chaos.outcome(run_id) for run_id in journaled])
