@@ -126,19 +126,32 @@ async def test_a_store_opened_while_the_server_is_down_says_so(
     assert str(refused.value).startswith(f"store {postgres_url} failed: ")
 
 
+async def fill(store: PostgresStore) -> None:
+    """Open every connection the pool may hold, by holding them all at once."""
+    held: list[object] = []
+    everyone = anyio.Event()
+
+    async def hold() -> None:
+        async with store.connection() as conn:
+            held.append(conn)
+            if len(held) == WRITERS:
+                everyone.set()
+            await everyone.wait()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as holders:
+            for _ in range(WRITERS):
+                holders.start_soon(hold)
+
+
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 async def test_a_restart_while_idle_costs_no_append(
     postgres: LocalPostgres, store: PostgresStore, outage: str
 ) -> None:
     """Connections the restart ended while they sat in the pool are never handed out."""
-    load = Load(store)
-    stop = anyio.Event()
-    async with anyio.create_task_group() as writers:
-        for _ in range(WRITERS):
-            writers.start_soon(load.write, stop)
-        await load.until(lambda: len(load.acknowledged) >= 20)
-        stop.set()
+    await fill(store)
     assert store.connections().get_stats()["pool_size"] == WRITERS
+    load = Load(store)
     await anyio.to_thread.run_sync(postgres.stop if outage == "stop" else postgres.kill)
     await anyio.to_thread.run_sync(postgres.start)
     stop = anyio.Event()
