@@ -2,13 +2,15 @@
 
 An agent is a process with a role, a tool allowlist and one async handler; a
 tool host is a process that serves typed tools and never runs steps. Both
-connect to the runtime's agent plane and speak only `protocols`. This package
-depends on `protocols` and never on `runtime`.
+connect to the agent plane of every supervisor of their cluster, one
+connection each, and speak only `protocols`. This package depends on
+`protocols` and never on `runtime`.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from actors._agent import Agent as Agent
+from actors._cluster import serve as serve
 from actors._context import Context as Context
 from actors._context import Tools as Tools
 from actors._errors import ActorError as ActorError
@@ -30,7 +32,6 @@ from actors._task import Task as Task
 from actors._toolhost import ToolHost as ToolHost
 from actors._toolhost import tool_specs as tool_specs
 from actors._tools import tool as tool
-from actors._worker import serve as serve
 
 __all__ = [
     "KILL_POINTS",

@@ -8,7 +8,7 @@ registration that a retry would meet again ends the worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from structlog.typing import FilteringBoundLogger
 
@@ -28,6 +28,7 @@ from protocols import (
     ErrorCode,
     Heartbeat,
     Message,
+    Peers,
     ProtocolError,
     RuntimeMessage,
     ToolCall,
@@ -58,8 +59,10 @@ class Inbox:
         log: FilteringBoundLogger,
         endpoint: str,
         register: Callable[[Connection], None],
+        peers: Callable[[Sequence[str], str], None],
     ) -> None:
-        """`register` sends our registration again on a connection."""
+        """`register` sends our registration again on a connection; `peers` hears the
+        endpoints of the other supervisors the runtime names, and the endpoint it serves."""
         self._kind = kind
         self._codec = codec
         self._pool = pool
@@ -68,6 +71,7 @@ class Inbox:
         self._log = log
         self._endpoint = endpoint
         self._register = register
+        self._peers = peers
 
     def drain(self, conn: Connection) -> bool:
         """Handle the frames waiting on the connection; True when the connection should end."""
@@ -123,6 +127,8 @@ class Inbox:
             case Bye():
                 self._log.info("actor.runtime_bye", reason=message.reason)
                 return True
+            case Peers():
+                self._peers(message.endpoints, self._endpoint)
         return False
 
     def _on_welcome(self, conn: Connection, welcome: Welcome) -> None:
@@ -146,6 +152,8 @@ class Inbox:
         )
         sender.outbox.resend_calls()
         sender.outbox.flush(conn.link)
+        if welcome.peers:
+            self._peers(welcome.peers, self._endpoint)
 
     def _on_error(self, conn: Connection, error: Error) -> bool:
         """Act on the runtime's refusal; True when this connection should end."""

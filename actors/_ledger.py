@@ -97,23 +97,31 @@ class Ledger:
         self._decoder = msgspec.msgpack.Decoder(ToolReply)
 
     def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > len(MIGRATIONS):
-            raise sqlite3.DatabaseError(
-                f"the ledger is at schema version {version}, newer than this host's "
-                f"{len(MIGRATIONS)}"
-            )
-        if (
-            version == 0
-            and self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'effects'").fetchone()
-        ):
-            # A ledger written before versions were kept has the first table already.
-            version = 1
-        for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {number}")
+        # The version is read under the write lock: hosts sharing a ledger that start at
+        # once must not both apply the same migration.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version > len(MIGRATIONS):
+                raise sqlite3.DatabaseError(
+                    f"the ledger is at schema version {version}, newer than this host's "
+                    f"{len(MIGRATIONS)}"
+                )
+            if (
+                version == 0
+                and self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'effects'"
+                ).fetchone()
+            ):
+                # A ledger written before versions were kept has the first table already.
+                version = 1
+            for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
+                self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
             self._db.execute("COMMIT")
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
 
     def claim(self, key: str, tool: str, digest: str = "") -> Claim:
         """Commit `key` as started unless it is known; say what to do with the call.
@@ -122,6 +130,9 @@ class Ledger:
         """
         with self._lock:
             try:
+                # Read and claim under the write lock: another host on the same ledger file
+                # must not claim the key between the two.
+                self._db.execute("BEGIN IMMEDIATE")
                 row = self._db.execute(
                     "SELECT tool, reply, started_at, digest FROM effects WHERE key = ?", (key,)
                 ).fetchone()
@@ -130,8 +141,12 @@ class Ledger:
                         "INSERT INTO effects (key, tool, started_at, digest) VALUES (?, ?, ?, ?)",
                         (key, tool, time.time(), digest or None),
                     )
+                self._db.execute("COMMIT")
+                if row is None:
                     return Claim(fresh=True)
             except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise LedgerError(self.description, str(exc)) from None
         recorded_tool, reply, started_at, recorded_digest = row
         if recorded_tool != tool:

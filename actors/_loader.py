@@ -5,21 +5,22 @@ from __future__ import annotations
 import functools
 import importlib
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import structlog
+import zmq
 
 from actors._agent import Agent
+from actors._cluster import MAX_CONCURRENCY, MAX_SUPERVISORS, serve
 from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger, LedgerError
 from actors._spans import Spans
 from actors._toolhost import ToolHost
-from actors._worker import MAX_CONCURRENCY, serve
 from protocols import ClientKeys
 
 EXIT_OK = 0
@@ -87,7 +88,7 @@ def load_actor(spec: str) -> Agent | ToolHost:
 
 def run_actor(
     spec: str,
-    endpoint: str,
+    endpoint: str | Sequence[str],
     concurrency: int,
     name: str | None = None,
     *,
@@ -99,9 +100,12 @@ def run_actor(
 ) -> int:
     """Load `spec` and serve it until SIGINT or SIGTERM; return the process exit status.
 
+    `endpoint` is the agent plane of one supervisor or of several, of one cluster:
+    the actor serves each, and those they name as their peers (see `serve`).
     0 after a clean stop; 2 when the actor cannot load, its ledger cannot open,
-    or the runtime refused it (including its key). `keys` make the connection
-    CURVE-encrypted; without them the runtime must be insecure. A tool host
+    ZeroMQ cannot use an endpoint, or a supervisor refused it (including its key).
+    `keys` make the connections CURVE-encrypted (every supervisor of a cluster
+    uses the same server key); without them the runtime must be insecure. A tool host
     keeps its effects in the `ledger` (a SQLite path, or `memory://`); agents
     ignore it. `kill_points` are places to die at, rehearsing a crash there
     (see `actors.KillPoints`). `spans` traces the tasks and tool calls that the
@@ -110,6 +114,10 @@ def run_actor(
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         _log.error("actor.bad_concurrency", concurrency=concurrency, limit=MAX_CONCURRENCY)
+        return EXIT_REFUSED
+    endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+    if not 1 <= len(endpoints) <= MAX_SUPERVISORS:
+        _log.error("actor.bad_endpoints", endpoints=len(endpoints), limit=MAX_SUPERVISORS)
         return EXIT_REFUSED
     try:
         actor = load_actor(spec)
@@ -127,7 +135,7 @@ def run_actor(
     serving = functools.partial(
         _serve_until_signalled,
         actor,
-        endpoint,
+        endpoints,
         concurrency=concurrency,
         name=name,
         keys=keys,
@@ -140,7 +148,7 @@ def run_actor(
 
 async def _serve_until_signalled(
     actor: Agent | ToolHost,
-    endpoint: str,
+    endpoints: Sequence[str],
     *,
     concurrency: int,
     name: str | None,
@@ -157,7 +165,7 @@ async def _serve_until_signalled(
         try:
             await serve(
                 actor,
-                endpoint=endpoint,
+                endpoint=endpoints,
                 name=name,
                 concurrency=concurrency,
                 stop=stop,
@@ -170,6 +178,9 @@ async def _serve_until_signalled(
             _log.error("actor.load_failed", spec=exc.target, reason=exc.reason)
             status = EXIT_REFUSED
         except RegistrationRefused:
+            status = EXIT_REFUSED
+        except zmq.ZMQError:
+            # Logged with the endpoint where it failed: a command line to fix.
             status = EXIT_REFUSED
         finally:
             if ledger is not None:

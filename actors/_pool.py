@@ -15,6 +15,7 @@ from msgspec import structs
 from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
+from actors._calls import Attached, CallJob, CallsInFlight
 from actors._context import Context, ToolCaller, Tools
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger
@@ -36,20 +37,7 @@ from protocols import (
 TaskKey = tuple[str, str, int]
 
 
-class _CallJob:
-    """A tool call admitted to the pool, with the session it came in on."""
-
-    __slots__ = ("call", "repeats", "session")
-
-    def __init__(self, call: ToolCall, session: int) -> None:
-        self.call = call
-        self.session = session
-        self.repeats: list[tuple[int, int]] = []
-        """(call id, session) of each repeat of this call that waits for its reply."""
-
-
-Job = Assign | _CallJob
-Attached = Literal["attached", "conflict", "absent"]
+Job = Assign | CallJob
 
 
 class _Started:
@@ -105,10 +93,13 @@ class Pool:
         send: Callable[[bytes], None],
         counters: Counters,
         log: FilteringBoundLogger,
+        calls: CallsInFlight | None = None,
         ledger: Ledger | None = None,
         kill_points: KillPoints | None = None,
         spans: Spans | None = None,
     ) -> None:
+        """`calls` are the keyed tool calls running on any connection of the process, which
+        a repeat of one attaches to; by default this pool's alone."""
         self.capacity = capacity
         self._spans = spans
         self._kill_points = kill_points
@@ -121,8 +112,7 @@ class Pool:
         self._log = log
         self._admitted = 0
         self._tasks: dict[TaskKey, anyio.CancelScope] = {}
-        self._calls: dict[str, _CallJob] = {}
-        """Admitted tool calls by idempotency key: a repeat waits for the first's reply."""
+        self._calls = CallsInFlight() if calls is None else calls
         self.session = 0
         """Counts the sessions with the runtime: replies go only to the session that asked,
         since a runtime that restarted numbers its calls anew."""
@@ -148,28 +138,29 @@ class Pool:
         return [TaskRef(run_id=r, step=s, attempt=a) for r, s, a in self._tasks]
 
     def running_calls(self) -> list[str]:
-        """The idempotency keys of the tool calls admitted and not finished."""
-        return list(self._calls)
+        """The idempotency keys of the tool calls this pool's supervisor waits for: those
+        admitted here and not finished, and those it asked again while another ran them."""
+        return self._calls.keys_for(self)
 
     def new_session(self) -> None:
         """The runtime welcomed us again: what the previous session asked is answered to it
         no more; its repeats, asked again in this session, are."""
         self.session += 1
 
+    def answer(self, frame: bytes) -> None:
+        """Send a reply to this pool's supervisor."""
+        self._send(frame)
+
     def attach(self, call: ToolCall) -> Attached:
         """Answer `call` with the reply of the call under its key that is already admitted,
-        when it finishes; `conflict` if that call had other arguments, `absent` if none is.
+        on this connection or another, when it finishes; `conflict` if that call had other
+        arguments, `absent` if none is.
 
-        A repeat arrives when the runtime restarted or lost us while the first call ran:
-        running it again would be refused by the ledger as an unknown outcome.
+        A repeat arrives when the runtime restarted or lost us while the first call ran,
+        or when another supervisor took the run over: running it again would be refused by
+        the ledger as an unknown outcome.
         """
-        job = self._calls.get(call.idempotency_key) if call.idempotency_key else None
-        if job is None:
-            return "absent"
-        if (job.call.tool, job.call.args) != (call.tool, call.args):
-            return "conflict"
-        job.repeats.append((call.call_id, self.session))
-        return "attached"
+        return self._calls.attach(call, self)
 
     def admit(self, job: Assign | ToolCall) -> bool:
         """Start or queue `job` unless the pool is full or not running.
@@ -181,14 +172,8 @@ class Pool:
         if self._admitted >= self.capacity or not self._running:
             return False
         if isinstance(job, ToolCall):
-            return self._admit(self._call_job(job))
+            return self._admit(self._calls.admit(job, self))
         return self._admit(job)
-
-    def _call_job(self, call: ToolCall) -> _CallJob:
-        job = _CallJob(call, self.session)
-        if call.idempotency_key:
-            self._calls[call.idempotency_key] = job
-        return job
 
     def _admit(self, job: Job) -> bool:
         scope = None
@@ -328,7 +313,7 @@ class Pool:
             self._counters.tasks_failed += 1
         self._send(frame)
 
-    async def _run_call(self, job: _CallJob) -> None:
+    async def _run_call(self, job: CallJob) -> None:
         assert isinstance(self._actor, ToolHost)
         call = job.call
         self._counters.tool_calls += 1
@@ -342,15 +327,14 @@ class Pool:
                 spans=self._spans,
             )
         finally:
-            if self._calls.get(call.idempotency_key) is job:
-                del self._calls[call.idempotency_key]
+            self._calls.finish(job)
         frame = self._codec.encode(reply)
         if len(frame) > self._codec.max_frame:
             text = f"the result is {len(frame)} bytes; the limit is {self._codec.max_frame}"
             reply = ToolReply(call_id=call.call_id, ok=False, error="tool_failed", message=text)
             frame = self._codec.encode(reply)
-        for call_id, session in [(call.call_id, job.session), *job.repeats]:
-            if session != self.session:
+        for call_id, session, asker in [(call.call_id, job.session, job.asker), *job.repeats]:
+            if session != asker.session:
                 self._log.info(
                     "tool.reply_dropped",
                     run_id=call.run_id,
@@ -360,10 +344,10 @@ class Pool:
                     reason="asked in an earlier session with the runtime",
                 )
                 continue
-            if call_id == call.call_id:
+            if call_id == call.call_id and asker is self:
                 self._send(frame)
             else:
-                self._send(self._codec.encode(structs.replace(reply, call_id=call_id)))
+                asker.answer(self._codec.encode(structs.replace(reply, call_id=call_id)))
 
 
 _STOPPED_EVENTS: dict[Literal["cancelled", "timed_out"], str] = {

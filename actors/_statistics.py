@@ -14,7 +14,9 @@ class WorkerStatistics:
     ended on a refused tool call (the runtime fails those); `tool_calls` the calls made
     (by an agent) or served (by a tool host); `bad_frames` the frames from the
     runtime that did not decode; `reconnects` the connections opened after the
-    first; `in_flight` the tasks or calls admitted and not yet finished.
+    first; `in_flight` the tasks or calls admitted and not yet finished;
+    `supervisors` the supervisors served, each over a connection of its own. Every
+    count is over all of them.
     """
 
     tasks_started: int
@@ -24,6 +26,7 @@ class WorkerStatistics:
     bad_frames: int
     reconnects: int
     in_flight: int
+    supervisors: int = 1
 
 
 @dataclass(slots=True)
@@ -37,7 +40,7 @@ class Counters:
     bad_frames: int = 0
     reconnects: int = 0
 
-    def freeze(self, in_flight: int) -> WorkerStatistics:
+    def freeze(self, in_flight: int, *, supervisors: int = 1) -> WorkerStatistics:
         return WorkerStatistics(
             tasks_started=self.tasks_started,
             tasks_succeeded=self.tasks_succeeded,
@@ -46,4 +49,5 @@ class Counters:
             bad_frames=self.bad_frames,
             reconnects=self.reconnects,
             in_flight=in_flight,
+            supervisors=supervisors,
         )

@@ -1,27 +1,29 @@
-"""The worker: connect, register, heartbeat, and reconnect until stopped or refused.
+"""One connection's worker: connect, register, heartbeat, and reconnect until stopped or
+refused.
 
 Frames are read in the event loop's reader callback and handled by the inbox;
 what the pool produces goes out through the sender, a batch per turn of the
-event loop. The pool runs the tasks and tool calls. When no connection is
-live, what the pool produces waits in the outbox.
+event loop. The pool runs the tasks and tool calls this connection's
+supervisor sends. When the connection is down, what the pool produces waits
+in the outbox for the next one: it belongs to that supervisor, which owns the
+runs it sent.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import anyio
-import anyio.to_thread
 import msgspec
-import structlog
 import zmq
+from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
+from actors._calls import CallsInFlight
 from actors._connection import LOST_AFTER_BEATS, Connection
-from actors._errors import ActorLoadError, RegistrationRefused
-from actors._identity import identify
+from actors._errors import RegistrationRefused
 from actors._inbox import Inbox
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger
@@ -29,170 +31,145 @@ from actors._link import Backoff, Link
 from actors._pool import Pool
 from actors._sender import Sender
 from actors._spans import Spans
-from actors._statistics import Counters, WorkerStatistics
+from actors._statistics import Counters
 from actors._toolhost import ToolHost
 from protocols import (
-    MAX_NAME,
-    PROTOCOL_VERSION,
     Bye,
     ClientKeys,
     Heartbeat,
-    Name,
     Register,
     actor_side_codec,
 )
 
-MAX_CONCURRENCY = 4_096
-"""The most a `Register` may declare as capacity."""
 STOP_LINGER_MS = 250
 """How long a stopping actor lets its `Bye` drain before the socket goes."""
-TEARDOWN_SECONDS = 30.0
-"""How long `teardown` may take once the worker has stopped."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shared:
+    """What every connection of one actor process shares: one actor, one ledger, one stop,
+    one registry of the tool calls running, whichever supervisor sent them."""
+
+    actor: Agent | ToolHost
+    registration: Register
+    """What each connection registers with; its capacity is per supervisor."""
+    counters: Counters
+    calls: CallsInFlight
+    stop: anyio.Event
+    """Set once the actor stops: each connection says bye and ends."""
+    log: FilteringBoundLogger
+    peers: Callable[[Sequence[str], str], None]
+    """Hears the endpoints of other supervisors a supervisor names, and whose endpoint
+    named them."""
+    register_timeout: float = 5.0
+    keys: ClientKeys | None = None
+    ledger: Ledger | None = None
+    kill_points: KillPoints | None = None
+    spans: Spans | None = None
 
 
 class Worker:
-    """Serves one actor over one connection at a time, until stopped or refused."""
+    """Serves one actor over one connection at a time to one supervisor, until stopped or
+    refused."""
 
-    def __init__(
-        self,
-        actor: Agent | ToolHost,
-        *,
-        endpoint: str,
-        name: str | None = None,
-        concurrency: int = 1,
-        stop: anyio.Event | None = None,
-        register_timeout: float = 5.0,
-        keys: ClientKeys | None = None,
-        ledger: Ledger | None = None,
-        kill_points: KillPoints | None = None,
-        spans: Spans | None = None,
-    ) -> None:
-        if not 1 <= concurrency <= MAX_CONCURRENCY:
-            raise ValueError(f"concurrency must be in [1, {MAX_CONCURRENCY}], got {concurrency}")
-        identity = identify(actor)
-        if name is None:
-            suffix = f"-{os.getpid()}-{secrets.token_hex(2)}"
-            name = identity.role[: MAX_NAME - len(suffix)] + suffix
-        try:
-            msgspec.convert(name, Name)
-        except msgspec.ValidationError as exc:
-            reason = f"name {name!r} is not a valid name: {exc}"
-            raise ActorLoadError(type(actor).__qualname__, reason) from None
-        self.name = name
-        self._actor = actor
-        self._kind = identity.kind
-        self._endpoint = endpoint
-        self._keys = keys
-        self._stop = stop
-        self._register_timeout = register_timeout
+    def __init__(self, shared: Shared, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self._shared = shared
+        self._kind = shared.registration.kind
+        self._keys = shared.keys
+        self._register_timeout = shared.register_timeout
         self._codec = actor_side_codec()
-        self._registration = Register(
-            protocol=PROTOCOL_VERSION,
-            name=name,
-            role=identity.role,
-            kind=identity.kind,
-            tools=list(identity.tools),
-            capacity=concurrency,
-            specs=list(identity.specs),
-        )
-        self._log = structlog.get_logger("baton.actors").bind(agent=name, role=identity.role)
+        self._registration = shared.registration
+        self._log = shared.log
         self._rng = random.Random()
-        self._counters = Counters()
-        self._sender = sender = Sender(self._codec, self._counters, self._in_flight)
+        self._counters = counters = shared.counters
+        self._sender = sender = Sender(self._codec, counters, self._in_flight)
         self._pool = Pool(
-            actor,
-            concurrency,
+            shared.actor,
+            shared.registration.capacity,
             codec=self._codec,
             caller=sender,
             send=sender.enqueue,
-            counters=self._counters,
+            counters=counters,
             log=self._log,
-            ledger=ledger,
-            kill_points=kill_points,
-            spans=spans,
+            calls=shared.calls,
+            ledger=shared.ledger,
+            kill_points=shared.kill_points,
+            spans=shared.spans,
         )
         self._inbox = Inbox(
-            identity.kind,
+            self._kind,
             self._codec,
             self._pool,
             sender,
-            counters=self._counters,
+            counters=counters,
             log=self._log,
             endpoint=endpoint,
             register=self._register,
+            peers=shared.peers,
         )
         self._stopping = False
-        self._refused: RegistrationRefused | None = None
         self._ran = False
 
-    def statistics(self) -> WorkerStatistics:
-        return self._counters.freeze(self._pool.in_flight)
+    @property
+    def in_flight(self) -> int:
+        """Tasks or tool calls of this connection's supervisor admitted and not finished."""
+        return self._pool.in_flight
 
     def _in_flight(self) -> int:
         return self._pool.in_flight
 
-    async def run(self) -> None:
-        """Serve until `stop` is set; raise `RegistrationRefused` if the runtime refuses us."""
+    async def run(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
+        """Serve until the shared stop is set; raise `RegistrationRefused` if the supervisor
+        refuses us for good, `zmq.ZMQError` if ZeroMQ cannot use the endpoint."""
         if self._ran:
             raise RuntimeError("a Worker runs once")
         self._ran = True
-        await self._actor.setup()
-        try:
-            await self._serve()
-        finally:
-            with anyio.move_on_after(TEARDOWN_SECONDS, shield=True):
-                await self._actor.teardown()
-        if self._refused is not None:
-            raise self._refused
+        ended: RegistrationRefused | zmq.ZMQError | None = None
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._pool.run)
+            tg.start_soon(self._stop_when_set, tg.cancel_scope)
+            try:
+                ended = await self._connect_forever(context)
+            except zmq.ZMQError as exc:
+                # ZeroMQ cannot use the endpoint at all; raised outside the task group,
+                # so that the caller sees it as it is.
+                ended = exc
+            tg.cancel_scope.cancel()
+        if ended is not None:
+            raise ended
 
     # -- the worker's life --------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(self._pool.run)
-                if self._stop is not None:
-                    tg.start_soon(self._stop_when_set, self._stop, tg.cancel_scope)
-                await self._connect_forever(context)
-                tg.cancel_scope.cancel()
-        finally:
-            with anyio.CancelScope(shield=True):
-                # term() waits out the lingering `Bye`, so it runs off the event loop.
-                await anyio.to_thread.run_sync(context.term)
-            stats = self.statistics()
-            self._log.info(
-                "actor.stopped",
-                tasks_started=stats.tasks_started,
-                tasks_succeeded=stats.tasks_succeeded,
-                tasks_failed=stats.tasks_failed,
-                tool_calls=stats.tool_calls,
-                bad_frames=stats.bad_frames,
-                reconnects=stats.reconnects,
-            )
-
-    async def _stop_when_set(self, stop: anyio.Event, scope: anyio.CancelScope) -> None:
-        await stop.wait()
+    async def _stop_when_set(self, scope: anyio.CancelScope) -> None:
+        await self._shared.stop.wait()
         self._stopping = True
         live = self._sender.live
         if live is not None:
             live.send_nowait(self._codec.encode(Bye(reason="stopping")))
-        self._log.info("actor.stopping", in_flight=self._pool.in_flight)
+        self._log.info("actor.stopping", endpoint=self.endpoint, in_flight=self._pool.in_flight)
         scope.cancel()
 
-    async def _connect_forever(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
+    async def _connect_forever(
+        self, context: zmq.Context[zmq.Socket[bytes]]
+    ) -> RegistrationRefused:
+        """Connect again and again, with backoff, until refused for good (or cancelled)."""
         backoff = Backoff(self._rng)
         while True:
             try:
                 welcomed = await self._connection(context)
             except RegistrationRefused as exc:
-                self._log.error("actor.registration_refused", code=exc.code, message=exc.message)
-                self._refused = exc
-                return
+                self._log.error(
+                    "actor.registration_refused",
+                    endpoint=self.endpoint,
+                    code=exc.code,
+                    message=exc.message,
+                )
+                return exc
             if welcomed:
                 backoff.reset()
             delay = backoff.next()
-            self._log.info("actor.reconnecting", endpoint=self._endpoint, retry_in=round(delay, 3))
+            self._log.info("actor.reconnecting", endpoint=self.endpoint, retry_in=round(delay, 3))
             await anyio.sleep(delay)
             self._counters.reconnects += 1
 
@@ -205,7 +182,7 @@ class Worker:
         which spares each one the wake-up of this coroutine; the coroutine keeps
         the timers and ends the connection when the callback says so.
         """
-        conn = Connection(Link(context, self._endpoint, self._keys))
+        conn = Connection(Link(context, self.endpoint, self._keys))
         conn.link.on_ready(lambda: self._on_readable(conn))
         try:
             self._register(conn)
@@ -265,14 +242,14 @@ class Worker:
                 return True
             self._log.warning(
                 "actor.runtime_unreachable",
-                endpoint=self._endpoint,
+                endpoint=self.endpoint,
                 waited=self._register_timeout,
             )
             return False
         if now - conn.last_seen >= LOST_AFTER_BEATS * conn.interval:
             self._log.warning(
                 "actor.runtime_lost",
-                endpoint=self._endpoint,
+                endpoint=self.endpoint,
                 silent_for=round(now - conn.last_seen, 3),
                 in_flight=self._pool.in_flight,
             )
@@ -281,44 +258,3 @@ class Worker:
             conn.link.send_nowait(self._codec.encode(Heartbeat(in_flight=self._pool.in_flight)))
             conn.next_beat = now + conn.interval
         return True
-
-
-async def serve(
-    actor: Agent | ToolHost,
-    *,
-    endpoint: str,
-    name: str | None = None,
-    concurrency: int = 1,
-    stop: anyio.Event | None = None,
-    register_timeout: float = 5.0,
-    keys: ClientKeys | None = None,
-    ledger: Ledger | None = None,
-    kill_points: KillPoints | None = None,
-    spans: Spans | None = None,
-) -> None:
-    """Connect `actor` to the runtime at `endpoint` and serve until `stop` is set.
-
-    With `keys`, the connection is CURVE-encrypted and the runtime knows the
-    actor by its key; without, the runtime must be running insecure. A tool
-    host with a `ledger` runs each side effect at most once per idempotency key.
-    `kill_points` names places where the process kills itself, to rehearse crashes.
-    With `spans`, each task and tool call the runtime traces runs inside a span that
-    joins the run's trace.
-
-    Runs at most `concurrency` tasks (or tool calls) at once. Reconnects with
-    backoff whenever the runtime is unreachable or goes silent; raises
-    `RegistrationRefused` if the runtime refuses the actor for good.
-    """
-    worker = Worker(
-        actor,
-        endpoint=endpoint,
-        name=name,
-        concurrency=concurrency,
-        stop=stop,
-        register_timeout=register_timeout,
-        keys=keys,
-        ledger=ledger,
-        kill_points=kill_points,
-        spans=spans,
-    )
-    await worker.run()

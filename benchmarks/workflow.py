@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -59,6 +59,8 @@ class WorkflowResult:
     runs_per_s: float
     in_flight: int
     runs_pipelined: int
+    runtimes: int = 1
+    """Runtimes sharing the store, the runs in flight spread over them."""
 
 
 WARM_UP_RUNS = 20
@@ -87,24 +89,37 @@ async def step_gaps(
 
 
 async def throughput(
-    control: str, keys: ClientKeys | None, total: int, in_flight: int, progress: Progress
+    control: str | Sequence[str],
+    keys: ClientKeys | None,
+    total: int,
+    in_flight: int,
+    progress: Progress,
 ) -> float:
     """Keep `in_flight` runs going until `total` completed; seconds taken.
 
+    With several control planes (a cluster's runtimes), the runs are started on
+    each in turn, and a run that ends is followed by a new one on the same runtime.
     The client drains every reply that is ready before it sends the requests
     they call for, so that it takes as little of the machine as it can from
     the processes being measured.
     """
+    controls = [control] if isinstance(control, str) else list(control)
     codec = client_side_control_codec()
     ctx = zmq.asyncio.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    if keys is not None:
-        sock.curve_secretkey = keys.secret
-        sock.curve_publickey = keys.public
-        sock.curve_serverkey = keys.server
-    sock.connect(control)
-    raw: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
+    poller = zmq.asyncio.Poller()
+    socks: list[zmq.asyncio.Socket] = []
+    raws: list[zmq.Socket[bytes]] = []
+    for endpoint in controls:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_serverkey = keys.server
+        sock.connect(endpoint)
+        poller.register(sock, zmq.POLLIN)
+        socks.append(sock)
+        raws.append(zmq.Socket.shadow(sock.underlying))
     ids = iter(range(1, 10 * total + 10))
     started = completed = 0
 
@@ -143,25 +158,27 @@ async def throughput(
     progress.phase(f"{in_flight} runs in flight", total)
     try:
         began = time.perf_counter()
-        for _ in range(min(in_flight, total)):
-            raw.send(start_frame())
+        for n in range(min(in_flight, total)):
+            raws[n % len(raws)].send(start_frame())
         with anyio.fail_after(TIME_LIMIT_S):
             while completed < total:
-                await sock.poll()
-                outgoing: list[bytes] = []
-                while True:
-                    try:
-                        frame = raw.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    follow = answer(codec.decode(frame))
-                    if follow is not None:
-                        outgoing.append(follow)
-                for frame in outgoing:
-                    raw.send(frame)
+                await poller.poll()
+                for raw in raws:
+                    outgoing: list[bytes] = []
+                    while True:
+                        try:
+                            frame = raw.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        follow = answer(codec.decode(frame))
+                        if follow is not None:
+                            outgoing.append(follow)
+                    for frame in outgoing:
+                        raw.send(frame)
         return time.perf_counter() - began
     finally:
-        sock.close(linger=0)
+        for sock in socks:
+            sock.close(linger=0)
         ctx.term()
 
 
@@ -215,12 +232,35 @@ def cluster(
     store: str = "memory://",
     instruments: Instruments = NONE,
     concurrency: int = 128,
+    runtimes: int = 1,
 ) -> Iterator[RuntimeProcess]:
     """A runtime and one agent process per role, each recording what `instruments` says;
-    all stopped on leaving.
+    all stopped on leaving. With `runtimes` above 1 (a PostgreSQL store), that many
+    runtimes share the store, each agent serves them all, and the first is yielded;
+    the others are in `members`.
 
     `secure` runs both planes with CURVE and a key per process, as users run by default.
     """
+    with runtimes_cluster(
+        secure=secure,
+        store=store,
+        instruments=instruments,
+        concurrency=concurrency,
+        runtimes=runtimes,
+    ) as members:
+        yield members[0]
+
+
+@contextmanager
+def runtimes_cluster(
+    *,
+    secure: bool,
+    store: str = "memory://",
+    instruments: Instruments = NONE,
+    concurrency: int = 128,
+    runtimes: int = 1,
+) -> Iterator[list[RuntimeProcess]]:
+    """Every runtime of `cluster`, each agent process serving them all."""
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as folder:
         keys: Path | None = None
         if secure:
@@ -231,18 +271,24 @@ def cluster(
         with ProcessGroup(Path(folder), keys=keys) as group:
             spans = Path(folder) / "spans"
             spans.mkdir()
-            runtime = group.start_runtime(
-                [WORKFLOW], store=store, extra=instruments.runtime_flags(spans / "runtime.jsonl")
-            )
+            members = [
+                group.start_runtime(
+                    [WORKFLOW],
+                    store=store,
+                    label=f"runtime-{n}",
+                    extra=instruments.runtime_flags(spans / f"runtime-{n}.jsonl"),
+                )
+                for n in range(runtimes)
+            ]
             for i in range(STEPS):
                 group.start_actor(
                     f"benchmarks.agents:Bench{i}",
-                    runtime.agents,
+                    ",".join(m.agents for m in members),
                     concurrency=concurrency,
                     label=f"bench{i}",
                     extra=instruments.agent_flags(spans / f"bench{i}.jsonl"),
                 )
-            yield runtime
+            yield members
 
 
 def measure_workflow(
@@ -253,11 +299,14 @@ def measure_workflow(
     pipelined_runs: int = 4_000,
     in_flight: int = 100,
     progress: Progress | None = None,
+    runtimes: int = 1,
 ) -> WorkflowResult:
     """Start a cluster, measure per-step latency one run at a time and steps/s with
-    `in_flight` runs going, and stop it."""
+    `in_flight` runs going, and stop it. With several `runtimes` (a PostgreSQL store),
+    latency is measured on the first and the runs in flight are spread over all."""
     progress = progress or Silent()
-    with cluster(secure=secure, store=store) as runtime:
+    with runtimes_cluster(secure=secure, store=store, runtimes=runtimes) as members:
+        runtime = members[0]
         operator = runtime.operator
         gaps = anyio.run(
             partial(step_gaps, warm_up=WARM_UP_RUNS),
@@ -267,8 +316,9 @@ def measure_workflow(
             progress,
         )
         seconds = anyio.run(
-            throughput, runtime.control, operator, pipelined_runs, in_flight, progress
-        )
+            throughput, [m.control for m in members], operator, pipelined_runs, in_flight,
+            progress,
+        )  # fmt: skip
     return WorkflowResult(
         store=store,
         secure=secure,
@@ -278,4 +328,5 @@ def measure_workflow(
         runs_per_s=pipelined_runs / seconds,
         in_flight=in_flight,
         runs_pipelined=pipelined_runs,
+        runtimes=runtimes,
     )

@@ -13,6 +13,7 @@ from protocols._agent_plane import Cancel as Cancel
 from protocols._agent_plane import Error as Error
 from protocols._agent_plane import FailureReason as FailureReason
 from protocols._agent_plane import Heartbeat as Heartbeat
+from protocols._agent_plane import Peers as Peers
 from protocols._agent_plane import Register as Register
 from protocols._agent_plane import RuntimeMessage as RuntimeMessage
 from protocols._agent_plane import StepFailure as StepFailure
@@ -56,6 +57,10 @@ from protocols._curve import WELL_KNOWN_TEST_KEYS as WELL_KNOWN_TEST_KEYS
 from protocols._curve import ClientKeys as ClientKeys
 from protocols._curve import ServerKeys as ServerKeys
 from protocols._curve import is_z85_key as is_z85_key
+from protocols._endpoints import MAX_ENDPOINT as MAX_ENDPOINT
+from protocols._endpoints import MAX_PEERS as MAX_PEERS
+from protocols._endpoints import Endpoint as Endpoint
+from protocols._endpoints import is_loopback as is_loopback
 from protocols._record import TERMINAL_STATUSES as TERMINAL_STATUSES
 from protocols._record import AttemptOutcome as AttemptOutcome
 from protocols._record import AttemptView as AttemptView
@@ -82,8 +87,10 @@ from protocols._values import clip as clip
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "MAX_ENDPOINT",
     "MAX_ITEMS",
     "MAX_NAME",
+    "MAX_PEERS",
     "MAX_TEXT",
     "PROTOCOL_VERSION",
     "TERMINAL_STATUSES",
@@ -107,6 +114,7 @@ __all__ = [
     "Data",
     "Decide",
     "DecisionKind",
+    "Endpoint",
     "Error",
     "ErrorCode",
     "FailureKind",
@@ -120,6 +128,7 @@ __all__ = [
     "MembersReply",
     "Message",
     "Name",
+    "Peers",
     "PendingDecision",
     "PendingReply",
     "ProtocolError",
@@ -151,6 +160,7 @@ __all__ = [
     "actor_side_codec",
     "client_side_control_codec",
     "clip",
+    "is_loopback",
     "is_z85_key",
     "protocol_schema",
     "runtime_side_agent_codec",

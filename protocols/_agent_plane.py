@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from protocols._base import Confidence, Count, ErrorCode, Message
+from protocols._endpoints import Endpoints
 from protocols._values import MAX_ITEMS, Arguments, Data, Name, Text, Value
 
 ActorKind = Literal["agent", "tool_host"]
@@ -60,12 +61,27 @@ class Register(Message, tag="register", frozen=True):
 
 
 class Welcome(Message, tag="welcome", frozen=True):
-    """Registration accepted; the specs are those of the tools the actor may call."""
+    """Registration accepted; the specs are those of the tools the actor may call.
+
+    `peers` are the agent-plane endpoints of the cluster's other supervisors: an actor
+    serves every supervisor of its cluster, so it connects to those too.
+    """
 
     protocol: Count
     session: Name
     heartbeat_ms: Annotated[int, Meta(ge=10, le=600_000)]
     tool_specs: ToolSpecs = []
+    peers: Endpoints = []
+
+
+class Peers(Message, tag="peers", frozen=True):
+    """The cluster's other supervisors changed: the agent-plane endpoints to connect to.
+
+    An actor adds the endpoints it does not serve yet; one it serves and that is not
+    named stays served (a supervisor that went away may come back on its endpoint).
+    """
+
+    endpoints: Endpoints = []
 
 
 class Heartbeat(Message, tag="heartbeat", frozen=True):
@@ -165,5 +181,5 @@ class Error(Message, tag="error", frozen=True):
 ActorMessage = Register | Heartbeat | StepResult | StepFailure | ToolCall | ToolReply | Bye | Error
 """Everything an actor may send to the runtime."""
 
-RuntimeMessage = Welcome | Heartbeat | Assign | Cancel | ToolCall | ToolReply | Bye | Error
+RuntimeMessage = Welcome | Heartbeat | Assign | Cancel | ToolCall | ToolReply | Bye | Error | Peers
 """Everything the runtime may send to an actor."""

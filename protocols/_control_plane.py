@@ -136,7 +136,7 @@ class ClusterMember(Message, tag="member", frozen=True):
     expires_in: float
     """Seconds its lease has left; negative once it lapsed (it is then taken over)."""
     owned: Count
-    """Runs it holds, ended ones aside."""
+    """Runs it holds, ended ones included (they stay in its memory to be answered for)."""
     active: Count
     """Runs it holds that have not ended."""
 

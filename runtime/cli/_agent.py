@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runtime.cli._connection import client_keys
+from runtime.cli._connection import client_keys, endpoint_list
 from runtime.cli._console import fail
 from runtime.cli._options import (
     DEFAULT_AGENTS,
@@ -31,8 +31,13 @@ DEFAULT_LEDGERS = ".baton/ledgers"
 @logged
 def agent(
     spec: Annotated[str, typer.Argument(help="MODULE:CLASS of an Agent or ToolHost subclass.")],
-    connect: ConnectOption = DEFAULT_AGENTS,
-    concurrency: Annotated[int, typer.Option(min=1, max=4096, help="Tasks run at once.")] = 1,
+    connect: ConnectOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, max=4096, help="Tasks (or tool calls) run at once, for each supervisor served."
+        ),
+    ] = 1,
     name: Annotated[
         str | None,
         typer.Option(
@@ -69,7 +74,7 @@ def agent(
         ),
     ] = None,
 ) -> None:
-    """Run an agent or tool host process connected to a runtime."""
+    """Run an agent or tool host process serving the runtimes it connects to, and their peers."""
     # The supervisor side never loads actors, so they are imported only here.
     from actors import ActorLoadError, declared_role, run_actor  # noqa: PLC0415
 
@@ -83,12 +88,15 @@ def agent(
     if ledger is None:
         ledgers = Path(os.environ.get("BATON_LEDGERS") or DEFAULT_LEDGERS)
         ledger = str(ledgers / f"{declared}.db")
-    credentials = client_keys(keys, principal or declared, insecure, connect, "--connect")
+    endpoints = endpoint_list(connect or [DEFAULT_AGENTS], "--connect", insecure=insecure)
+    if not endpoints:
+        raise fail("--connect: no endpoint given")
+    credentials = client_keys(keys, principal or declared, insecure, endpoints[0], "--connect")
     spans = None if trace_file is None else _agent_spans(trace_file, declared)
     try:
         status = run_actor(
             spec,
-            connect,
+            endpoints,
             concurrency,
             name=name,
             keys=credentials,

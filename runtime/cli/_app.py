@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime.cli._agent import agent
+from runtime.cli._cluster import cluster
 from runtime.cli._decisions import approve, escalation, inbox, reject
 from runtime.cli._demo import demo
 from runtime.cli._journal import backup, report
@@ -28,6 +29,7 @@ for command in (
     approve,
     reject,
     escalation,
+    cluster,
     report,
     backup,
     validate,

@@ -9,14 +9,15 @@ same from each of them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import msgspec
 
-from protocols import ClientKeys
+from protocols import MAX_ENDPOINT, MAX_PEERS, ClientKeys, Endpoint, is_loopback
 from runtime.cli._console import fail
 from runtime.cli._options import (
     DEFAULT_CONTROL,
@@ -35,19 +36,35 @@ from runtime.security._keys import load_client_keys
 
 T = TypeVar("T")
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 def require_loopback(endpoint: str, flag: str) -> None:
     """Plain-text planes stay on this machine: --insecure is refused anywhere else."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return
-    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+    if not is_loopback(endpoint):
         raise fail(
             f"{flag} {endpoint}: --insecure runs only on loopback or ipc:// endpoints "
             "(use keys to serve other hosts)"
         )
+
+
+def endpoint_list(values: Sequence[str], flag: str, *, insecure: bool) -> tuple[str, ...]:
+    """The endpoints a repeatable option names, each occurrence possibly a comma-separated
+    list, in order and without repeats; a clear exit if one is not an endpoint."""
+    endpoints = tuple(
+        dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip())
+    )
+    if len(endpoints) > MAX_PEERS:
+        raise fail(f"{flag}: {len(endpoints)} endpoints; at most {MAX_PEERS}")
+    for endpoint in endpoints:
+        try:
+            msgspec.convert(endpoint, Endpoint)
+        except msgspec.ValidationError:
+            raise fail(
+                f"{flag} {endpoint}: not an endpoint: expected TRANSPORT://ADDRESS "
+                f"(tcp://127.0.0.1:7710), at most {MAX_ENDPOINT} characters"
+            ) from None
+        if insecure:
+            require_loopback(endpoint, flag)
+    return endpoints
 
 
 def client_keys(

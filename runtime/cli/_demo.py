@@ -7,6 +7,7 @@ another process holds is named, with the option that moves it.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import socket
 import tempfile
@@ -108,13 +109,44 @@ def demo(
     runs_per_kind: Annotated[
         int, typer.Option("--runs", min=1, max=50, help="Requests of each kind to run.")
     ] = 1,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=9,
+            help="Run N runtimes sharing a PostgreSQL the demo starts itself (needs the "
+            "postgres-server extra), kill one with runs in flight, and show the others take "
+            "its runs over; the ports are then free ones.",
+            show_default="one runtime on SQLite",
+        ),
+    ] = 0,
     *,
     planes: tuple[str, str],
 ) -> None:
     """Launch a runtime and the example agents as processes, run requests, show records."""
+    if cluster:
+        raise typer.Exit(_cluster_demo(_console.out, cluster, runs_per_kind))
     agents, control = planes
     raise typer.Exit(
         run_demo(_console.out, agents=agents, control=control, runs_per_kind=runs_per_kind)
+    )
+
+
+def _cluster_demo(out: Console, runtimes: int, runs_per_kind: int) -> int:
+    if runtimes < 2:
+        raise fail("--cluster needs at least 2 runtimes, to show one taking over another's runs")
+    if importlib.util.find_spec("psycopg") is None:
+        raise fail("--cluster needs PostgreSQL: pip install 'baton-runtime[postgres-server]'")
+    from runtime.cli._demo_cluster import run_cluster_demo  # noqa: PLC0415 - with the extra
+
+    return run_cluster_demo(
+        out,
+        runtimes=runtimes,
+        workflow=WORKFLOW,
+        actors=ACTORS,
+        requests=[r for _ in range(runs_per_kind * 3) for r in REQUESTS],
+        approver=APPROVER,
+        summarise=_summarise,
     )
 
 

@@ -54,8 +54,16 @@ AgentsOption = Annotated[
     str, typer.Option("--agents", envvar="BATON_AGENTS", help="Agent plane endpoint to bind.")
 ]
 ConnectOption = Annotated[
-    str,
-    typer.Option("--connect", envvar="BATON_AGENTS", help="Agent plane endpoint to connect to."),
+    list[str] | None,
+    typer.Option(
+        "--connect",
+        envvar="BATON_AGENTS",
+        help="Agent plane endpoint of a supervisor to serve; repeatable or comma-separated. "
+        "The actor serves every supervisor of a cluster: those named here and those they "
+        "name as their peers (with CURVE, every supervisor of a cluster uses the same "
+        "runtime key).",
+        show_default=DEFAULT_AGENTS_ENDPOINT,
+    ),
 ]
 RunIdArgument = Annotated[str, typer.Argument(help="The run's id.")]
 LevelOption = Annotated[

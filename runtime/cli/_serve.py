@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import zmq
 from rich.markup import escape
 
 from protocols import DEFAULT_MAX_FRAME
-from runtime.cli._connection import require_loopback
+from runtime.cli._connection import endpoint_list, require_loopback
 from runtime.cli._console import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, err, fail, usage_errors
 from runtime.cli._options import (
     DEFAULT_AGENTS,
@@ -42,7 +43,7 @@ from runtime.supervisor._config import RuntimeConfig, Security
 from runtime.supervisor._supervisor import AuthenticatorDied, Supervisor
 
 if TYPE_CHECKING:
-    from runtime.cluster._membership import Membership
+    from runtime.cluster._membership import ClusterCounters, Membership
     from runtime.observe._prometheus import PrometheusMetrics
     from runtime.observe._tracing import RunTracer
 
@@ -50,7 +51,7 @@ log = structlog.get_logger("baton.runtime")
 
 REJOIN_FIRST = 0.5
 """Seconds before a cluster's runtime that lost its lease first tries to join again."""
-REJOIN_MOST = 10.0
+REJOIN_MOST = 2.0
 
 
 @logged
@@ -155,6 +156,18 @@ def runtime(
             "lease lapsed.",
         ),
     ] = DEFAULT_CHECK,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer",
+            envvar="BATON_PEERS",
+            help="The agent-plane endpoint of another supervisor of the cluster, as actors "
+            "reach it; repeatable or comma-separated. Every actor welcomed here is told of "
+            "them and serves them too (with CURVE, every supervisor of a cluster uses the "
+            "same runtime key).",
+            show_default="none",
+        ),
+    ] = None,
     keys: KeysOption = DEFAULT_KEYS,
     insecure: InsecureOption = False,
 ) -> None:
@@ -177,6 +190,7 @@ def runtime(
             recovery_budget=recovery_budget,
             restart_budget=restart_budget,
             restart_window=restart_window,
+            peers=endpoint_list(peer or [], "--peer", insecure=insecure),
         )
         if insecure:
             require_loopback(config.agents, "--agents")
@@ -193,19 +207,32 @@ def runtime(
         runs were taken over meanwhile, so nothing of the last one's state is kept)."""
         journal = opened if not incarnations else _reopen(opened)
         incarnations.append(journal)
-        return Supervisor(
+        # A member joining again binds where the first one did (a port 0 was made a real
+        # port then): agents and clients reconnect to the same endpoints.
+        bound = (
+            config
+            if not supervisors
+            else dataclasses.replace(
+                config, agents=supervisors[0].bound_agents, control=supervisors[0].bound_control
+            )
+        )
+        supervisor = Supervisor(
             graphs,
             journal,
-            config,
+            bound,
             security=security,
             previous=earlier,
             kill_points=points,
             metrics=metrics,
             tracer=tracer,
-            membership=_membership(journal, cluster),
+            membership=_membership(journal, cluster, counters),
         )
+        supervisors.append(supervisor)
+        return supervisor
 
     incarnations: list[Store] = []
+    supervisors: list[Supervisor] = []
+    counters = _cluster_counters(store)
     tune_collector()
     extra = {} if metrics is None else {"metrics": f"http://{metrics_host}:{metrics.port}/metrics"}
     try:
@@ -255,15 +282,26 @@ def _server_security(directory: Path) -> Security:
         raise fail(f"{exc} (or pass --insecure to run without CURVE on loopback)") from None
 
 
-def _membership(store: Store, config: ClusterConfig) -> Membership | None:
+def _cluster_counters(url: str) -> ClusterCounters | None:
+    """Counts kept across the memberships of this process, for a PostgreSQL store."""
+    if not url.startswith(POSTGRES_SCHEMES):
+        return None
+    from runtime.cluster._membership import ClusterCounters  # noqa: PLC0415 - the postgres extra
+
+    return ClusterCounters()
+
+
+def _membership(
+    store: Store, config: ClusterConfig, counters: ClusterCounters | None
+) -> Membership | None:
     """A cluster membership over a PostgreSQL store; none over any other."""
-    if not store.description.startswith(POSTGRES_SCHEMES):
+    if counters is None:
         return None
     from runtime.cluster._membership import Membership  # noqa: PLC0415 - the postgres extra
     from runtime.store._postgres import PostgresStore  # noqa: PLC0415 - the postgres extra
 
     assert isinstance(store, PostgresStore)
-    return Membership(store, config)
+    return Membership(store, config, counters=counters)
 
 
 def _reopen(store: Store) -> Store:
@@ -273,6 +311,16 @@ def _reopen(store: Store) -> Store:
 
     assert isinstance(store, PostgresStore)
     return PostgresStore(store.url)
+
+
+class _Listening:
+    """Told by a supervisor that it listens (its planes bound, its store taken up)."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def started(self, value: None = None) -> None:
+        self.event.set()
 
 
 class _Serving:
@@ -338,14 +386,18 @@ async def _serve_once(
     serving.supervisor = supervisor
     try:
         async with anyio.create_task_group() as tg:
+            listening = _Listening()
 
-            async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async def serve() -> None:
+                # A child task, not `tg.start`: what stops it before it listens (a database
+                # that is away) must reach the handlers below, not vanish in the cancel.
                 try:
-                    await supervisor.serve(task_status=task_status)
+                    await supervisor.serve(task_status=listening)
                 finally:
                     tg.cancel_scope.cancel()
 
-            await tg.start(serve)
+            tg.start_soon(serve)
+            await listening.event.wait()
             if ready_file is not None:
                 _write_ready_file(ready_file, supervisor, extra)
             await serving.stopping.wait()

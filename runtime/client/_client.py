@@ -14,6 +14,7 @@ import zmq.asyncio
 from actors._handshake import WATCHED_EVENTS, HandshakeWatch
 from protocols import (
     PROTOCOL_VERSION,
+    TERMINAL_STATUSES,
     CancelRun,
     ClientKeys,
     ControlError,
@@ -71,6 +72,13 @@ MAX_HOPS = 3
 """Runtimes of a cluster a request is sent on to, following where its run is owned."""
 RETAKE_PAUSE = 0.25
 """Seconds between asks about a run while its cluster takes it over."""
+OWNER_PATIENCE = 3.0
+"""Seconds a runtime a request was sent on to has to answer (beyond what the request itself
+waits) before it is taken for dead and the first runtime is asked again: its lease lapses
+and the run is answered by its journal or its new owner."""
+WAIT_SLICE = 5.0
+"""Seconds of one wait for a run's end: a longer wait is asked in slices, so that the death
+of the run's owner costs a slice, not the whole wait."""
 
 
 class _Connection:
@@ -191,15 +199,31 @@ class ControlClient:
         *,
         patience: float | None = None,
         endpoint: str | None = None,
+        waits: float = 0.0,
     ) -> ControlReply:
-        """The reply from the runtime that owns what `request` is about."""
+        """The reply from the runtime that owns what `request` is about.
+
+        `patience` bounds the whole exchange; `waits` is how long the request itself may
+        keep a runtime busy before it answers (a wait for a run's end).
+        """
         limit = self.timeout if patience is None else patience
-        connection = self._connection(endpoint or self.endpoint)
+        first = self._connection(endpoint or self.endpoint)
+        connection = first
         deadline = anyio.current_time() + limit
         hops = 0
         while True:
+            left = max(0.0, deadline - anyio.current_time())
+            if connection is not first:
+                left = min(left, waits + OWNER_PATIENCE)
             try:
-                return await connection.ask(request, max(0.0, deadline - anyio.current_time()))
+                return await connection.ask(request, left)
+            except RuntimeUnavailable:
+                if connection is first or anyio.current_time() + RETAKE_PAUSE >= deadline:
+                    raise
+                # The owner it was sent to died: ask the first runtime again, which knows the
+                # run's next owner once the dead one's lease lapsed.
+                connection = first
+                await anyio.sleep(RETAKE_PAUSE)
             except ControlRefused as refused:
                 if refused.code != "elsewhere" or hops >= MAX_HOPS:
                     raise
@@ -246,32 +270,35 @@ class ControlClient:
 
     async def wait_run(self, run_id: str, *, max_wait: float = 60.0) -> tuple[RunRecord, bool]:
         """The record once the run ended, or when `max_wait` passed (then True)."""
-        reply = await self._ask(
-            WaitRun(
-                id=self._next_id(),
-                protocol=PROTOCOL_VERSION,
-                run_id=run_id,
-                timeout_ms=int(max_wait * 1000),
-            ),
-            patience=max_wait + self.timeout,
-        )
+        reply = await self._wait(run_id, max_wait, summary=False)
         assert isinstance(reply, RunReply)
         return reply.record, reply.timed_out
 
     async def wait_outcome(self, run_id: str, *, max_wait: float = 60.0) -> RunSummary:
         """The run's summary once it ended, or when `max_wait` passed; no whole record."""
-        reply = await self._ask(
-            WaitRun(
+        reply = await self._wait(run_id, max_wait, summary=True)
+        assert isinstance(reply, RunsReply)
+        return reply.runs[0]
+
+    async def _wait(self, run_id: str, max_wait: float, *, summary: bool) -> ControlReply:
+        """Wait in slices until the run ended or `max_wait` passed; the last slice's reply."""
+        end = anyio.current_time() + max_wait
+        while True:
+            wait = max(0.0, min(WAIT_SLICE, end - anyio.current_time()))
+            request = WaitRun(
                 id=self._next_id(),
                 protocol=PROTOCOL_VERSION,
                 run_id=run_id,
-                timeout_ms=int(max_wait * 1000),
-                summary=True,
-            ),
-            patience=max_wait + self.timeout,
-        )
-        assert isinstance(reply, RunsReply)
-        return reply.runs[0]
+                timeout_ms=int(wait * 1000),
+                summary=summary,
+            )
+            reply = await self._ask(request, patience=wait + self.timeout, waits=wait)
+            if isinstance(reply, RunReply) and not reply.timed_out:
+                return reply
+            if isinstance(reply, RunsReply) and reply.runs[0].status in TERMINAL_STATUSES:
+                return reply
+            if anyio.current_time() >= end:
+                return reply
 
     async def cancel_run(self, run_id: str, reason: str = "") -> RunRecord:
         """Stop a run that has not ended; its record once the cancellation is journaled."""

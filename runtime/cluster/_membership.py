@@ -22,6 +22,7 @@ import structlog
 
 from runtime.cluster._config import ClusterConfig
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
+from runtime.observe._observers import ClusterSeen
 from runtime.store._leases import CHANNEL, Leases, Member
 from runtime.store._postgres import CONNECT_SECONDS, PostgresStore
 
@@ -54,7 +55,9 @@ class Membership:
         config: ClusterConfig,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        counters: ClusterCounters | None = None,
     ) -> None:
+        """`counters` carries the counts of the process's earlier memberships, if any."""
         self.store = store
         self.leases = Leases(store)
         self.config = config
@@ -62,11 +65,25 @@ class Membership:
         self.token = 0
         self.valid_until = 0.0
         """On the monotonic clock: when this runtime stops counting its lease held."""
-        self.counters = ClusterCounters()
+        self.counters = ClusterCounters() if counters is None else counters
         self.peers: tuple[tuple[str, str], ...] = ()
         """The agent and control planes of the other live members."""
         self.lost: str | None = None
         self._wake = anyio.Event()
+
+    def seen(self, runs_owned: int) -> ClusterSeen:
+        """What the metrics show of this membership now."""
+        c = self.counters
+        return ClusterSeen(
+            runs_owned=runs_owned,
+            members=1 + len(self.peers),
+            lease_left=max(0.0, self.valid_until - self._monotonic()) if self.holds() else 0.0,
+            leases_lost=c.leases_lost,
+            takeovers=c.takeovers,
+            runs_taken_over=c.runs_taken_over,
+            fenced_writes=c.fenced_writes,
+            fenced_sends=c.fenced_sends,
+        )
 
     def holds(self) -> bool:
         """Whether the lease is held now, as far as this runtime can know."""
@@ -113,10 +130,15 @@ class Membership:
                     self.lose("the lease could not be renewed before it lapsed")
                     break
                 if now >= renew_at:
-                    renew_at = await self._renew(load) + config.renew_every
+                    # Bounded by what the lease has left: a database that does not answer
+                    # must not keep this runtime from seeing its lease lapse.
+                    renew_at = now + min(0.5, config.renew_every)
+                    with anyio.move_on_after(self.valid_until - now):
+                        renew_at = await self._renew(load) + config.renew_every
                 if self.lost is None and self._monotonic() >= check_at:
-                    await self._check(take_over, on_peers)
                     check_at = self._monotonic() + config.check
+                    with anyio.move_on_after(max(0.0, self.valid_until - self._monotonic())):
+                        await self._check(take_over, on_peers)
                 wait = min(renew_at, check_at, self.valid_until) - self._monotonic()
                 with anyio.move_on_after(max(0.0, wait)):
                     await self._wake.wait()

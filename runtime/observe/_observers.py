@@ -27,6 +27,23 @@ class Gauges:
     queued_steps: int = 0
     agents: Mapping[str, int] = field(default_factory=dict)
     refused: Mapping[str, int] = field(default_factory=dict)
+    cluster: ClusterSeen | None = None
+    """For a runtime of a cluster: its lease and what it did with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSeen:
+    """A cluster's runtime at its last heartbeat; the counts are since the process started."""
+
+    runs_owned: int
+    members: int
+    lease_left: float
+    """Seconds its lease is held for as far as it knows; 0 once lost."""
+    leases_lost: int
+    takeovers: int
+    runs_taken_over: int
+    fenced_writes: int
+    fenced_sends: int
 
 
 Handler = Callable[[Run, HistoryEntry], None]

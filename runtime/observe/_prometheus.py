@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from protocols import HistoryEntry
 from runtime.engine._run import Run
-from runtime.observe._observers import RUN_ENDINGS, Gauges, Handler
+from runtime.observe._observers import RUN_ENDINGS, ClusterSeen, Gauges, Handler
 
 STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 RUN_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
@@ -148,6 +148,36 @@ def _gauges(seen: Gauges) -> Iterator[Any]:
     for reason, n in sorted(seen.refused.items()):
         refused.add_metric([reason], n)
     yield refused
+    if seen.cluster is not None:
+        yield from _cluster(seen.cluster)
+
+
+def _cluster(seen: ClusterSeen) -> Iterator[Any]:
+    """A cluster's runtime: what it owns, its lease, and what it did with leases."""
+    yield GaugeMetricFamily(
+        "baton_cluster_runs_owned", "Runs this runtime holds by its lease.", seen.runs_owned
+    )
+    yield GaugeMetricFamily(
+        "baton_cluster_members", "Live runtimes of the cluster, this one included.", seen.members
+    )
+    yield GaugeMetricFamily(
+        "baton_cluster_lease_seconds_left",
+        "Seconds this runtime counts its lease held for; 0 once lost.",
+        seen.lease_left,
+    )
+    for name, text, value in (
+        ("baton_cluster_leases_lost", "Leases this process lost (it rejoined each time).",
+         seen.leases_lost),
+        ("baton_cluster_takeovers", "Lapsed leases of others this runtime ended.",
+         seen.takeovers),
+        ("baton_cluster_runs_taken_over", "Runs taken over from runtimes whose lease lapsed.",
+         seen.runs_taken_over),
+        ("baton_cluster_fenced_writes", "Batches the database refused: the lease had lapsed.",
+         seen.fenced_writes),
+        ("baton_cluster_fenced_sends", "Frames dropped unsent: the lease was no longer held.",
+         seen.fenced_sends),
+    ):  # fmt: skip
+        yield CounterMetricFamily(name, text, value)
 
 
 class PrometheusMetrics:

@@ -32,6 +32,7 @@ from protocols import (
 from runtime.engine._events import Dispatch, ForwardToolCall, RefuseToolCall
 from runtime.planes._agent_host import AgentHost, AgentPlaneCounters, Outlet, action
 from runtime.planes._broker import ToolBroker
+from runtime.planes._peers import PeerList, no_peers
 from runtime.planes._placement import Placement
 from runtime.planes._refusals import REPLY_TEXT
 from runtime.planes._registration import Registrar
@@ -58,9 +59,12 @@ class AgentPlane:
         restart_budget: int = 0,
         restart_window: float = 60.0,
         trace: Callable[..., str] | None = None,
+        peers: Callable[[], Sequence[str]] = no_peers,
     ) -> None:
         """`trace` gives the traceparent an assignment or forwarded tool call carries, when
-        the runtime traces (`runtime.observe._trace_ids.traceparent`)."""
+        the runtime traces (`runtime.observe._trace_ids.traceparent`). `peers` gives the
+        agent-plane endpoints of the cluster's other supervisors, which each `Welcome`
+        names (with those `announce_peers` was last given)."""
         self._host = host
         self._codec = codec
         self.counters = AgentPlaneCounters()
@@ -72,7 +76,7 @@ class AgentPlane:
         self._registrar = Registrar(
             host, outlet, codec, registry,
             placement=self._placement, broker=self._broker, graphs=graphs,
-            heartbeat=heartbeat, secure=secure,
+            heartbeat=heartbeat, secure=secure, peers=PeerList(peers),
         )  # fmt: skip
 
     def agents_by_role(self) -> dict[str, int]:
@@ -99,6 +103,15 @@ class AgentPlane:
     def heartbeat(self, now: float) -> None:
         """Beat to every actor; lose those silent for three intervals."""
         self._registrar.heartbeat(now)
+
+    def announce_peers(self, endpoints: Sequence[str]) -> None:
+        """The cluster's other supervisors changed: send `Peers` to every live session, and
+        name the same in every `Welcome` from now on (besides the static peers).
+
+        The frames leave with the current batch. ValueError if an endpoint is not one
+        (`protocols.Endpoint`) or there are more than `protocols.MAX_PEERS`.
+        """
+        self._registrar.announce_peers(endpoints)
 
     def reload(self, book: PrincipalBook) -> None:
         """Principals changed: sessions whose key or role was withdrawn end; the rest go on."""

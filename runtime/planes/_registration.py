@@ -21,12 +21,14 @@ from protocols import (
     Error,
     ErrorCode,
     Heartbeat,
+    Peers,
     Register,
     Welcome,
     clip,
 )
 from runtime.planes._agent_host import AgentHost, Outlet
 from runtime.planes._broker import ToolBroker
+from runtime.planes._peers import PeerList
 from runtime.planes._placement import Placement
 from runtime.planes._refusals import REPLY_TEXT
 from runtime.planes._sessions import Registry, Session
@@ -52,6 +54,7 @@ class Registrar:
         graphs: Sequence[Graph],
         heartbeat: float,
         secure: bool,
+        peers: PeerList,
     ) -> None:
         self._host = host
         self._outlet = outlet
@@ -61,6 +64,7 @@ class Registrar:
         self._broker = broker
         self._heartbeat = heartbeat
         self._secure = secure
+        self._peers = peers
         self._role_tools: dict[str, set[str]] = {}
         """Per role, the tools any loaded workflow grants it."""
         for graph in graphs:
@@ -116,6 +120,7 @@ class Registrar:
                 session=session.name,
                 heartbeat_ms=max(10, int(self._heartbeat * 1000)),
                 tool_specs=specs if message.kind == "agent" else [],
+                peers=self._peers.advertised(),
             ),
         )
         log.info(
@@ -169,6 +174,16 @@ class Registrar:
                 f"role {message.role!r} is not granted tool {extra[0]!r} by any loaded workflow",
             )
         return None
+
+    def announce_peers(self, endpoints: Sequence[str]) -> None:
+        """Tell every live session the cluster's other supervisors, and welcome the next
+        ones with the same."""
+        advertised = self._peers.announce(endpoints)
+        frame = self._codec.encode(Peers(endpoints=advertised))
+        sessions = list(self._registry.by_identity.values())
+        for session in sessions:
+            self._host.queue_agent_frame(session.identity, frame, session)
+        log.info("peers.announced", peers=advertised, sessions=len(sessions))
 
     def reload(self, book: PrincipalBook) -> None:
         """Principals changed: sessions whose key or role was withdrawn end; the rest go on."""

@@ -62,6 +62,12 @@ class Takeover:
     lapsed_for: float
     """Seconds between the lease's expiry and its deletion."""
     runs: int
+    agents: str = ""
+    """The agent plane of the runtime that held the lease."""
+    started_at: float = 0.0
+    """When that runtime joined (the database's clock, seconds since the epoch)."""
+    expired_at: float = 0.0
+    """When its lease lapsed: from then on it may have sent nothing for its runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +138,13 @@ class Leases:
                     await conn.execute(
                         "DELETE FROM baton.supervisors WHERE expires_at <= clock_timestamp() "
                         "RETURNING token, name, "
-                        "extract(epoch FROM clock_timestamp() - expires_at)::float8"
+                        "extract(epoch FROM clock_timestamp() - expires_at)::float8, "
+                        "agents, started_at, expires_at, extract(epoch FROM started_at)::float8, "
+                        "extract(epoch FROM expires_at)::float8"
                     )
                 ).fetchall()
                 takeovers = []
-                for lapsed, name, lapsed_for in gone:
+                for lapsed, name, lapsed_for, agents, started, expired, began, ended in gone:
                     count = await (
                         await conn.execute(
                             "SELECT count(*) FROM baton.runs WHERE owner = %s AND NOT ended",
@@ -144,11 +152,14 @@ class Leases:
                         )
                     ).fetchone()
                     runs = 0 if count is None else int(count[0])
-                    takeovers.append(Takeover(int(lapsed), str(name), float(lapsed_for), runs))
+                    takeovers.append(
+                        Takeover(int(lapsed), str(name), float(lapsed_for), runs, str(agents),
+                                 float(began), float(ended))
+                    )  # fmt: skip
                     await conn.execute(
-                        "INSERT INTO baton.takeovers (token, name, lapsed_for, runs, by_token) "
-                        "VALUES (%s, %s, %s, %s, %s)",
-                        (lapsed, name, lapsed_for, runs, token),
+                        "INSERT INTO baton.takeovers (token, name, lapsed_for, runs, by_token, "
+                        "agents, started_at, expired_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (lapsed, name, lapsed_for, runs, token, agents, started, expired),
                     )
                 orphan = (
                     "NOT r.ended AND (r.owner IS NULL OR NOT EXISTS "
@@ -221,14 +232,17 @@ class Leases:
     async def takeovers(self, limit: int = 20) -> list[tuple[float, Takeover, int]]:
         """The latest takeovers: when, which lease, and the token that took it over."""
         rows = await self.store.fetch(
-            "SELECT extract(epoch FROM at)::float8, token, name, lapsed_for, runs, by_token "
+            "SELECT extract(epoch FROM at)::float8, token, name, lapsed_for, runs, by_token, "
+            "agents, extract(epoch FROM started_at)::float8, "
+            "extract(epoch FROM expired_at)::float8 "
             "FROM baton.takeovers ORDER BY at DESC LIMIT %s",
             (limit,),
         )
         return [
-            (float(at), Takeover(int(t), str(n), float(lf), int(r)), int(b))
-            for at, t, n, lf, r, b in rows
-        ]
+            (float(at), Takeover(int(t), str(n), float(lf), int(r), str(a), float(s), float(e)),
+             int(b))
+            for at, t, n, lf, r, b, a, s, e in rows
+        ]  # fmt: skip
 
     async def _notify(self, payload: str) -> None:
         await self.store.fetch("SELECT pg_notify(%s, %s)", (CHANNEL, payload))

@@ -34,9 +34,10 @@ CONNECT_SECONDS = 10.0
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _APPEND = (
-    "SELECT baton.append(%s, %s::text[], %s::float8[], %s::text[], %s::text[], %s::int4[], "
-    "%s::float8[], %s::bytea[], %s, %s, %s)"
+    "SELECT baton.append(%b, %b::text[], %b::float8[], %b::text[], %b::text[], %b::int4[], "
+    "%b::float8[], %b::bytea[], %b::float8, %b::float8, %b::text)"
 )
+"""Parameters in binary (`%b`): a batch's arrays are dumped without quoting each element."""
 
 
 class PostgresStore:

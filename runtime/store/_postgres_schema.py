@@ -59,7 +59,10 @@ MIGRATIONS: tuple[str, ...] = (
         name text NOT NULL,
         lapsed_for double precision NOT NULL,
         runs integer NOT NULL,
-        by_token bigint NOT NULL
+        by_token bigint NOT NULL,
+        agents text NOT NULL,
+        started_at timestamptz NOT NULL,
+        expired_at timestamptz NOT NULL
     );
     CREATE FUNCTION baton.append(
         p_fence bigint,

@@ -50,6 +50,9 @@ class RuntimeConfig:
     """Instances of one role that may be lost within `restart_window` seconds; beyond
     that the role is crash-looping and its waiting steps go to their failure policy."""
     restart_window: float = 60.0
+    peers: tuple[str, ...] = ()
+    """The agent-plane endpoints of the cluster's other supervisors, as actors reach them:
+    every `Welcome` names them, so that an actor given one supervisor serves them all."""
 
 
 @dataclass(frozen=True, slots=True)

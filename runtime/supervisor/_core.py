@@ -101,11 +101,14 @@ class SupervisorCore:
         tracer: Tracer | None = None,
         on_heartbeat: Callable[[float], None] | None = None,
         run_ids: Callable[[float], str] = new_run_id,
+        peers: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         """`clock` is the machine's unless given. `secure` says whether the planes know
         their peers' principals. `on_heartbeat` is what the heartbeat timer does with the
         monotonic time it fired at (by default `heartbeat`, which it must call).
-        `run_ids` names a new run from the wall time it starts at."""
+        `run_ids` names a new run from the wall time it starts at. `peers` gives the
+        agent-plane endpoints of the cluster's other supervisors that actors are welcomed
+        with besides `config.peers`."""
         self.config = config
         self.store = store
         self.catalog = Catalog(graphs, previous)
@@ -148,6 +151,7 @@ class SupervisorCore:
             restart_budget=config.restart_budget,
             restart_window=config.restart_window,
             trace=None if tracer is None else tracer.traceparent,
+            peers=lambda: (*config.peers, *(() if peers is None else peers())),
         )
         self.control = ControlPlane(
             self,

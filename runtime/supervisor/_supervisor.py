@@ -14,6 +14,7 @@ task group, the commit under way), so they stay together here, a little over
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -76,6 +77,7 @@ class Supervisor:
         monotonic: Callable[[], float] = time.monotonic,
         boot: str | None = None,
         membership: Membership | None = None,
+        peers: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         """`security=None` runs without CURVE: for loopback development only.
 
@@ -83,13 +85,17 @@ class Supervisor:
         runs which started on them finish on them (`CatalogError` if they clash).
         `kill_points` names places where the process kills itself, to rehearse crashes.
         `boot` names the boot `monotonic` counts from (by default the system's boot id):
-        readings of it taken in another boot are not compared with it.
+        readings of it taken in another boot are not compared with it. `peers` gives the
+        agent-plane endpoints of the cluster's other supervisors that actors are welcomed
+        with, besides `config.peers`.
         With `membership` (over a `PostgresStore`), the runtime is one of a cluster: it
-        owns the runs it starts or takes over by lease, and stops when the lease is lost.
+        owns the runs it starts or takes over by lease, and stops when the lease is lost;
+        actors are told of its other live members as they come and go.
         """
         self.config = config
         self.security = security
         self.membership = membership
+        self._metrics = metrics
         self._book = None if security is None else PrincipalBook(security.principals)
         self._authenticator: Authenticator | None = None
         self.core = core = SupervisorCore(
@@ -103,6 +109,7 @@ class Supervisor:
             metrics=metrics,
             tracer=tracer,
             on_heartbeat=self._heartbeat,
+            peers=peers,
         )
         self.store = store
         self.catalog = core.catalog
@@ -248,7 +255,7 @@ class Supervisor:
     def _on_peers(self, peers: Sequence[Member]) -> None:
         """Other runtimes joined or left: clients are told of their control planes."""
         self.core.peer_controls = [m.control for m in peers]
-        log.info("cluster.peers", peers=[m.agents for m in peers])
+        self.core.agents.announce_peers([m.agents for m in peers])
 
     def _lost(self, reason: str) -> None:
         """The lease is lost: stop at once, sending nothing more."""
@@ -374,6 +381,10 @@ class Supervisor:
             return
         self.core.heartbeat(now)
         self._gates.prune()
+        if self._metrics is not None and self.membership is not None:
+            owned = len(self.core.runs) + len(self.core.held)
+            gauges = dataclasses.replace(self._metrics.gauges, cluster=self.membership.seen(owned))
+            self._metrics.gauges = gauges
 
     def _handle_unreachable(self) -> None:
         while self._unreachable:
@@ -423,6 +434,7 @@ class Supervisor:
         failure = self.core.batch.failure
         if isinstance(failure, LeaseLapsed) and self.membership is not None:
             self.membership.counters.fenced_writes += 1
+            log.warning("batch.fenced", token=self.membership.token, reason=failure.reason)
             self.membership.lose(failure.reason)
         self.stop()
 

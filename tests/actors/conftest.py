@@ -12,7 +12,7 @@ import zmq
 import zmq.asyncio
 
 from actors import Agent, ToolHost
-from actors._worker import Worker
+from actors._cluster import ClusterWorker
 from protocols import (
     PROTOCOL_VERSION,
     ActorMessage,
@@ -67,11 +67,15 @@ class FakeRuntime:
         await self.socket.send_multipart([identity, *frames])
 
     async def accept(
-        self, *, heartbeat_ms: int = 60_000, tool_specs: list[ToolSpec] | None = None
+        self,
+        *,
+        heartbeat_ms: int = 60_000,
+        tool_specs: list[ToolSpec] | None = None,
+        peers: list[str] | None = None,
     ) -> tuple[bytes, Register]:
         """Await a `Register` and welcome its sender."""
         identity, register = await self.expect(Register)
-        await self.welcome(identity, heartbeat_ms=heartbeat_ms, tool_specs=tool_specs)
+        await self.welcome(identity, heartbeat_ms=heartbeat_ms, tool_specs=tool_specs, peers=peers)
         return identity, register
 
     async def welcome(
@@ -80,34 +84,45 @@ class FakeRuntime:
         *,
         heartbeat_ms: int = 60_000,
         tool_specs: list[ToolSpec] | None = None,
+        peers: list[str] | None = None,
     ) -> None:
         welcome = Welcome(
             protocol=PROTOCOL_VERSION,
             session=f"session-{identity.hex()}",
             heartbeat_ms=heartbeat_ms,
             tool_specs=tool_specs or [],
+            peers=peers or [],
         )
         await self.send(identity, welcome)
 
 
+@asynccontextmanager
+async def fake_runtimes(count: int) -> AsyncIterator[list[FakeRuntime]]:
+    """`count` fake runtimes on loopback, as the supervisors of one cluster."""
+    context = zmq.asyncio.Context()
+    fakes = [FakeRuntime(context) for _ in range(count)]
+    try:
+        yield fakes
+    finally:
+        for fake in fakes:
+            fake.socket.close(linger=0)
+        context.term()
+
+
 @pytest.fixture
 async def runtime() -> AsyncIterator[FakeRuntime]:
-    context = zmq.asyncio.Context()
-    fake = FakeRuntime(context)
-    try:
+    async with fake_runtimes(1) as (fake,):
         yield fake
-    finally:
-        fake.socket.close(linger=0)
-        context.term()
 
 
 @asynccontextmanager
 async def serving(
-    actor: Agent | ToolHost, runtime: FakeRuntime, **options: Any
-) -> AsyncIterator[Worker]:
-    """Run `actor` against `runtime` for the body of the block, then stop it."""
+    actor: Agent | ToolHost, *runtimes: FakeRuntime, **options: Any
+) -> AsyncIterator[ClusterWorker]:
+    """Run `actor` against `runtimes` for the body of the block, then stop it."""
     stop = anyio.Event()
-    worker = Worker(actor, endpoint=runtime.endpoint, stop=stop, **options)
+    endpoints = [runtime.endpoint for runtime in runtimes]
+    worker = ClusterWorker(actor, endpoints=endpoints, stop=stop, **options)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         try:

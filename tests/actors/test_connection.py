@@ -8,7 +8,7 @@ import pytest
 import structlog
 
 from actors import Agent, Context, Result, Task
-from actors._worker import Worker
+from actors._cluster import ClusterWorker
 from protocols import (
     DEFAULT_MAX_FRAME,
     Assign,
@@ -138,7 +138,7 @@ class TestStop:
         """Setting `stop` sends `Bye`, cancels running handlers and returns."""
         agent = BlockingAgent()
         stop = anyio.Event()
-        worker = Worker(agent, endpoint=runtime.endpoint, stop=stop)
+        worker = ClusterWorker(agent, endpoints=[runtime.endpoint], stop=stop)
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run)
@@ -159,11 +159,11 @@ class TestStop:
             assert agent.events == ["setup"]
         assert agent.events == ["setup", "teardown"]
 
-    async def test_a_worker_runs_once(self, runtime: FakeRuntime) -> None:
-        """A worker cannot be run a second time."""
+    async def test_an_actor_is_served_once(self, runtime: FakeRuntime) -> None:
+        """A cluster worker cannot be run a second time."""
         async with serving(EchoAgent(), runtime) as worker:
             await runtime.accept()
-        with pytest.raises(RuntimeError, match=r"^a Worker runs once$"):
+        with pytest.raises(RuntimeError, match=r"^an actor is served once$"):
             await worker.run()
 
 

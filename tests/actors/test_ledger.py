@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,32 @@ class TestRunToolWithLedger:
         await run_tool(till, call(4, key="", amount=1), ledger)
         assert till.charged == [1, 1]
         assert ledger.keys() == {}
+
+
+CLAIMER = """
+import sys
+from pathlib import Path
+from actors._ledger import Ledger
+ledger = Ledger(Path(sys.argv[1]))
+fresh = sum(ledger.claim(f"key-{n}", "post").fresh for n in range(50))
+print(fresh)
+"""
+
+
+class TestSharedLedgerFile:
+    """Hosts of one cluster may share a ledger file: each key is claimed by exactly one."""
+
+    def test_hosts_starting_at_once_claim_each_key_once(self, tmp_path: Path) -> None:
+        path = tmp_path / "shared.db"
+        hosts = [
+            subprocess.Popen(
+                [sys.executable, "-c", CLAIMER, str(path)], stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        claimed = []
+        for host in hosts:
+            out, _ = host.communicate(timeout=60)
+            assert host.returncode == 0
+            claimed.append(int(out))
+        assert sum(claimed) == 50

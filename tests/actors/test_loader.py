@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import structlog
 import zmq
 
 from actors import ActorLoadError, load_actor, run_actor
@@ -59,6 +60,20 @@ class TestRunActor:
     def test_an_impossible_concurrency_exits_2(self) -> None:
         """`run_actor` returns 2 for a concurrency outside [1, 4096]."""
         assert run_actor("tests.actors.sample:EchoAgent", "tcp://127.0.0.1:1", 0) == 2
+
+    @pytest.mark.parametrize(
+        "endpoints",
+        [
+            pytest.param([], id="none"),
+            pytest.param([f"tcp://127.0.0.1:{n}" for n in range(1, 66)], id="over-64"),
+            pytest.param(["tcp://127.0.0.1:1", "tcp://127.0.0.1"], id="unusable"),
+        ],
+    )
+    def test_endpoints_that_cannot_be_served_exit_2(self, endpoints: list[str]) -> None:
+        """`run_actor` returns 2 with no endpoint, over 64, or one ZeroMQ cannot use."""
+        with structlog.testing.capture_logs() as logs:
+            assert run_actor("tests.actors.sample:EchoAgent", endpoints, 1) == 2
+        assert {e["event"] for e in logs} & {"actor.bad_endpoints", "actor.endpoint_refused"}
 
     def test_a_refused_registration_exits_2(self) -> None:
         """`run_actor` returns 2 when the runtime refuses the actor."""

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from actors import RegistrationRefused, tool_specs
-from actors._worker import Worker
+from actors._cluster import ClusterWorker
 from protocols import PROTOCOL_VERSION, Error, Heartbeat, Register, Welcome
 from tests.actors.conftest import WAIT, FakeRuntime, serving
 from tests.actors.sample import CallingAgent, EchoAgent, MathHost
@@ -23,7 +23,7 @@ async def refused_with(runtime: FakeRuntime, answer: Error | Welcome) -> Registr
         identity, _ = await runtime.expect(Register)
         await runtime.send(identity, answer)
 
-    worker = Worker(EchoAgent(), endpoint=runtime.endpoint)
+    worker = ClusterWorker(EchoAgent(), endpoints=[runtime.endpoint])
     async with anyio.create_task_group() as tg:
         tg.start_soon(answer_register)
         with anyio.fail_after(WAIT), pytest.raises(RegistrationRefused) as info:

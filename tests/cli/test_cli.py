@@ -184,6 +184,37 @@ class TestRuntimeStartup:
         assert result.exit_code == 2
         assert "--insecure runs only on loopback or ipc:// endpoints" in result.output
 
+    @pytest.mark.parametrize(
+        ("peers", "message"),
+        [
+            pytest.param(
+                ["--peer", "tcp://127.0.0.1:7720,tcp://10.1.2.3:7710"],
+                "--peer tcp://10.1.2.3:7710: --insecure runs only on loopback or ipc:// "
+                "endpoints (use keys to serve other hosts)",
+                id="not-loopback",
+            ),
+            pytest.param(
+                ["--peer", "127.0.0.1:7720"],
+                "--peer 127.0.0.1:7720: not an endpoint: expected TRANSPORT://ADDRESS "
+                "(tcp://127.0.0.1:7710), at most 256 characters",
+                id="no-transport",
+            ),
+            pytest.param(
+                [f"--peer=tcp://127.0.0.1:{8000 + n}" for n in range(65)],
+                "--peer: 65 endpoints; at most 64",
+                id="too-many",
+            ),
+        ],
+    )
+    def test_peers_that_cannot_be_advertised(self, peers: list[str], message: str) -> None:
+        """Each `--peer` is an endpoint an actor can reach, on loopback when insecure."""
+        result = runner.invoke(
+            app,
+            ["runtime", "--workflow", "examples.customer_ops:workflow", "--insecure", *peers],
+        )
+        assert result.exit_code == 2
+        assert " ".join(result.output.split()) == f"error: {message}"
+
     def test_no_keys_and_not_insecure(self, tmp_path: Path) -> None:
         """Secure is the default: without keys the runtime says how to make them."""
         missing = tmp_path / "nowhere"
@@ -211,6 +242,40 @@ class TestRuntimeStartup:
         )
         assert result.exit_code == 2
         assert "test key" in result.output
+
+
+class TestAgentStartup:
+    """`baton agent` checks the endpoints it is to serve before it starts."""
+
+    @pytest.mark.parametrize(
+        ("connect", "message"),
+        [
+            pytest.param(
+                [
+                    *("--connect", "tcp://127.0.0.1:7710"),
+                    *("--connect", "tcp://127.0.0.1:7720,"),
+                    *("--connect", "tcp://10.1.2.3:7710"),
+                ],
+                "--connect tcp://10.1.2.3:7710: --insecure runs only on loopback or ipc:// "
+                "endpoints (use keys to serve other hosts)",
+                id="not-loopback",
+            ),
+            pytest.param(
+                ["--connect", "tcp://127.0.0.1:7710,localhost:7720"],
+                "--connect localhost:7720: not an endpoint: expected TRANSPORT://ADDRESS "
+                "(tcp://127.0.0.1:7710), at most 256 characters",
+                id="no-transport",
+            ),
+            pytest.param(["--connect", " , "], "--connect: no endpoint given", id="none"),
+        ],
+    )
+    def test_endpoints_that_cannot_be_served(self, connect: list[str], message: str) -> None:
+        """Each `--connect` is an endpoint, on loopback when insecure; commas separate several."""
+        result = runner.invoke(
+            app, ["agent", "tests.actors.sample:EchoAgent", "--insecure", *connect]
+        )
+        assert result.exit_code == 2
+        assert " ".join(result.output.split()) == f"error: {message}"
 
 
 class TestReport:

@@ -75,7 +75,7 @@ class TestEnvironment:
     @pytest.mark.parametrize(
         ("words", "variables"),
         [
-            (("runtime",), {"BATON_AGENTS", "BATON_CONTROL", "BATON_KEYS"}),
+            (("runtime",), {"BATON_AGENTS", "BATON_CONTROL", "BATON_KEYS", "BATON_PEERS"}),
             (("agent",), {"BATON_AGENTS", "BATON_KEYS"}),
             (("runs",), {"BATON_CONTROL", "BATON_KEYS", "BATON_PRINCIPAL"}),
             (("approve",), {"BATON_CONTROL", "BATON_KEYS", "BATON_PRINCIPAL"}),

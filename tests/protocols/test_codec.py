@@ -44,6 +44,7 @@ from protocols import (
     ListPending,
     ListRuns,
     MembersReply,
+    Peers,
     PendingDecision,
     PendingReply,
     ProtocolError,
@@ -123,6 +124,12 @@ arguments = st.dictionaries(names, values_nested(VALUE_DEPTH - 1), max_size=3)
 name_lists = st.lists(names, max_size=3)
 text_lists = st.lists(texts, max_size=3)
 flag_maps = st.dictionaries(names, text_lists, max_size=3)
+endpoints = st.builds(
+    "{}://{}".format,
+    st.sampled_from(["tcp", "ipc", "inproc"]),
+    st.text(string.ascii_letters + string.digits + "./:[]-_", min_size=1, max_size=40),
+)
+endpoint_lists = st.lists(endpoints, max_size=3)
 
 
 def literal(alias: Any) -> st.SearchStrategy[Any]:
@@ -164,7 +171,9 @@ AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         session=names,
         heartbeat_ms=st.integers(10, 600_000),
         tool_specs=spec_lists,
+        peers=endpoint_lists,
     ),
+    Peers: every_field(Peers, endpoints=endpoint_lists),
     Heartbeat: every_field(Heartbeat, in_flight=counts),
     Assign: every_field(
         Assign,
