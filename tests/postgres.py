@@ -56,9 +56,11 @@ def running(server: LocalPostgres) -> LocalPostgres:
 def postgres_server() -> Iterator[LocalPostgres]:
     """The session's server; ask for `postgres` or `postgres_url` instead."""
     try:
+        import psycopg  # noqa: F401, PLC0415 - the tests that need a server talk to it with it
+
         from runtime.cluster import LocalPostgres, LocalPostgresError  # noqa: PLC0415
     except ImportError as exc:
-        unavailable(f"cannot import runtime.cluster: {exc}")
+        unavailable(f"{exc} (pip install -e '.[dev]')")
     try:
         server = LocalPostgres()
     except LocalPostgresError as exc:

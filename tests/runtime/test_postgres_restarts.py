@@ -13,6 +13,7 @@ from itertools import count
 
 import anyio
 import anyio.lowlevel
+import psycopg
 import pytest
 
 from runtime.cluster import LocalPostgres
@@ -126,19 +127,32 @@ async def test_a_store_opened_while_the_server_is_down_says_so(
     assert str(refused.value).startswith(f"store {postgres_url} failed: ")
 
 
+async def fill(store: PostgresStore) -> None:
+    """Open every connection the pool may hold, by holding them all at once."""
+    held: list[object] = []
+    everyone = anyio.Event()
+
+    async def hold() -> None:
+        async with store.connection() as conn:
+            held.append(conn)
+            if len(held) == WRITERS:
+                everyone.set()
+            await everyone.wait()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as holders:
+            for _ in range(WRITERS):
+                holders.start_soon(hold)
+
+
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 async def test_a_restart_while_idle_costs_no_append(
     postgres: LocalPostgres, store: PostgresStore, outage: str
 ) -> None:
     """Connections the restart ended while they sat in the pool are never handed out."""
-    load = Load(store)
-    stop = anyio.Event()
-    async with anyio.create_task_group() as writers:
-        for _ in range(WRITERS):
-            writers.start_soon(load.write, stop)
-        await load.until(lambda: len(load.acknowledged) >= 20)
-        stop.set()
+    await fill(store)
     assert store.connections().get_stats()["pool_size"] == WRITERS
+    load = Load(store)
     await anyio.to_thread.run_sync(postgres.stop if outage == "stop" else postgres.kill)
     await anyio.to_thread.run_sync(postgres.start)
     stop = anyio.Event()
@@ -148,3 +162,37 @@ async def test_a_restart_while_idle_costs_no_append(
         await load.until(lambda: len(load.acknowledged) >= 40)
         stop.set()
     assert load.failures == []
+
+
+async def test_an_append_the_server_does_not_answer_fails_within_the_bound(
+    postgres_url: str, store: PostgresStore
+) -> None:
+    """A server that takes the statement and never answers (here: a lock held elsewhere
+    on the writer's lease) makes the store unavailable, not the runtime stuck; whether
+    the abandoned batch landed is unknown, but it is whole or absent."""
+    await store.append([started("before", 1.0)])
+    with psycopg.connect(postgres_url) as blocker:
+        blocker.execute(
+            "SELECT 1 FROM baton.supervisors WHERE token = %s FOR UPDATE", (store.fence,)
+        )
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable) as refused:
+            await store.append([dispatched("before", 2, 2.0), started("lost", 2.0)])
+        took = time.monotonic() - began
+    assert refused.value.reason == f"no answer within {BOUND:g} s"
+    assert BOUND <= took <= BOUND + SLACK
+    await store.append([started("after", 3.0)])
+    with anyio.fail_after(10):
+        # The abandoned statement ends once the lock is gone, committed or cancelled.
+        while True:
+            pending = await store.fetch(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT baton.append%%' "
+                "AND state = 'active' AND pid <> pg_backend_pid()"
+            )
+            if not pending:
+                break
+            await anyio.sleep(0.01)
+    landed = await store.journals(["before", "lost"])
+    assert [r.seq for r in landed["before"]] in ([1], [1, 2])
+    assert len(landed["before"]) - 1 == len(landed.get("lost", []))
+    assert [r.seq for r in await store.journal("after")] == [1]
