@@ -177,7 +177,9 @@ class Membership:
         except LeaseLapsed as exc:
             self.lose(exc.reason)
             return
-        except StoreUnavailable as exc:
+        except StoreError as exc:
+            # Unavailable, or a deadlock between two claims that the server broke: the
+            # next check tries again, and the lease is kept meanwhile.
             log.warning("cluster.check_failed", token=self.token, reason=exc.reason)
             return
         counters = self.counters

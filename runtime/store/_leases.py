@@ -5,8 +5,9 @@ restarted or another host could reuse) and keeps a lease that it renews well
 before it expires. Time is the database's: lease expiry is compared with its
 clock alone, so the runtimes' own clocks may differ. A lapsed lease is deleted
 in the same transaction that takes up its runs, so no run is ever left without
-an owner to find it; the deletion waits for any append still checking that
-lease, so whatever the lapsed runtime committed is seen by its successor.
+an owner to find it; the deletion waits (an advisory lock per token, shared by
+appends, exclusive here) for any append still checking that lease, so whatever
+the lapsed runtime committed is seen by its successor.
 """
 
 from __future__ import annotations
@@ -127,20 +128,37 @@ class Leases:
         """
         try:
             async with self.store.connection() as conn, conn.transaction():
+                # Shared, as appends take it: no other claim ends this lease meanwhile.
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (token,))
                 live = await conn.execute(
                     "SELECT 1 FROM baton.supervisors WHERE token = %s "
-                    "AND expires_at > clock_timestamp() FOR SHARE",
+                    "AND expires_at > clock_timestamp()",
                     (token,),
                 )
                 if await live.fetchone() is None:
                     raise LeaseLapsed(self.store.description, f"the lease of token {token} lapsed")
+                lapsed_tokens = [
+                    int(t)
+                    for (t,) in await (
+                        await conn.execute(
+                            "SELECT token FROM baton.supervisors "
+                            "WHERE expires_at <= clock_timestamp() ORDER BY token"
+                        )
+                    ).fetchall()
+                ]
+                # Exclusive: waits for every append still checking a lapsed lease to commit,
+                # so its successor reads all that it wrote.
+                for lapsed in lapsed_tokens:
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lapsed,))
                 gone = await (
                     await conn.execute(
-                        "DELETE FROM baton.supervisors WHERE expires_at <= clock_timestamp() "
+                        "DELETE FROM baton.supervisors WHERE token = ANY(%s) "
+                        "AND expires_at <= clock_timestamp() "
                         "RETURNING token, name, "
                         "extract(epoch FROM clock_timestamp() - expires_at)::float8, "
                         "agents, started_at, expires_at, extract(epoch FROM started_at)::float8, "
-                        "extract(epoch FROM expires_at)::float8"
+                        "extract(epoch FROM expires_at)::float8",
+                        (lapsed_tokens,),
                     )
                 ).fetchall()
                 takeovers = []

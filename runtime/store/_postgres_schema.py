@@ -81,9 +81,12 @@ MIGRATIONS: tuple[str, ...] = (
         wanted integer;
         owned integer;
     BEGIN
-        -- FOR SHARE: a takeover deletes a lapsed lease, and must wait for this commit.
+        -- A takeover holds this token's lock exclusively while it ends the lease, so this
+        -- append either commits before it or sees the lease gone. An advisory lock, not a
+        -- row lock: locking the lease's row would write it, in every append.
+        PERFORM pg_advisory_xact_lock_shared(p_fence);
         PERFORM 1 FROM baton.supervisors s
-            WHERE s.token = p_fence AND s.expires_at > clock_timestamp() FOR SHARE;
+            WHERE s.token = p_fence AND s.expires_at > clock_timestamp();
         IF NOT FOUND THEN
             RAISE EXCEPTION 'the lease of fencing token % is not live', p_fence
                 USING ERRCODE = 'BA001';
