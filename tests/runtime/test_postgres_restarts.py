@@ -167,9 +167,10 @@ async def test_a_restart_while_idle_costs_no_append(
 async def test_an_append_the_server_does_not_answer_fails_within_the_bound(
     postgres_url: str, store: PostgresStore
 ) -> None:
-    """A server that takes the statement and never answers (here: a lock held elsewhere
-    on the writer's lease, as a takeover holds it) makes the store unavailable, not the runtime stuck; whether
-    the abandoned batch landed is unknown, but it is whole or absent."""
+    """A server that takes the statement and never answers (here: the writer's lease's
+    lock held elsewhere, as a takeover holds it) makes the store unavailable, not the
+    runtime stuck; whether the abandoned batch landed is unknown, but it is whole or
+    absent."""
     await store.append([started("before", 1.0)])
     with psycopg.connect(postgres_url) as blocker:
         blocker.execute("SELECT pg_advisory_lock(%s)", (store.fence,))
