@@ -205,8 +205,7 @@ def runtime(
     def incarnation() -> Supervisor:
         """A supervisor on the store; in a cluster, a new one each time it rejoins (its
         runs were taken over meanwhile, so nothing of the last one's state is kept)."""
-        journal = opened if not incarnations else _reopen(opened)
-        incarnations.append(journal)
+        journal = opened if not supervisors else _reopen(opened)
         # A member joining again binds where the first one did (a port 0 was made a real
         # port then): agents and clients reconnect to the same endpoints.
         bound = (
@@ -230,7 +229,6 @@ def runtime(
         supervisors.append(supervisor)
         return supervisor
 
-    incarnations: list[Store] = []
     supervisors: list[Supervisor] = []
     counters = _cluster_counters(store)
     tune_collector()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 import psycopg
@@ -41,9 +41,6 @@ class ClusterCounters:
     """Batches the database refused because the lease had lapsed."""
     fenced_sends: int = 0
     """Frames dropped unsent because the lease was no longer held."""
-    claims: int = 0
-    last_claim_ms: float = 0.0
-    members: list[Member] = field(default_factory=list)
 
 
 class Membership:
@@ -170,7 +167,6 @@ class Membership:
         take_over: Callable[[dict[str, str]], Awaitable[int]],
         on_peers: Callable[[Sequence[Member]], None],
     ) -> None:
-        started = self._monotonic()
         try:
             claimed = await self.leases.claim(self.token)
             members = await self.leases.members()
@@ -183,9 +179,6 @@ class Membership:
             log.warning("cluster.check_failed", token=self.token, reason=exc.reason)
             return
         counters = self.counters
-        counters.claims += 1
-        counters.last_claim_ms = (self._monotonic() - started) * 1000
-        counters.members = members
         for takeover in claimed.takeovers:
             counters.takeovers += 1
             log.warning(
