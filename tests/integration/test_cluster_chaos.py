@@ -32,7 +32,7 @@ FLOWS = "tests.integration.cluster_flows"
 RUNTIMES = 3
 RUNS = 300
 KILLS = 3
-LEASE = 1.5
+LEASE = 3.0
 TIME_LIMIT = 300.0
 """The whole test stops by itself after this many seconds, whatever happens."""
 FLUSH = 0.25
