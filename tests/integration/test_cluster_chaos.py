@@ -35,6 +35,9 @@ KILLS = 3
 LEASE = 3.0
 TIME_LIMIT = 300.0
 """The whole test stops by itself after this many seconds, whatever happens."""
+OUTCOMES_BY = 240.0
+"""Seconds from the start by which every run must have ended; past it the test fails,
+naming the runs still open and what the cluster says of them."""
 FLUSH = 0.25
 """Seconds after SIGCONT in which frames a stalled runtime had handed to ZeroMQ before it
 stopped may still arrive: its I/O thread was stopped with it and writes them out first."""
@@ -60,6 +63,8 @@ class Cluster:
         self.stall: tuple[int, float, float] | None = None
         """(runtime, SIGSTOP wall time, SIGCONT wall time)."""
         self.accepted: list[str] = []
+        self.seen: dict[str, str] = {}
+        """The last status each run was seen in."""
         connect = ",".join(r.agents for r in self.runtimes)
         for name, (cls, _) in ACTORS.items():
             extra = ["--receipt-file", str(self.receipts(name))]
@@ -127,6 +132,7 @@ class Cluster:
                     summary = await c.wait_outcome(run_id, max_wait=20)
             except (RuntimeUnavailable, ControlRefused):
                 continue
+            self.seen[run_id] = summary.status
             if summary.status in TERMINAL_STATUSES:
                 return summary.status
 
@@ -145,6 +151,25 @@ def leases(url: str) -> dict[str, list[tuple[int, float, float]]]:
     for agents, token, joined, lapsed in rows:
         held[agents].append((token, joined, lapsed))
     return {agents: sorted(spans, key=lambda s: s[1]) for agents, spans in held.items()}
+
+
+def still_open(chaos: Cluster, group: ProcessGroup, url: str, runs: list[str], seed: int) -> str:
+    """What the cluster says of runs that never ended: to tell a lost run from a slow one."""
+    with psycopg.connect(url) as conn:
+        owners = dict(conn.execute(
+            "SELECT r.run_id, r.owner || CASE WHEN s.token IS NULL THEN ' (lapsed)' "
+            "ELSE ' (live)' END FROM baton.runs r LEFT JOIN baton.supervisors s "
+            "ON s.token = r.owner WHERE r.run_id = ANY(%s)", (runs,),
+        ).fetchall())  # fmt: skip
+    lines = [f"seed {seed}: {len(runs)} runs never ended"]
+    logs = [(label, group.log_of(label)) for label, _ in group.children]
+    for run_id in runs[:5]:
+        lines.append(
+            f"{run_id}: last seen {chaos.seen.get(run_id, 'never')}, owner {owners.get(run_id)}"
+        )
+        for label, text in logs:
+            lines += [f"  {label}: {line}" for line in text.splitlines() if run_id in line][-8:]
+    return "\n".join(lines)
 
 
 def unleased(
@@ -176,7 +201,13 @@ async def test_a_cluster_under_kills_and_a_stall_loses_nothing_and_repeats_no_ef
                 await anyio.sleep(0.05)
         with psycopg.connect(postgres_url) as conn:
             journaled = [r for (r,) in conn.execute("SELECT run_id FROM baton.runs").fetchall()]
-        statuses = Counter([await chaos.outcome(run_id) for run_id in journaled])
+        outcomes: dict[str, str] = {}
+        with anyio.move_on_after(OUTCOMES_BY - (time.monotonic() - began)):
+            for run_id in journaled:
+                outcomes[run_id] = await chaos.outcome(run_id)
+        open_runs = [r for r in journaled if r not in outcomes]
+        assert not open_runs, still_open(chaos, cluster, postgres_url, open_runs, seed)
+        statuses = Counter(outcomes.values())
     elapsed = time.monotonic() - began
 
     # Every run accepted is journaled, and every run journaled ended: none lost.
