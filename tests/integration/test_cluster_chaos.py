@@ -156,7 +156,7 @@ def leases(url: str) -> dict[str, list[tuple[int, float, float]]]:
 def still_open(chaos: Cluster, group: ProcessGroup, url: str, runs: list[str], seed: int) -> str:
     """What the cluster says of runs that never ended: to tell a lost run from a slow one."""
     with psycopg.connect(url) as conn:
-        owners = dict(conn.execute(
+        owners: dict[str, str] = dict(conn.execute(
             "SELECT r.run_id, r.owner || CASE WHEN s.token IS NULL THEN ' (lapsed)' "
             "ELSE ' (live)' END FROM baton.runs r LEFT JOIN baton.supervisors s "
             "ON s.token = r.owner WHERE r.run_id = ANY(%s)", (runs,),
