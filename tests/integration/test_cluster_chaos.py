@@ -77,14 +77,14 @@ class Cluster:
         return self.group.workdir / f"receipts-{name}.jsonl"
 
     def start(self, index: int, previous: RuntimeProcess | None) -> RuntimeProcess:
-        endpoints = {} if previous is None else {"agents": previous.agents,
-                                                 "control": previous.control}  # fmt: skip
+        free = "tcp://127.0.0.1:0"
+        agents, control = (free, free) if previous is None else (previous.agents, previous.control)
         label = f"runtime-{index}-{self.generation[index]}"
         self.generation[index] += 1
         return self.group.start_runtime(
             [f"{FLOWS}:job"], label=label, store=self.url, heartbeat=HEARTBEAT,
             extra=["--lease", str(LEASE), "--cluster-check", "0.3", "--recovery-budget", "0"],
-            **endpoints,
+            agents=agents, control=control,
         )  # fmt: skip
 
     async def faults(self) -> None:
