@@ -20,24 +20,20 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from runtime.engine._events import JournalEvent, RunStarted
-from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
+from runtime.errors import StoreError, StoreUnavailable
 from runtime.store._journal import ClockReading, JournalRecord
 from runtime.store._open import redact
-from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER, migrate, version
+from runtime.store._postgres_appender import Appender, first_line
+from runtime.store._postgres_schema import migrate, version
 
-POOL_SIZE = 4
-"""Connections a runtime holds at most: commits, reads, and the lease's renewals. Small on
-purpose: many runtimes restarting at once must not exhaust the server's connections."""
+POOL_SIZE = 3
+"""Pooled connections a runtime holds at most, for reads and the lease's renewals and
+claims; appends have one of their own and the cluster's LISTEN another, 5 in all. Small
+on purpose: many runtimes restarting at once must not exhaust the server's connections."""
 CONNECT_SECONDS = 10.0
 """How long a connection, or an append, may take before the store is reported unavailable."""
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
-
-_APPEND = (
-    "SELECT baton.append(%b, %b::text[], %b::float8[], %b::text[], %b::text[], %b::int4[], "
-    "%b::float8[], %b::bytea[], %b::float8, %b::float8, %b::text)"
-)
-"""Parameters in binary (`%b`): a batch's arrays are dumped without quoting each element."""
 
 
 class PostgresStore:
@@ -60,6 +56,7 @@ class PostgresStore:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(JournalEvent)
         self.pool: AsyncConnectionPool[Connection] | None = None
+        self._appender = Appender(url, self.description, timeout)
         self._ended: list[str] = []
         """Runs ended since the last append, marked so with it."""
 
@@ -85,9 +82,9 @@ class PostgresStore:
             ) as conn:
                 return run(conn, self.description)
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(self.description, _first_line(exc)) from None
+            raise StoreUnavailable(self.description, first_line(exc)) from None
         except psycopg.Error as exc:
-            raise StoreError(self.description, _first_line(exc)) from None
+            raise StoreError(self.description, first_line(exc)) from None
 
     async def open(self, *, migrate: bool = True) -> None:
         """Open the connection pool; the schema is migrated first if not yet, or with
@@ -170,25 +167,7 @@ class PostgresStore:
             None if reading is None else reading.monotonic,
             None if reading is None else reading.boot,
         )
-        await self._execute(_APPEND, params)
-
-    async def _execute(self, query: str, params: Sequence[object]) -> None:
-        try:
-            # The whole append is bounded, the wait for a connection included: a server
-            # that stopped answering makes the store unavailable, never a runtime that hangs.
-            with anyio.fail_after(self.timeout):
-                async with self.connection() as conn:
-                    await conn.execute(query, params, binary=True)
-        except TimeoutError:
-            raise StoreUnavailable(
-                self.description, f"no answer within {self.timeout:g} s"
-            ) from None
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable(self.description, _first_line(exc)) from None
-        except psycopg.Error as exc:
-            if exc.sqlstate in (LEASE_LAPSED, NOT_OWNER):
-                raise LeaseLapsed(self.description, _first_line(exc)) from None
-            raise StoreError(self.description, _first_line(exc)) from None
+        await self._appender.append(params)
 
     async def fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -196,9 +175,9 @@ class PostgresStore:
                 cursor = await conn.execute(query, params, binary=True)
                 return await cursor.fetchall()
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable(self.description, _first_line(exc)) from None
+            raise StoreUnavailable(self.description, first_line(exc)) from None
         except psycopg.Error as exc:
-            raise StoreError(self.description, _first_line(exc)) from None
+            raise StoreError(self.description, first_line(exc)) from None
 
     async def journal(self, run_id: str) -> list[JournalRecord]:
         rows = await self.fetch(
@@ -255,6 +234,7 @@ class PostgresStore:
     async def close(self) -> None:
         pool, self.pool = self.pool, None
         if pool is not None:
+            await self._appender.close()
             await pool.close()
 
 
@@ -276,7 +256,3 @@ async def _live(conn: Connection) -> bool:
     except psycopg.Error:
         return False
     return True
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
