@@ -9,7 +9,6 @@ writes refused, and acts on none of them.
 
 from __future__ import annotations
 
-import select
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,8 +22,9 @@ from runtime.engine._events import JournalEvent, RunStarted
 from runtime.errors import StoreError, StoreUnavailable
 from runtime.store._journal import ClockReading, JournalRecord
 from runtime.store._open import redact
-from runtime.store._postgres_appender import Appender, first_line
+from runtime.store._postgres_appender import Appender
 from runtime.store._postgres_schema import migrate, version
+from runtime.store._postgres_sessions import first_line, has_input
 
 POOL_SIZE = 3
 """Pooled connections a runtime holds at most, for reads and the lease's renewals and
@@ -125,7 +125,7 @@ class PostgresStore:
 
         After the server restarted, every pooled connection is dead, and each would fail
         the statement it is given: they are put aside here until a live one comes, so
-        that the first appends after a restart succeed.
+        that the first reads and renewals after a restart succeed.
         """
         pool = self.connections()
         while True:
@@ -239,17 +239,11 @@ class PostgresStore:
 
 
 async def _live(conn: Connection) -> bool:
-    """Whether a connection idle in the pool still has its server session.
-
-    An idle connection has nothing to read unless its server ended the session (its
-    farewell, or the end of the stream, waits there): only then is a round trip spent
-    to find out, so that a healthy append pays no more than one.
-    """
+    """Whether a connection idle in the pool still has its server session: a round trip
+    is spent to find out only when it has something to read, so a healthy one costs none."""
     if conn.closed:
         return False
-    poller = select.poll()
-    poller.register(conn.pgconn.socket, select.POLLIN)
-    if not poller.poll(0):
+    if not has_input(conn):
         return True
     try:
         await conn.execute("")

@@ -14,7 +14,6 @@ server answers or the socket fails, and the next append opens another.
 
 from __future__ import annotations
 
-import select
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ import psycopg
 
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER
+from runtime.store._postgres_sessions import first_line, has_input
 
 APPEND = (
     "SELECT baton.append(%b, %b::text[], %b::float8[], %b::text[], %b::text[], %b::int4[], "
@@ -62,9 +62,9 @@ class Appender:
                     self._append, line, params, limiter=self._limiter, abandon_on_cancel=True
                 )
         except TimeoutError:
+            # The limiter is free again: the next append's thread takes a new line.
             line.abandoned = True
             self._line = _Line()
-            self._limiter = anyio.CapacityLimiter(1)
             raise StoreUnavailable(
                 self._description, f"no answer within {self._timeout:g} s"
             ) from None
@@ -96,7 +96,7 @@ class Appender:
 
     def _connected(self, line: _Line) -> SyncConnection:
         conn = line.conn
-        if conn is not None and not _live(conn):
+        if conn is not None and (conn.closed or has_input(conn)):
             _close(line)
             conn = None
         if conn is None:
@@ -110,22 +110,7 @@ class Appender:
         return conn
 
 
-def _live(conn: SyncConnection) -> bool:
-    """Whether an idle connection still has its server session: it has nothing to read
-    unless the server ended the session (its farewell, or the end of the stream)."""
-    if conn.closed:
-        return False
-    poller = select.poll()
-    poller.register(conn.pgconn.socket, select.POLLIN)
-    return not poller.poll(0)
-
-
 def _close(line: _Line) -> None:
     conn, line.conn = line.conn, None
     if conn is not None:
         conn.close()
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line, short enough for a log field or an error reply."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
