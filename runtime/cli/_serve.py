@@ -366,6 +366,10 @@ async def _serve_once(
     supervisor: Supervisor, serving: _Serving, ready_file: Path | None, extra: dict[str, str]
 ) -> int | None:
     """Serve one supervisor until it stops; its exit status, or None to rejoin the cluster."""
+    if supervisor.membership is not None:
+        away = await _database_away(supervisor.membership)
+        if away is not False:
+            return away
     try:
         # Bound inside the loop: a secure runtime's ZAP handler must run before any bind.
         supervisor.bind()
@@ -424,6 +428,26 @@ async def _serve_once(
             soft_wrap=True,
         )
     return EXIT_RUN_FAILED if died or failed else EXIT_OK
+
+
+async def _database_away(membership: Membership) -> int | bool | None:
+    """False once a cluster member's database answers; else None to try again later, or
+    the exit status for a database that refuses this runtime.
+
+    A member binds only once its database answers: a request taken in by a runtime
+    that then failed to join would be lost with it, its client left waiting.
+    """
+    try:
+        await membership.store.open()
+    except StoreUnavailable as exc:
+        log.warning("runtime.database_away", reason=str(exc))
+        await membership.store.close()
+        return None
+    except StoreError as exc:
+        await membership.store.close()
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_RUN_FAILED
+    return False
 
 
 def _write_ready_file(path: Path, supervisor: Supervisor, extra: dict[str, str]) -> None:

@@ -167,6 +167,8 @@ async def test_postgresql_restarted_under_load_loses_no_accepted_run(
     log = cluster.log_of("runtime")
     assert "runtime.left_cluster" in log
     assert "runtime.rejoining" in log
+    # While the database was away the runtime waited for it unbound, taking in no request.
+    assert "runtime.database_away" in log
     assert refused, "starts while the database was down are refused, not accepted"
     counted = effects(ledger)
     assert max(counted.values()) == 1
