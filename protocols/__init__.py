@@ -34,25 +34,37 @@ from protocols._codec import client_side_control_codec as client_side_control_co
 from protocols._codec import protocol_schema as protocol_schema
 from protocols._codec import runtime_side_agent_codec as runtime_side_agent_codec
 from protocols._codec import runtime_side_control_codec as runtime_side_control_codec
+from protocols._control_plane import AgentsReply as AgentsReply
+from protocols._control_plane import AgentView as AgentView
 from protocols._control_plane import CancelRun as CancelRun
+from protocols._control_plane import Changed as Changed
 from protocols._control_plane import ClusterMember as ClusterMember
 from protocols._control_plane import ControlError as ControlError
 from protocols._control_plane import ControlReply as ControlReply
 from protocols._control_plane import ControlRequest as ControlRequest
 from protocols._control_plane import Decide as Decide
+from protocols._control_plane import DiagramEdge as DiagramEdge
+from protocols._control_plane import DiagramNode as DiagramNode
+from protocols._control_plane import ForkRun as ForkRun
 from protocols._control_plane import GetRun as GetRun
+from protocols._control_plane import ListAgents as ListAgents
 from protocols._control_plane import ListMembers as ListMembers
 from protocols._control_plane import ListPending as ListPending
 from protocols._control_plane import ListRuns as ListRuns
+from protocols._control_plane import ListWorkflows as ListWorkflows
 from protocols._control_plane import MembersReply as MembersReply
 from protocols._control_plane import PendingReply as PendingReply
 from protocols._control_plane import ResumeRun as ResumeRun
+from protocols._control_plane import RoleView as RoleView
 from protocols._control_plane import RunAccepted as RunAccepted
 from protocols._control_plane import RunReply as RunReply
 from protocols._control_plane import RunsReply as RunsReply
 from protocols._control_plane import StartRun as StartRun
 from protocols._control_plane import TakeoverSeen as TakeoverSeen
 from protocols._control_plane import WaitRun as WaitRun
+from protocols._control_plane import Watch as Watch
+from protocols._control_plane import WorkflowsReply as WorkflowsReply
+from protocols._control_plane import WorkflowView as WorkflowView
 from protocols._curve import WELL_KNOWN_TEST_KEYS as WELL_KNOWN_TEST_KEYS
 from protocols._curve import ClientKeys as ClientKeys
 from protocols._curve import ServerKeys as ServerKeys
@@ -98,6 +110,8 @@ __all__ = [
     "WELL_KNOWN_TEST_KEYS",
     "ActorKind",
     "ActorMessage",
+    "AgentView",
+    "AgentsReply",
     "Arguments",
     "Assign",
     "AttemptOutcome",
@@ -105,6 +119,7 @@ __all__ = [
     "Bye",
     "Cancel",
     "CancelRun",
+    "Changed",
     "ClientKeys",
     "ClusterMember",
     "Codec",
@@ -114,17 +129,22 @@ __all__ = [
     "Data",
     "Decide",
     "DecisionKind",
+    "DiagramEdge",
+    "DiagramNode",
     "Endpoint",
     "Error",
     "ErrorCode",
     "FailureKind",
     "FailureReason",
+    "ForkRun",
     "GetRun",
     "Heartbeat",
     "HistoryEntry",
+    "ListAgents",
     "ListMembers",
     "ListPending",
     "ListRuns",
+    "ListWorkflows",
     "MembersReply",
     "Message",
     "Name",
@@ -135,6 +155,7 @@ __all__ = [
     "Provenance",
     "Register",
     "ResumeRun",
+    "RoleView",
     "RunAccepted",
     "RunRecord",
     "RunReply",
@@ -156,7 +177,10 @@ __all__ = [
     "ToolSpec",
     "Value",
     "WaitRun",
+    "Watch",
     "Welcome",
+    "WorkflowView",
+    "WorkflowsReply",
     "actor_side_codec",
     "client_side_control_codec",
     "clip",

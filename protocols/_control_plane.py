@@ -6,13 +6,13 @@ so one connection may have several requests outstanding.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta
 
 from protocols._base import Count, ErrorCode, Message
 from protocols._record import DecisionKind, PendingDecision, RunRecord, RunStatus, RunSummary
-from protocols._values import Data, Name, Text
+from protocols._values import MAX_ITEMS, Data, Name, Text
 
 WaitMs = Annotated[int, Meta(ge=0, le=86_400_000)]
 Endpoint = Annotated[str, Meta(max_length=256)]
@@ -53,13 +53,24 @@ class WaitRun(Message, tag="wait_run", frozen=True):
 
 
 class ListRuns(Message, tag="list_runs", frozen=True):
-    """Summaries of runs, newest first."""
+    """Summaries of runs, newest first: those matching every filter given.
+
+    `since` and `until` bound when a run was created (seconds since the epoch);
+    `key` keeps the runs whose data holds that key, and `value` those whose value
+    there reads exactly so (a string as is, anything else as JSON). The reply's
+    `total` counts every match, of which the first `limit` after `offset` are sent.
+    """
 
     id: Count
     protocol: Count
     status: RunStatus | None = None
     workflow: Name | None = None
     limit: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    since: float | None = None
+    until: float | None = None
+    key: Name | None = None
+    value: Text | None = None
+    offset: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
 
 
 class CancelRun(Message, tag="cancel_run", frozen=True):
@@ -105,6 +116,46 @@ class Decide(Message, tag="decide", frozen=True):
     digest: Text
     comment: Text = ""
     values: Data = {}
+
+
+class ForkRun(Message, tag="fork_run", frozen=True):
+    """Start a new run of the same workflow version from the record of `run_id` as it was
+    at version `at`, with `values` written over its data: what came after is run again,
+    and the parent is left as it is. Answered with `RunAccepted` once journaled."""
+
+    id: Count
+    protocol: Count
+    run_id: Name
+    at: Count
+    values: Data = {}
+    reason: Text = ""
+
+
+class Watch(Message, tag="watch", frozen=True):
+    """Answered when something changed: with `run_id`, once that run's record is past
+    version `after`; without, once any run of this runtime changed after its change
+    cursor `after`. Answered at once if that is already so, else when the change comes
+    or the wait ends (then `timed_out`, with the cursor as it is)."""
+
+    id: Count
+    protocol: Count
+    run_id: Name | None = None
+    after: Count = 0
+    timeout_ms: WaitMs = 30_000
+
+
+class ListAgents(Message, tag="list_agents", frozen=True):
+    """The agents and tool hosts connected now, and the roles losing instances too fast."""
+
+    id: Count
+    protocol: Count
+
+
+class ListWorkflows(Message, tag="list_workflows", frozen=True):
+    """The workflows loaded, each with its graph as nodes and edges."""
+
+    id: Count
+    protocol: Count
 
 
 class ListMembers(Message, tag="list_members", frozen=True):
@@ -162,6 +213,82 @@ class MembersReply(Message, tag="members", frozen=True):
     takeovers: Annotated[list[TakeoverSeen], Meta(max_length=1_024)] = []
 
 
+class Changed(Message, tag="changed", frozen=True):
+    """The answer to `Watch`: the run's version, or the runtime's change cursor, now."""
+
+    id: Count
+    cursor: Count
+    timed_out: bool = False
+
+
+class AgentView(Message, tag="agent", frozen=True):
+    """One connected agent or tool host."""
+
+    name: Name
+    role: Name
+    kind: Literal["agent", "tool_host"]
+    principal: Text = ""
+    capacity: Count = 0
+    running: Count = 0
+    """Steps (or tool calls) it is working on now."""
+    tools: Annotated[list[Name], Meta(max_length=MAX_ITEMS)] = []
+    connected_at: float = 0.0
+
+
+class RoleView(Message, tag="role", frozen=True):
+    """A role's load: its connected instances, its queue, and whether it is crash-looping."""
+
+    role: Name
+    instances: Count
+    capacity: Count
+    running: Count
+    queued: Count
+    crash_looping: bool = False
+
+
+class AgentsReply(Message, tag="agents", frozen=True):
+    id: Count
+    agents: Annotated[list[AgentView], Meta(max_length=100_000)]
+    roles: Annotated[list[RoleView], Meta(max_length=MAX_ITEMS)] = []
+
+
+class DiagramNode(Message, tag="node", frozen=True):
+    """A step (a rectangle: its role, tools, checkpoint and policy) or a decision."""
+
+    name: Name
+    kind: Literal["step", "decision"]
+    role: Text = ""
+    tools: Annotated[list[Name], Meta(max_length=MAX_ITEMS)] = []
+    notes: Annotated[list[Text], Meta(max_length=64)] = []
+    """The lines under its name: consequence, checkpoint, failure policy."""
+
+
+class DiagramEdge(Message, tag="edge", frozen=True):
+    """An arrow: a route (with its condition), a loop closing back, or a fallback."""
+
+    source: Name
+    target: Name
+    label: Text = ""
+    kind: Literal["next", "route", "back", "fallback"] = "next"
+
+
+class WorkflowView(Message, tag="workflow", frozen=True):
+    """A loaded workflow: its inputs, and its graph as the Mermaid export draws it."""
+
+    name: Name
+    version: Text
+    fingerprint: Text
+    inputs: Annotated[list[Name], Meta(max_length=MAX_ITEMS)]
+    nodes: Annotated[list[DiagramNode], Meta(max_length=MAX_ITEMS)]
+    edges: Annotated[list[DiagramEdge], Meta(max_length=4 * MAX_ITEMS)]
+    mermaid: Text = ""
+
+
+class WorkflowsReply(Message, tag="workflows", frozen=True):
+    id: Count
+    workflows: Annotated[list[WorkflowView], Meta(max_length=MAX_ITEMS)]
+
+
 class RunAccepted(Message, tag="run_accepted", frozen=True):
     """The run exists and is journaled."""
 
@@ -184,6 +311,8 @@ class RunsReply(Message, tag="runs", frozen=True):
     id: Count
     runs: Annotated[list[RunSummary], Meta(max_length=100_000)]
     peers: Endpoints = []
+    total: Count = 0
+    """How many runs matched, of which `runs` is the page asked for."""
 
 
 class ControlError(Message, tag="error", frozen=True):
@@ -207,5 +336,19 @@ ControlRequest = (
     | ListPending
     | Decide
     | ListMembers
+    | ForkRun
+    | Watch
+    | ListAgents
+    | ListWorkflows
 )
-ControlReply = RunAccepted | RunReply | RunsReply | PendingReply | MembersReply | ControlError
+ControlReply = (
+    RunAccepted
+    | RunReply
+    | RunsReply
+    | PendingReply
+    | MembersReply
+    | Changed
+    | AgentsReply
+    | WorkflowsReply
+    | ControlError
+)
