@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from runtime import ControlClient
 from runtime.launch import ProcessGroup
 from tests.integration.conftest import HEARTBEAT
+from tests.integration.test_security import wait_for_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -34,9 +36,16 @@ async def test_the_agent_logs_each_refusal_once_and_the_history_has_no_stale_rep
     history = [h.event for h in record.history]
     assert history.count("tool_refused") == 2
     assert "refused" not in history
+    # The run halts as soon as the runtime refuses the second call; the agent logs the refusal
+    # when the reply reaches it, which may be just after.
+    await wait_for_log(
+        cluster,
+        "teller",
+        lambda e: e.get("run_id") == run_id and e.get("attempt") == 2,
+    )
     cluster.stop(agent)
     lines = [json.loads(line) for line in cluster.log_of("teller").splitlines()]
-    about = [line for line in lines if line.get("run_id") == run_id]
+    about = _about(cluster, run_id)
     assert [(line["event"], line["attempt"]) for line in about] == [
         ("actor.tool_refused", 1),
         ("actor.tool_refused", 2),
@@ -46,3 +55,9 @@ async def test_the_agent_logs_each_refusal_once_and_the_history_has_no_stale_rep
     }
     assert not [line for line in lines if "exception" in line]
     assert not [line for line in lines if line["event"] == "actor.runtime_error"]
+
+
+def _about(cluster: ProcessGroup, run_id: str) -> list[dict[str, Any]]:
+    """The teller's log lines about `run_id`."""
+    lines = [json.loads(line) for line in cluster.log_of("teller").splitlines() if line.strip()]
+    return [line for line in lines if line.get("run_id") == run_id]
