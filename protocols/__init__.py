@@ -46,6 +46,7 @@ from protocols._control_plane import Decide as Decide
 from protocols._control_plane import DiagramEdge as DiagramEdge
 from protocols._control_plane import DiagramNode as DiagramNode
 from protocols._control_plane import ForkRun as ForkRun
+from protocols._control_plane import GetReport as GetReport
 from protocols._control_plane import GetRun as GetRun
 from protocols._control_plane import ListAgents as ListAgents
 from protocols._control_plane import ListMembers as ListMembers
@@ -54,6 +55,7 @@ from protocols._control_plane import ListRuns as ListRuns
 from protocols._control_plane import ListWorkflows as ListWorkflows
 from protocols._control_plane import MembersReply as MembersReply
 from protocols._control_plane import PendingReply as PendingReply
+from protocols._control_plane import ReportReply as ReportReply
 from protocols._control_plane import ResumeRun as ResumeRun
 from protocols._control_plane import RoleView as RoleView
 from protocols._control_plane import RunAccepted as RunAccepted
@@ -86,6 +88,9 @@ from protocols._record import RunStatus as RunStatus
 from protocols._record import RunSummary as RunSummary
 from protocols._record import StepStatus as StepStatus
 from protocols._record import StepView as StepView
+from protocols._report import Cluster as Cluster
+from protocols._report import Report as Report
+from protocols._report import StepFigures as StepFigures
 from protocols._values import MAX_ITEMS as MAX_ITEMS
 from protocols._values import MAX_NAME as MAX_NAME
 from protocols._values import MAX_TEXT as MAX_TEXT
@@ -121,6 +126,7 @@ __all__ = [
     "CancelRun",
     "Changed",
     "ClientKeys",
+    "Cluster",
     "ClusterMember",
     "Codec",
     "ControlError",
@@ -137,6 +143,7 @@ __all__ = [
     "FailureKind",
     "FailureReason",
     "ForkRun",
+    "GetReport",
     "GetRun",
     "Heartbeat",
     "HistoryEntry",
@@ -154,6 +161,8 @@ __all__ = [
     "ProtocolError",
     "Provenance",
     "Register",
+    "Report",
+    "ReportReply",
     "ResumeRun",
     "RoleView",
     "RunAccepted",
@@ -166,6 +175,7 @@ __all__ = [
     "ServerKeys",
     "StartRun",
     "StepFailure",
+    "StepFigures",
     "StepResult",
     "StepStatus",
     "StepView",

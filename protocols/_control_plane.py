@@ -12,6 +12,7 @@ from msgspec import Meta
 
 from protocols._base import Count, ErrorCode, Message
 from protocols._record import DecisionKind, PendingDecision, RunRecord, RunStatus, RunSummary
+from protocols._report import Report
 from protocols._values import MAX_ITEMS, Data, Name, Text
 
 WaitMs = Annotated[int, Meta(ge=0, le=86_400_000)]
@@ -158,6 +159,17 @@ class ListWorkflows(Message, tag="list_workflows", frozen=True):
     protocol: Count
 
 
+class GetReport(Message, tag="get_report", frozen=True):
+    """The report of a workflow over the runs this runtime holds that were created at or
+    after `since` (seconds since the epoch; all of them without it). In a cluster, those
+    of the runtime asked alone: reports are not merged across runtimes."""
+
+    id: Count
+    protocol: Count
+    workflow: Name
+    since: float | None = None
+
+
 class ListMembers(Message, tag="list_members", frozen=True):
     """The runtimes of this runtime's cluster, their leases and load, and recent takeovers."""
 
@@ -289,6 +301,15 @@ class WorkflowsReply(Message, tag="workflows", frozen=True):
     workflows: Annotated[list[WorkflowView], Meta(max_length=MAX_ITEMS)]
 
 
+class ReportReply(Message, tag="report", frozen=True):
+    """A workflow's report over the runs `GetReport` asked for: the newest `report.runs`
+    of the `total` there were, as a runtime covers a bounded number in one report."""
+
+    id: Count
+    report: Report
+    total: Count = 0
+
+
 class RunAccepted(Message, tag="run_accepted", frozen=True):
     """The run exists and is journaled."""
 
@@ -340,6 +361,7 @@ ControlRequest = (
     | Watch
     | ListAgents
     | ListWorkflows
+    | GetReport
 )
 ControlReply = (
     RunAccepted
@@ -350,5 +372,6 @@ ControlReply = (
     | Changed
     | AgentsReply
     | WorkflowsReply
+    | ReportReply
     | ControlError
 )

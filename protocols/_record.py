@@ -156,3 +156,6 @@ class RunRecord(_View, frozen=True):
     waiting_for: Text = ""
     seq: Count = 0
     pending: Annotated[list[PendingDecision], Meta(max_length=MAX_ITEMS)] = []
+    forked_from: Text = ""
+    """For a fork: the run whose record it began from, as that was at version `forked_at`."""
+    forked_at: Count = 0

@@ -19,6 +19,7 @@ handshake's meaning, kill points) and for `baton agent`.
 
 from runtime.client import ControlClient as ControlClient
 from runtime.client import ControlRefused as ControlRefused
+from runtime.client import RunsPage as RunsPage
 from runtime.client import RuntimeUnavailable as RuntimeUnavailable
 from runtime.errors import BatonError as BatonError
 from runtime.errors import ConfigError as ConfigError
@@ -66,6 +67,7 @@ __all__ = [
     "Retry",
     "Role",
     "Route",
+    "RunsPage",
     "RuntimeUnavailable",
     "Step",
     "StoreError",

@@ -6,9 +6,11 @@ from runtime.cli._agent import agent
 from runtime.cli._cluster import cluster
 from runtime.cli._decisions import approve, escalation, inbox, reject
 from runtime.cli._demo import demo
+from runtime.cli._fork import fork
 from runtime.cli._journal import backup, report
 from runtime.cli._keys import keys_app
 from runtime.cli._options import command_group
+from runtime.cli._roster import agents
 from runtime.cli._runs import cancel, history, inspect, resume, run, runs
 from runtime.cli._serve import runtime
 from runtime.cli._workflows import diagram, protocol, validate
@@ -25,10 +27,12 @@ for command in (
     runs,
     cancel,
     resume,
+    fork,
     inbox,
     approve,
     reject,
     escalation,
+    agents,
     cluster,
     report,
     backup,

@@ -50,20 +50,22 @@ def inbox(
         out.print("no decision is waiting")
 
 
-def _edits(edits: list[str] | None) -> dict[str, Any]:
+def parse_edits(edits: list[str] | None, option: str = "--edit") -> dict[str, Any]:
+    """Values given as KEY=JSON, one per use of `option`, checked as the wire will check
+    them; a clear failure naming `option` for the first that is not."""
     values: dict[str, Any] = {}
     for edit in edits or []:
         key, sep, raw = edit.partition("=")
         if not sep or not key:
-            raise fail(f"--edit {edit!r}: expected KEY=JSON")
+            raise fail(f"{option} {edit!r}: expected KEY=JSON")
         try:
             values[key] = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
-            raise fail(f"--edit {key}: the value is not JSON: {exc}") from None
+            raise fail(f"{option} {key}: the value is not JSON: {exc}") from None
     try:
         return dict(msgspec.convert(values, Data))
     except msgspec.ValidationError as exc:
-        raise fail(f"--edit: {exc}") from None
+        raise fail(f"{option}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,7 @@ def approve(
     decider: Decider,
 ) -> None:
     """Approve a checkpoint, optionally editing the values under review (needs approver:GROUP)."""
-    decider.decide(run_id, step, "approve", _edits(edit))
+    decider.decide(run_id, step, "approve", parse_edits(edit))
 
 
 @deciding
@@ -157,4 +159,4 @@ def escalation(
     decision: DecisionKind = (
         "retry" if choice == "retry" else "skip" if choice == "skip" else "abort"
     )
-    decider.decide(run_id, step, decision, _edits(edit))
+    decider.decide(run_id, step, decision, parse_edits(edit))

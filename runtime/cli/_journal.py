@@ -48,7 +48,8 @@ def _journals(store: str) -> dict[str, list[JournalRecord]]:
     return anyio.run(read)
 
 
-def _duration(text: str) -> float:
+def duration(text: str) -> float:
+    """Seconds in `text`, a number and a unit: 30m, 12h, 7d (for `--since`)."""
     number, unit = text[:-1], text[-1:]
     if unit not in SINCE_UNITS or not number.replace(".", "", 1).isdigit():
         raise fail(f"--since {text!r}: expected a number and a unit, e.g. 30m, 12h or 7d")
@@ -88,7 +89,7 @@ def report(
     Reads the journal without writing to it, so it may run beside the runtime; from
     PostgreSQL, every run of every runtime of the cluster.
     """
-    oldest = 0.0 if since is None else time.time() - _duration(since)
+    oldest = 0.0 if since is None else time.time() - duration(since)
     with usage_errors():
         catalog = Catalog(load_graphs(workflow or []), load_graphs(previous or []))
         journals = _journals(store)

@@ -14,6 +14,7 @@ from rich.live import Live
 from protocols import TERMINAL_STATUSES, Data, RunRecord, RunStatus
 from runtime.cli._connection import Connection, connected
 from runtime.cli._console import EXIT_OK, EXIT_RUN_FAILED, fail, out, print_json
+from runtime.cli._journal import duration
 from runtime.cli._options import JsonOption, RunIdArgument
 from runtime.cli._render import history_sheet, progress_view, render_record, runs_sheet
 from runtime.cli._sheets import show
@@ -142,6 +143,24 @@ def runs(
     workflow: Annotated[
         str | None, typer.Option(help="Only runs of this workflow.", show_default="any")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only runs started this long ago or later: 30m, 12h, 7d.", show_default="all"
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Only runs whose data holds this key.", show_default="any"),
+    ] = None,
+    value: Annotated[
+        str | None,
+        typer.Option(
+            help="With --key: only runs whose value there reads so (a string as is, "
+            'anything else as JSON: 42, true, {"a":1}).',
+            show_default="any",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most runs to list.")] = 100,
     as_json: JsonOption = False,
     *,
@@ -151,9 +170,14 @@ def runs(
     statuses: tuple[str, ...] = get_args(RunStatus)
     if status is not None and status not in statuses:
         raise fail(f"--status must be one of {', '.join(statuses)}, not {status!r}")
+    if value is not None and key is None:
+        raise fail("--value compares the value of a key: give --key too")
     chosen: RunStatus | None = msgspec.convert(status, RunStatus | None)
+    oldest = None if since is None else time.time() - duration(since)
     found = connection.call(
-        lambda client: client.list_runs(status=chosen, workflow=workflow, limit=limit)
+        lambda client: client.list_runs(
+            status=chosen, workflow=workflow, limit=limit, since=oldest, key=key, value=value
+        )
     )
     if as_json:
         print_json(found)

@@ -2,10 +2,12 @@
 
 from runtime.client._client import ControlClient as ControlClient
 from runtime.client._client import ControlRefused as ControlRefused
+from runtime.client._client import RunsPage as RunsPage
 from runtime.client._client import RuntimeUnavailable as RuntimeUnavailable
 
 __all__ = [
     "ControlClient",
     "ControlRefused",
+    "RunsPage",
     "RuntimeUnavailable",
 ]

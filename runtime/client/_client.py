@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -15,7 +16,9 @@ from actors._handshake import WATCHED_EVENTS, HandshakeWatch
 from protocols import (
     PROTOCOL_VERSION,
     TERMINAL_STATUSES,
+    AgentsReply,
     CancelRun,
+    Changed,
     ClientKeys,
     ControlError,
     ControlReply,
@@ -23,14 +26,20 @@ from protocols import (
     Decide,
     DecisionKind,
     ErrorCode,
+    ForkRun,
+    GetReport,
     GetRun,
+    ListAgents,
     ListMembers,
     ListPending,
     ListRuns,
+    ListWorkflows,
     MembersReply,
     PendingDecision,
     PendingReply,
     ProtocolError,
+    Report,
+    ReportReply,
     ResumeRun,
     RunAccepted,
     RunRecord,
@@ -40,6 +49,9 @@ from protocols import (
     RunSummary,
     StartRun,
     WaitRun,
+    Watch,
+    WorkflowsReply,
+    WorkflowView,
     client_side_control_codec,
 )
 from runtime.errors import BatonError
@@ -79,6 +91,17 @@ and the run is answered by its journal or its new owner."""
 WAIT_SLICE = 5.0
 """Seconds of one wait for a run's end: a longer wait is asked in slices, so that the death
 of the run's owner costs a slice, not the whole wait."""
+MAX_LISTED = 100_000
+"""Most runs one `ListRuns` asks a runtime for: in a cluster, where each runtime is asked
+for every run up to the end of the page, pages end there."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPage:
+    """A page of run summaries, newest first, and how many runs matched in all."""
+
+    runs: list[RunSummary]
+    total: int
 
 
 class _Connection:
@@ -316,6 +339,24 @@ class ControlClient:
         assert isinstance(reply, RunReply)
         return reply.record
 
+    async def fork_run(
+        self, run_id: str, at: int, *, values: dict[str, Any] | None = None, reason: str = ""
+    ) -> str:
+        """Start a new run from the record of `run_id` as it was at version `at`, with
+        `values` written over its data; the new run's id once it is journaled."""
+        reply = await self._ask(
+            ForkRun(
+                id=self._next_id(),
+                protocol=PROTOCOL_VERSION,
+                run_id=run_id,
+                at=at,
+                values=values or {},
+                reason=reason,
+            )
+        )
+        assert isinstance(reply, RunAccepted)
+        return reply.run_id
+
     async def pending(self, run_id: str | None = None) -> list[PendingDecision]:
         """The decisions runs wait for that this principal may see, oldest first."""
         request = ListPending(id=self._next_id(), protocol=PROTOCOL_VERSION, run_id=run_id)
@@ -360,22 +401,92 @@ class ControlClient:
         status: RunStatus | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        key: str | None = None,
+        value: str | None = None,
+        offset: int = 0,
     ) -> list[RunSummary]:
-        """Summaries of runs, newest first; in a cluster, of every live runtime's runs."""
+        """Summaries of runs, newest first; in a cluster, of every live runtime's runs.
+
+        Only runs created within [`since`, `until`] (seconds since the epoch), whose data
+        holds `key`, and whose value there reads `value` (a string as is, anything else
+        as compact JSON: `42`, `true`, `{"a":1}`); `offset` skips the newest matches.
+        """
+        page = await self.runs_page(
+            status=status, workflow=workflow, limit=limit, since=since, until=until,
+            key=key, value=value, offset=offset,
+        )  # fmt: skip
+        return page.runs
+
+    async def runs_page(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        key: str | None = None,
+        value: str | None = None,
+        offset: int = 0,
+    ) -> RunsPage:
+        """The runs `list_runs` gives, with how many matched in all, to page through."""
         request = ListRuns(
             id=self._next_id(),
             protocol=PROTOCOL_VERSION,
             status=status,
             workflow=workflow,
             limit=limit,
+            since=since,
+            until=until,
+            key=key,
+            value=value,
+            offset=offset,
         )
+        if offset:
+            first = await self._ask(request)
+            assert isinstance(first, RunsReply)
+            if not first.peers:
+                return RunsPage(first.runs, first.total)
+            # A cluster: each runtime pages its own runs, so the page is cut from every
+            # runtime's runs up to its end, merged.
+            upto = min(offset + limit, MAX_LISTED)
+            request = msgspec.structs.replace(request, id=self._next_id(), offset=0, limit=upto)
         seen: dict[str, RunSummary] = {}
+        total = 0
         for reply in await self._gather(request):
             assert isinstance(reply, RunsReply)
+            total += reply.total
             for run in reply.runs:
                 seen.setdefault(run.run_id, run)
         runs = sorted(seen.values(), key=lambda s: s.created_at, reverse=True)
-        return runs[:limit]
+        return RunsPage(runs[offset : offset + limit], total)
+
+    async def watch(
+        self, run_id: str | None = None, *, after: int = 0, max_wait: float = 30.0
+    ) -> Changed:
+        """Once something changed: with `run_id`, once that run's record is past version
+        `after`; without, once any run of this runtime changed since its change cursor was
+        `after`. At once if that is so already, else when the change is journaled, or after
+        `max_wait` seconds with `timed_out`. Give the reply's `cursor` as the next `after`."""
+        request = Watch(
+            id=self._next_id(),
+            protocol=PROTOCOL_VERSION,
+            run_id=run_id,
+            after=after,
+            timeout_ms=int(max_wait * 1000),
+        )
+        reply = await self._ask(request, patience=max_wait + self.timeout, waits=max_wait)
+        assert isinstance(reply, Changed)
+        return reply
+
+    async def workflows(self) -> list[WorkflowView]:
+        """The workflows the runtime has loaded, each with its inputs and its graph as nodes
+        and edges (and as the Mermaid text `baton diagram` prints)."""
+        reply = await self._ask(ListWorkflows(id=self._next_id(), protocol=PROTOCOL_VERSION))
+        assert isinstance(reply, WorkflowsReply)
+        return reply.workflows
 
     async def members(self) -> MembersReply:
         """The runtimes of this runtime's cluster, their leases and load, recent takeovers;
@@ -383,3 +494,28 @@ class ControlClient:
         reply = await self._ask(ListMembers(id=self._next_id(), protocol=PROTOCOL_VERSION))
         assert isinstance(reply, MembersReply)
         return reply
+
+    async def agents(self) -> AgentsReply:
+        """The agents and tool hosts connected to the runtime now, and each role's load:
+        its instances, capacity, steps running and queued, and whether it is crash-looping.
+        In a cluster the runtime asked lists every actor, as actors connect to each runtime;
+        the steps queued are those of the runs it holds."""
+        reply = await self._ask(ListAgents(id=self._next_id(), protocol=PROTOCOL_VERSION))
+        assert isinstance(reply, AgentsReply)
+        return reply
+
+    async def report(self, workflow: str, *, since: float | None = None) -> Report:
+        """The report of `workflow` (as `baton report` gives it) over the runs created at or
+        after `since` (seconds since the epoch; all without it), worked out by the runtime.
+
+        It covers the runs the runtime asked holds: in a cluster, that runtime's own, as
+        reports of several runtimes are not merged (`baton report` on the shared database
+        covers every one). Past the runtime's bound (`MAX_REPORT_RUNS`, 10,000) it covers
+        the newest runs only: `report.runs` says how many.
+        """
+        request = GetReport(
+            id=self._next_id(), protocol=PROTOCOL_VERSION, workflow=workflow, since=since
+        )
+        reply = await self._ask(request)
+        assert isinstance(reply, ReportReply)
+        return reply.report

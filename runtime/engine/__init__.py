@@ -28,6 +28,7 @@ from runtime.engine._events import RefuseToolCall as RefuseToolCall
 from runtime.engine._events import RequestRefused as RequestRefused
 from runtime.engine._events import RunCancelled as RunCancelled
 from runtime.engine._events import RunEnded as RunEnded
+from runtime.engine._events import RunForked as RunForked
 from runtime.engine._events import RunRecovered as RunRecovered
 from runtime.engine._events import RunResumed as RunResumed
 from runtime.engine._events import RunStarted as RunStarted
@@ -61,6 +62,7 @@ __all__ = [
     "Run",
     "RunCancelled",
     "RunEnded",
+    "RunForked",
     "RunRecovered",
     "RunResumed",
     "RunStarted",

@@ -7,8 +7,8 @@ randomness (jitter is derived from the attempt's identity), so a run is the fold
 of its journal: recovery, replay and `inspect --at` share this code. For speed
 the run is updated in place; copy it first to keep the old state.
 
-Here are the events about the run as a whole (recovery, resumption, clock jumps,
-cancellation, refused requests); the rest go to the module of their concern.
+Here are the events about the run as a whole (recovery, resumption, forking, clock
+jumps, cancellation, refused requests); the rest go to the module of their concern.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from runtime.engine._events import (
     JournalEvent,
     RequestRefused,
     RunCancelled,
+    RunForked,
     RunRecovered,
     RunResumed,
     RunStarted,
@@ -39,8 +40,12 @@ from runtime.engine._run import Run, StepState
 from runtime.engine._steps import on_deferred, on_dispatched, on_failed, on_succeeded, on_timer
 from runtime.engine._tools import on_tool_call, on_tool_completed
 from runtime.engine._traversal import activate, dispatch, halt, settle
-from runtime.engine._values import write_inputs
+from runtime.engine._values import write_forked, write_inputs
+from runtime.engine._waiting import seal
 from runtime.workflow._graph import Graph
+
+_STOPPED = "the attempt was out when the runtime stopped"
+"""Why a step in flight is dispatched again when a run is recovered or resumed."""
 
 
 def start(graph: Graph, event: RunStarted, now: float) -> tuple[Run, list[Command]]:
@@ -85,7 +90,11 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
         run.reason = ""
         run.recoveries = 0
         f.record("run_resumed", principal=event.principal, message="resumed by an operator")
-        _carry_on(f)
+        _carry_on(f, _STOPPED)
+        settle(f)
+        return f.out
+    if isinstance(event, RunForked):
+        _on_forked(f, event)
         settle(f)
         return f.out
     if run.status != "running":
@@ -149,10 +158,44 @@ def _on_recovered(f: Fold, event: RunRecovered) -> None:
     else:
         text = "the runtime restarted; steps in flight resume"
     f.record("run_recovered", message=text)
-    _carry_on(f)
+    _carry_on(f, _STOPPED)
 
 
-def _carry_on(f: Fold) -> None:
+def _on_forked(f: Fold, event: RunForked) -> None:
+    """The run begins as a fork of `event.parent` at version `event.at`, whose record it now
+    holds: the values given are written, and what was in flight or waiting then carries on.
+
+    A fork is a new run, so its own clock starts now: it is created now, by whoever
+    forked it (separation of duties binds that principal at its checkpoints), with no
+    recoveries counted, and its deadlines keep the time they had left at that version.
+    A version at which the parent had already ended gives a fork that has ended too. A
+    fork of a fork holds its parent's fork event among the copied ones: the latest names
+    the run it was forked from.
+    """
+    run = f.run
+    paused = run.history[-1].at if run.history else f.now
+    run.forked_from = event.parent
+    run.forked_at = event.at
+    run.created_at = run.updated_at = f.now
+    run.started_by = event.principal
+    run.recoveries = 0
+    if run.status == "stuck":
+        run.status = "running"
+        run.reason = ""
+    write_forked(f, event)
+    if run.status in TERMINAL_STATUSES:
+        return
+    _shift_deadlines(run, f.now - paused)
+    for name, waiting in run.decisions.items():
+        # What a checkpoint before a step shows must be what the step will read.
+        edited = waiting.reviewed.keys() & event.values.keys()
+        if waiting.when == "before" and edited:
+            waiting.reviewed = {**waiting.reviewed, **{k: event.values[k] for k in edited}}
+            seal(f, name, waiting)
+    _carry_on(f, "the attempt was out at the version the run was forked from")
+
+
+def _carry_on(f: Fold, why: str) -> None:
     """Take up every step in flight where the journal left it.
 
     A queued step is queued again; a running one (its agent's result, if any,
@@ -169,7 +212,7 @@ def _carry_on(f: Fold) -> None:
             attempt = state.attempts[-1]
             f.record(
                 "step_requeued", step=name, attempt=state.attempt, agent=attempt.agent,
-                message="the attempt was out when the runtime stopped; it is dispatched again",
+                message=f"{why}; it is dispatched again",
             )  # fmt: skip
             state.status = "queued"
             f.out.append(dispatch(run, name, state))
@@ -184,6 +227,16 @@ def _carry_on(f: Fold) -> None:
                 f.out.append(StartTimer(run.run_id, "decision", name, waiting.attempt, left))
 
 
+def _shift_deadlines(run: Run, skew: float) -> None:
+    """Move every wall-clock deadline of the run by `skew` seconds."""
+    for waiting in run.decisions.values():
+        if waiting.deadline is not None:
+            waiting.deadline += skew
+    for state in run.steps.values():
+        if state.status == "retry_wait" and state.retry_at is not None:
+            state.retry_at += skew
+
+
 def _retry_left(state: StepState, now: float) -> float:
     """Seconds left of a retry wait."""
     return 0.0 if state.retry_at is None else max(0.0, state.retry_at - now)
@@ -192,13 +245,7 @@ def _retry_left(state: StepState, now: float) -> float:
 def _move_deadlines(f: Fold, skew: float) -> None:
     """The wall clock jumped by `skew`: every deadline moves with it, keeping the real time
     it had left. Timers already started run on the monotonic clock and need nothing."""
-    run = f.run
-    for waiting in run.decisions.values():
-        if waiting.deadline is not None:
-            waiting.deadline += skew
-    for state in run.steps.values():
-        if state.status == "retry_wait" and state.retry_at is not None:
-            state.retry_at += skew
+    _shift_deadlines(f.run, skew)
     f.record(
         "clock_jumped",
         message=f"the wall clock jumped {skew:+.0f}s; deadlines moved with it, keeping the "

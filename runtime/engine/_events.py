@@ -135,6 +135,22 @@ class RunCancelled(Event, frozen=True, tag="run_cancelled"):
     reason: Text = ""
 
 
+class RunForked(Event, frozen=True, tag="run_forked"):
+    """This run is a fork: its journal began with a copy of the events of run `parent` that
+    brought that run's record to version `at`, and from here it goes its own way.
+
+    `values` are written over its data as given by `principal`; steps that were in flight
+    or waiting at that version are taken up again, and steps completed by then are not
+    run again. The parent's journal is not touched.
+    """
+
+    parent: Name
+    at: Count
+    principal: Text = ""
+    reason: Text = ""
+    values: Data = {}
+
+
 class DecisionMade(Event, frozen=True, tag="decision_made"):
     """A person with authority decided an open checkpoint or escalation.
 
@@ -177,6 +193,7 @@ JournalEvent = (
     | RunResumed
     | RunCancelled
     | DecisionMade
+    | RunForked
 )
 """Every event a run's journal may hold."""
 

@@ -129,6 +129,8 @@ class Run:
         "created_at",
         "data",
         "decisions",
+        "forked_at",
+        "forked_from",
         "graph",
         "history",
         "inputs",
@@ -171,6 +173,9 @@ class Run:
         more can happen."""
         self.decisions: dict[str, OpenDecision] = {}
         """Open decisions, by the step that waits for them."""
+        self.forked_from = ""
+        """For a fork: the run it was forked from, at its version `forked_at`."""
+        self.forked_at = 0
 
     @property
     def workflow(self) -> str:

@@ -13,13 +13,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from protocols import Provenance, clip
-from runtime.engine._events import DecisionMade, StepSucceeded
+from runtime.engine._events import DecisionMade, RunForked, StepSucceeded
 from runtime.engine._fold import Fold
 from runtime.engine._run import Run
 
 INPUT = "input"
 """What a value the run started with names in place of a step; its attempt is 0, which no
 step's attempt is."""
+FORK = "fork"
+"""What a value given when the run was forked names in place of a step; its attempt is 0."""
 
 
 def write_inputs(f: Fold) -> None:
@@ -116,6 +118,35 @@ def write_given(
     f.record(
         "values_given", step=name, attempt=attempt, principal=event.principal,
         message=f"{', '.join(sorted(keys & event.values.keys()))} given by {event.principal}",
+        seq_taken=True,
+    )  # fmt: skip
+
+
+def write_forked(f: Fold, event: RunForked) -> None:
+    """A fork's beginning, with the values given for it written over the data, each with the
+    name of who gave it; they share the version of the record its history entry takes.
+
+    A value given this way has no flags: a person wrote it, which clears what travelled.
+    """
+    run = f.run
+    run.seq += 1
+    who = event.principal
+    given = f"given by {who}" if who else "given"
+    rationale = clip(event.reason or f"{given} when run {event.parent} was forked")
+    for key in sorted(event.values):
+        run.data[key] = event.values[key]
+        run.provenance[key] = Provenance(
+            step=FORK, attempt=0, rationale=rationale, seq=run.seq, edited_by=who
+        )
+    by = f" by {who}" if who else ""
+    message = f"forked from run {event.parent} at version {event.at}{by}"
+    if event.values:
+        message += f"; {', '.join(sorted(event.values))} {given}"
+    if event.reason:
+        message += f": {event.reason}"
+    f.record(
+        "run_forked", principal=who, message=message,
+        detail={"parent": event.parent, "at": event.at, "edited": sorted(event.values)},
         seq_taken=True,
     )  # fmt: skip
 

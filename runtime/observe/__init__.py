@@ -2,7 +2,7 @@
 
 The supervisor hands every history entry to its `Observers`: the `RunLog`,
 `PrometheusMetrics` and the `RunTracer`; `report` reads runs folded from a
-journal and says where a workflow breaks.
+journal and says where a workflow breaks, as a `protocols.Report`.
 """
 
 from runtime.observe._logging import LEVELS as LEVELS
@@ -13,7 +13,6 @@ from runtime.observe._observers import Metrics as Metrics
 from runtime.observe._observers import Observer as Observer
 from runtime.observe._observers import Observers as Observers
 from runtime.observe._observers import Tracer as Tracer
-from runtime.observe._report import Report as Report
 from runtime.observe._report import report as report
 from runtime.observe._report_plot import PlotUnavailable as PlotUnavailable
 from runtime.observe._report_plot import plot_report as plot_report
@@ -32,7 +31,6 @@ __all__ = [
     "Observer",
     "Observers",
     "PlotUnavailable",
-    "Report",
     "RunLog",
     "Tracer",
     "configure_logging",

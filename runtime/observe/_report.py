@@ -13,74 +13,13 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-import msgspec
-
-from protocols import TERMINAL_STATUSES
+from protocols import MAX_ITEMS, TERMINAL_STATUSES, Cluster, Report, StepFigures
 from runtime.engine._run import Run
 from runtime.workflow._graph import Graph
 
 REVIEW_PAYS_ABOVE = 0.05
 """A costly or irreversible step failing more often than this on its first try is worth a
 checkpoint."""
-
-
-class StepFigures(msgspec.Struct, frozen=True):
-    """One step over every run that reached it."""
-
-    step: str
-    consequence: str
-    checkpoint: bool
-    visits: int
-    """Times the step was reached and tried (a loop may reach it more than once a run)."""
-    attempts: int
-    first_try_success: float | None
-    """Share of visits whose first attempt succeeded; None when never tried."""
-    retries: int
-    """Attempts beyond the first of each visit."""
-    failures: dict[str, int]
-    """Failed attempts by failure kind."""
-    flagged: int
-    """Visits that proceeded with default outputs and a flag."""
-    p50_seconds: float | None
-    p95_seconds: float | None
-    """Durations of attempts, from dispatch to outcome."""
-    decisions: int
-    """Checkpoint and escalation decisions made on the step."""
-    rejected_or_edited: int
-    """Decisions that rejected, or approved with edits: what review caught."""
-    human_wait_p50_seconds: float | None
-    """Time runs waited for a person's decision at the step."""
-
-
-class Cluster(msgspec.Struct, frozen=True):
-    """A step where runs went wrong: it failed them, or flagged them."""
-
-    step: str
-    runs: int
-    share: float
-    """Of the runs that ended failed or halted, or carry an open flag."""
-
-
-class Report(msgspec.Struct, frozen=True):
-    """The report of one workflow."""
-
-    workflow: str
-    runs: int
-    outcomes: dict[str, int]
-    """Runs by status: completed, failed, halted, cancelled, running, waiting, stuck."""
-    completion_rate: float | None
-    """Completed runs over ended runs."""
-    error_rate: float | None
-    """Failed or halted runs over ended runs."""
-    clean_rate: float | None
-    """Ended runs in which every step succeeded on its first try, over ended runs."""
-    compounded_first_try: float | None
-    """The product of the steps' first-try success rates: what the chain promises."""
-    steps: list[StepFigures]
-    clusters: list[Cluster]
-    open_flags: dict[str, int]
-    """Runs still carrying each flag."""
-    advice: list[str]
 
 
 def report(graph: Graph, runs: Iterable[Run]) -> Report:
@@ -107,7 +46,7 @@ def report(graph: Graph, runs: Iterable[Run]) -> Report:
         compounded_first_try=math.prod(tried) if tried else None,
         steps=steps,
         clusters=_clusters(chosen),
-        open_flags=dict(flags.most_common()),
+        open_flags=dict(flags.most_common(MAX_ITEMS)),
         advice=_advice(steps),
     )
 
@@ -137,7 +76,10 @@ def _step_figures(graph: Graph, name: str, runs: Sequence[Run]) -> StepFigures:
     durations: list[float] = []
     waits: list[float] = []
     for run in runs:
-        state = run.steps[name]
+        state = run.steps.get(name)
+        if state is None:
+            # A run of an earlier version of the workflow, which had no such step.
+            continue
         attempts += len(state.attempts)
         failures.update(a.failure for a in state.attempts if a.failure is not None)
         durations.extend(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from protocols import Report
 from runtime.errors import BatonError
-from runtime.observe._report import Report
 
 
 class PlotUnavailable(BatonError):

@@ -8,7 +8,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from runtime.observe._report import Report, StepFigures
+from protocols import Report, StepFigures
 
 
 def _rate(value: float | None) -> str:

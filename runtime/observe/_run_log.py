@@ -45,6 +45,7 @@ LEVELS: Mapping[str, int] = {
             "fallback",
             "run_recovered",
             "run_resumed",
+            "run_forked",
             "step_requeued",
             "stale_ignored",
             "late_ignored",

@@ -37,6 +37,7 @@ from runtime.planes._placement import Placement
 from runtime.planes._refusals import REPLY_TEXT
 from runtime.planes._registration import Registrar
 from runtime.planes._restarts import RestartBudget
+from runtime.planes._roster import Roster, roster
 from runtime.planes._sessions import Registry, Session, TaskKey
 from runtime.security._authenticator import PrincipalBook
 from runtime.security._principals import Principal
@@ -70,7 +71,7 @@ class AgentPlane:
         self.counters = AgentPlaneCounters()
         self._outlet = outlet = Outlet(host, codec, trace or _untraced)
         self._registry = registry = Registry()
-        restarts = RestartBudget(restart_budget, restart_window)
+        self._restarts = restarts = RestartBudget(restart_budget, restart_window)
         self._placement = Placement(host, outlet, registry, self.counters, restarts)
         self._broker = ToolBroker(host, outlet, registry, self.counters)
         self._registrar = Registrar(
@@ -84,6 +85,13 @@ class AgentPlane:
 
     def queued_steps(self) -> int:
         return self._placement.queued()
+
+    def roster(self, wall: float) -> Roster:
+        """The actors connected now and each role's load, `wall` being the wall time now."""
+        return roster(
+            self._registry, self._placement, self._restarts,
+            monotonic=self._host.monotonic(), wall=wall,
+        )  # fmt: skip
 
     def dispatch(self, command: Dispatch) -> None:
         """Queue a step for its role and place it if an agent has room; with the role

@@ -5,7 +5,8 @@ Authority comes from the authenticated key alone: its principal must hold
 duties must not be the principal who started the run. The decision must
 quote the digest of the version it was shown, so a decision made on what is
 no longer open (decided already, escalated, withdrawn) is refused as stale.
-Edited values are checked against what is under review and the step's types.
+Edited values are checked against what is under review and the step's types; those
+given for a fork, against the keys the workflow knows and their types.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from protocols import Decide, ErrorCode
 from runtime.engine._events import DecisionMade
 from runtime.engine._run import OpenDecision, Run
 from runtime.security._principals import APPROVER_PREFIX, Principal
+from runtime.workflow._definition import Step
+from runtime.workflow._graph import Graph
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,4 +127,33 @@ def _values_problem(run: Run, waiting: OpenDecision, request: Decide) -> str | N
             msgspec.convert(value, expected)
         except msgspec.ValidationError as exc:
             return f"value for {key!r}: {exc}"
+    return None
+
+
+def fork_values_problem(graph: Graph, values: dict[str, Any]) -> str | None:
+    """Why `values` may not be written over the data of a fork of a run of `graph`, or None.
+
+    Each key must be an input of the workflow or an output of one of its steps, and a
+    value must have the type every step writing that key declares.
+    """
+    writers: dict[str, list[Step]] = {}
+    for node in graph.nodes.values():
+        if isinstance(node, Step):
+            for key in node.writes:
+                writers.setdefault(key, []).append(node)
+    known = set(graph.workflow.inputs) | writers.keys()
+    for key in sorted(values):
+        if key not in known:
+            return (
+                f"{key!r} is neither an input nor a step's output of workflow {graph.name!r} "
+                f"(its keys: {', '.join(sorted(known)) or 'none'})"
+            )
+        for step in writers.get(key, []):
+            expected: Any = step.writes[key]
+            if expected is object:
+                continue
+            try:
+                msgspec.convert(values[key], expected)
+            except msgspec.ValidationError as exc:
+                return f"value for {key!r}: {exc}"
     return None

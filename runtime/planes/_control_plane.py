@@ -12,19 +12,25 @@ from typing import Any, Protocol
 from protocols import (
     PROTOCOL_VERSION,
     TERMINAL_STATUSES,
+    AgentsReply,
     CancelRun,
     Codec,
     ControlError,
     ControlRequest,
     Decide,
     ErrorCode,
+    ForkRun,
+    GetReport,
     GetRun,
+    ListAgents,
     ListMembers,
     ListPending,
     ListRuns,
+    ListWorkflows,
     Message,
     PendingReply,
     ProtocolError,
+    ReportReply,
     ResumeRun,
     RunAccepted,
     RunRecord,
@@ -32,13 +38,27 @@ from protocols import (
     RunsReply,
     StartRun,
     WaitRun,
+    Watch,
+    WorkflowsReply,
     clip,
 )
 from runtime.engine._events import DecisionMade
 from runtime.engine._run import Run
-from runtime.planes._authority import Refusal, check_decision, may_list, may_see
+from runtime.observe._report import report
+from runtime.planes._authority import (
+    Refusal,
+    check_decision,
+    fork_values_problem,
+    may_list,
+    may_see,
+)
+from runtime.planes._listing import page_of_runs
 from runtime.planes._refusals import REPLY_TEXT, RefusalHost
+from runtime.planes._reports import runs_to_report
+from runtime.planes._roster import Roster
 from runtime.planes._views import pending_decisions, record_view, summary
+from runtime.planes._watches import Watches
+from runtime.planes._workflow_views import workflow_view
 from runtime.security._principals import Principal
 from runtime.store._held import HeldRun
 from runtime.workflow._graph import Graph
@@ -71,6 +91,11 @@ class RunHost(RefusalHost, Protocol):
     def apply(self, event: DecisionMade) -> None:
         """Journal a checked decision and fold it into its run."""
 
+    def fork_run(self, identity: bytes, request: ForkRun, principal: str) -> None:
+        """Fork the run `request` names (checked: held here, at one of its versions, with
+        values the workflow knows), once its journal is read off the loop; answer later
+        with the new run's id, or why not."""
+
     def send_control(self, identity: bytes, message: Message) -> None: ...
 
     def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
@@ -101,18 +126,23 @@ class ControlPlane:
         max_active_runs: int,
         secure: bool,
         connected_roles: Callable[[], Container[str]] | None = None,
+        roster: Callable[[], Roster] = Roster,
     ) -> None:
         """`connected_roles` says of which roles an agent is connected now (without it,
         none), so that a step queued for a busy agent reads as running, not as waiting
-        for an agent."""
+        for an agent. `roster` gives the agents connected now and their roles' load (without
+        it, none)."""
         self._host = host
         self._connected_roles = connected_roles or _no_roles
+        self._roster = roster
         self._secure = secure
         self._graphs = graphs
         self._codec = codec
         self._max_active_runs = max_active_runs
         self._waiters: dict[str, list[tuple[bytes, int, bool]]] = {}
         """Per run: (client, request id, summary only) of each wait still open."""
+        self.watches = Watches(host, self._find)
+        """The open watches; the supervisor tells them of each batch it journals."""
 
     def on_frame(
         self,
@@ -158,14 +188,25 @@ class ControlPlane:
                 self._cancel_run(identity, request, who)
             case ResumeRun():
                 self._resume_run(identity, request, who)
+            case ForkRun():
+                self._fork_run(identity, request, who)
             case ListPending():
                 self._list_pending(identity, principal, request)
             case Decide():
                 self._decide(identity, principal, request)
+            case Watch():
+                self._watch(identity, request)
+            case ListWorkflows():
+                views = [workflow_view(self._graphs[name]) for name in sorted(self._graphs)]
+                self._host.send_control(identity, WorkflowsReply(id=request.id, workflows=views))
             case ListMembers():
                 if not self._host.locate(identity, request):
                     text = "this runtime is not one of a cluster (its store is not PostgreSQL)"
                     self._error(identity, request.id, "wrong_state", text)
+            case ListAgents():
+                self._list_agents(identity, request)
+            case GetReport():
+                self._get_report(identity, request)
 
     def _authorised(
         self, identity: bytes, principal: Principal | None, request: ControlRequest
@@ -176,7 +217,7 @@ class ControlPlane:
             return True
         if isinstance(request, ListPending) and principal is not None and may_list(principal):
             return True
-        acts = isinstance(request, StartRun | CancelRun | ResumeRun)
+        acts = isinstance(request, StartRun | CancelRun | ResumeRun | ForkRun)
         if principal is not None:
             if acts and principal.may_operate():
                 return True
@@ -224,7 +265,11 @@ class ControlPlane:
     def _find(self, run_id: str) -> Run | HeldRun | None:
         return self._host.runs.get(run_id) or self._host.held.get(run_id)
 
-    def _unknown(self, identity: bytes, request: GetRun | WaitRun | CancelRun | ResumeRun) -> None:
+    def _unknown(
+        self,
+        identity: bytes,
+        request: GetRun | WaitRun | CancelRun | ResumeRun | ForkRun | Watch,
+    ) -> None:
         """A run this runtime does not hold: its cluster's, or none."""
         if not self._host.locate(identity, request):
             self._error(identity, request.id, "unknown_run", f"no run {request.run_id!r}")
@@ -232,7 +277,8 @@ class ControlPlane:
     def _error(self, identity: bytes, request: int, code: ErrorCode, text: str) -> None:
         self._host.send_control(identity, ControlError(id=request, code=code, message=text))
 
-    def _start_run(self, identity: bytes, request: StartRun, started_by: str) -> None:
+    def _loaded(self, identity: bytes, request: StartRun | GetReport) -> Graph | None:
+        """The workflow `request` names, or None once refused as not loaded."""
         graph = self._graphs.get(request.workflow)
         if graph is None:
             loaded = ", ".join(sorted(self._graphs)) or "none"
@@ -242,6 +288,26 @@ class ControlPlane:
                 "unknown_workflow",
                 f"no workflow named {request.workflow!r} is loaded (loaded: {loaded})",
             )
+        return graph
+
+    def _list_agents(self, identity: bytes, request: ListAgents) -> None:
+        found = self._roster()
+        reply = AgentsReply(id=request.id, agents=found.agents, roles=found.roles)
+        self._host.send_control(identity, reply)
+
+    def _get_report(self, identity: bytes, request: GetReport) -> None:
+        """The report over the runs held here (in a cluster, this runtime's alone), the
+        newest of them only past a bound, as it is worked out on the supervisor's loop."""
+        graph = self._loaded(identity, request)
+        if graph is None:
+            return
+        runs, total = runs_to_report(self._host.runs.values(), graph.name, request.since)
+        reply = ReportReply(id=request.id, report=report(graph, runs), total=total)
+        self._host.send_control(identity, reply)
+
+    def _start_run(self, identity: bytes, request: StartRun, started_by: str) -> None:
+        graph = self._loaded(identity, request)
+        if graph is None:
             return
         expected = graph.workflow.inputs
         missing = [k for k in expected if k not in request.inputs]
@@ -309,19 +375,27 @@ class ControlPlane:
         self._host.start_wait(("wait", identity, request.id, run.run_id), request.timeout_ms / 1000)
 
     def _list_runs(self, identity: bytes, request: ListRuns) -> None:
-        every: list[Run | HeldRun] = [*self._host.runs.values(), *self._host.held.values()]
-        connected = self._connected_roles()
-        runs = [
-            summary(run, connected)
-            for run in every
-            if request.workflow is None or run.workflow == request.workflow
-        ]
-        if request.status is not None:
-            runs = [s for s in runs if s.status == request.status]
-        runs.sort(key=lambda s: s.created_at, reverse=True)
+        if request.value is not None and request.key is None:
+            text = "a value filter compares the value of a key: give the key too"
+            self._error(identity, request.id, "invalid_input", text)
+            return
+        host = self._host
+        runs, total = page_of_runs(
+            host.runs.values(), host.held.values(), request, self._connected_roles()
+        )
         peers = self._host.control_peers()
-        reply = RunsReply(id=request.id, runs=runs[: request.limit], peers=peers)
+        reply = RunsReply(id=request.id, runs=runs, peers=peers, total=total)
         self._host.send_control(identity, reply)
+
+    def _watch(self, identity: bytes, request: Watch) -> None:
+        if request.run_id is None:
+            self.watches.open(identity, request, None)
+            return
+        run = self._find(request.run_id)
+        if run is None:
+            self._unknown(identity, request)
+            return
+        self.watches.open(identity, request, run)
 
     def _cancel_run(self, identity: bytes, request: CancelRun, who: str) -> None:
         run = self._find(request.run_id)
@@ -352,6 +426,30 @@ class ControlPlane:
             return
         self._host.resume_run(run.run_id, who)
         self._host.send_control(identity, RunReply(id=request.id, record=self._record(run)))
+
+    def _fork_run(self, identity: bytes, request: ForkRun, who: str) -> None:
+        run = self._find(request.run_id)
+        if run is None:
+            self._unknown(identity, request)
+            return
+        if isinstance(run, HeldRun):
+            text = f"run {run.run_id!r} cannot be forked, as it cannot be rebuilt: {run.reason}"
+            self._error(identity, request.id, "wrong_state", text)
+            return
+        if not 1 <= request.at <= run.seq:
+            text = f"run {run.run_id!r} has versions 1 to {run.seq}, not {request.at}"
+            self._error(identity, request.id, "invalid_input", text)
+            return
+        problem = fork_values_problem(run.graph, dict(request.values))
+        if problem is not None:
+            self._error(identity, request.id, "invalid_input", clip(problem, REPLY_TEXT))
+            return
+        active = self._host.active_runs
+        if active >= self._max_active_runs:
+            text = f"{active} runs are in progress, the limit is {self._max_active_runs}"
+            self._error(identity, request.id, "overloaded", text)
+            return
+        self._host.fork_run(identity, request, who)
 
     def _list_pending(
         self, identity: bytes, principal: Principal | None, request: ListPending
@@ -415,9 +513,14 @@ _ACTIONS: dict[type[ControlRequest], str] = {
     ListRuns: "list_runs",
     CancelRun: "cancel_run",
     ResumeRun: "resume_run",
+    ForkRun: "fork_run",
     ListPending: "list_pending",
     Decide: "decide",
     ListMembers: "list_members",
+    Watch: "watch",
+    ListWorkflows: "list_workflows",
+    ListAgents: "list_agents",
+    GetReport: "get_report",
 }
 """How each request is named in refusals and audit entries."""
 

@@ -45,6 +45,12 @@ class Placement:
     def queued(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
+    def waiting_by_role(self) -> dict[str, int]:
+        """Per role, the queued attempts their runs still wait for (a queue may still hold
+        attempts withdrawn since, dropped only when they reach its head)."""
+        counts = {role: sum(map(self._waiting, queue)) for role, queue in self.queues.items()}
+        return {role: count for role, count in counts.items() if count}
+
     def dispatch(self, command: Dispatch) -> None:
         """Queue a step for its role and place it if an agent has room; with the role
         crash-looping, the attempt fails at once and goes to its failure policy."""

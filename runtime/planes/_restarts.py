@@ -40,6 +40,10 @@ class RestartBudget:
             return False
         return len(losses) > self.budget
 
+    def looping_roles(self, now: float) -> list[str]:
+        """The roles crash-looping at `now`."""
+        return [role for role in list(self._losses) if self.looping(role, now)]
+
     def _forget_old(self, losses: deque[float], now: float) -> None:
         while losses and losses[0] <= now - self.window:
             losses.popleft()

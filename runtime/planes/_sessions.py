@@ -20,6 +20,7 @@ class Session:
         "attached",
         "capacity",
         "carried",
+        "connected",
         "fd",
         "identity",
         "in_flight",
@@ -68,6 +69,8 @@ class Session:
         self.live = True
         """False once the session ended: nothing still queued for it may be sent."""
         self.last_seen = now
+        self.connected = now
+        """When the session registered, on the runtime's monotonic clock."""
 
     @property
     def key(self) -> bytes:

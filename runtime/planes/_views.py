@@ -85,6 +85,8 @@ def record_view(run: Run | HeldRun, connected: Container[str] = _NO_ROLES) -> Ru
         waiting_for=waiting_for,
         seq=run.seq,
         pending=pending_decisions(run),
+        forked_from=run.forked_from,
+        forked_at=run.forked_at,
     )
 
 

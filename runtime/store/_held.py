@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from protocols import HistoryEntry, RunRecord, RunStatus, RunSummary, clip
-from runtime.engine._events import RunCancelled, RunStarted
+from runtime.engine._events import RunCancelled, RunForked, RunStarted
 from runtime.store._journal import JournalRecord
 
 
@@ -22,6 +22,8 @@ class HeldRun:
     __slots__ = (
         "created_at",
         "fingerprint",
+        "forked_at",
+        "forked_from",
         "history",
         "inputs",
         "last_seq",
@@ -47,9 +49,14 @@ class HeldRun:
         self.status: RunStatus = "stuck"
         self.reason = clip(reason)
         self.history = [_entry(record) for record in records]
+        self.forked_from = ""
+        self.forked_at = 0
         for record in records:
             if isinstance(record.event, RunCancelled):
                 self._cancelled(record.event, record.at)
+            elif isinstance(record.event, RunForked):
+                self.forked_from = record.event.parent
+                self.forked_at = record.event.at
 
     @property
     def seq(self) -> int:
@@ -86,6 +93,8 @@ class HeldRun:
             history=list(self.history),
             reason=self.reason,
             seq=self.last_seq,
+            forked_from=self.forked_from,
+            forked_at=self.forked_at,
         )
 
     def summary(self) -> RunSummary:

@@ -46,12 +46,15 @@ class Batch:
     """The records and frames gathering for the next commit, and each run's last seq.
 
     Commit with `append_now`, or `take` and `commit`; then send what `take_frames`
-    gives (or the commit's frames), through `live`.
+    gives (or the commit's frames), through `live`. Whoever is told of a batch's
+    records as they go to the store (`on_journal`) may add frames that are to leave
+    only once those records are durable.
     """
 
     __slots__ = (
         "_count",
         "_kill_points",
+        "_on_journal",
         "_seqs",
         "_store",
         "batches",
@@ -61,9 +64,18 @@ class Batch:
         "records",
     )
 
-    def __init__(self, store: Store, kill_points: KillPoints, count: Callable[[str], None]) -> None:
-        """`count` counts a refusal by its reason: here, of a frame whose session ended."""
+    def __init__(
+        self,
+        store: Store,
+        kill_points: KillPoints,
+        count: Callable[[str], None],
+        on_journal: Callable[[list[JournalRecord]], None] | None = None,
+    ) -> None:
+        """`count` counts a refusal by its reason: here, of a frame whose session ended.
+        `on_journal` is told of each batch of records as it is handed to the store; the
+        frames it adds leave with the batch's, once the records are durable."""
         self._store = store
+        self._on_journal = on_journal
         self._kill_points = kill_points
         self._count = count
         self._seqs: dict[str, int] = {}
@@ -95,6 +107,8 @@ class Batch:
 
     def take(self) -> Commit:
         """Everything gathered, to commit while the next batch gathers."""
+        if self.records and self._on_journal is not None:
+            self._on_journal(self.records)
         commit = Commit(self.records, self.frames, self.reading)
         self.records, self.frames, self.reading = [], [], None
         return commit
@@ -118,6 +132,8 @@ class Batch:
         self.records = []
         self.reading = None
         self.batches += 1
+        if records and self._on_journal is not None:
+            self._on_journal(records)
         return True
 
     async def commit(self, commit: Commit) -> bool:

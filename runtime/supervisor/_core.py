@@ -21,9 +21,12 @@ from actors import KillPoints
 from protocols import (
     TERMINAL_STATUSES,
     Codec,
+    ControlError,
     ControlRequest,
     ErrorCode,
+    ForkRun,
     Message,
+    RunAccepted,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
@@ -40,6 +43,7 @@ from runtime.engine._events import (
     RequestRefused,
     RunCancelled,
     RunEnded,
+    RunForked,
     RunRecovered,
     RunResumed,
     RunStarted,
@@ -53,11 +57,12 @@ from runtime.planes._agent_plane import AgentPlane
 from runtime.planes._control_plane import ControlPlane, WaitKey
 from runtime.planes._refusals import Refusals
 from runtime.planes._sessions import Session
-from runtime.store import Store
+from runtime.store import JournalRecord, Store, replay
 from runtime.store._held import HeldRun
 from runtime.supervisor._batch import AGENTS, CONTROL, Batch
 from runtime.supervisor._clock import Clock, ClockWatch, SystemClock, log_jump
 from runtime.supervisor._config import RuntimeConfig
+from runtime.supervisor._fork import ForkAsked, ForkQueue, copied_events, fork_prefix
 from runtime.supervisor._recovery import PastRead, PastReads, take_up
 from runtime.supervisor._statistics import Counters, SupervisorStatistics
 from runtime.supervisor._timers import Timers
@@ -126,12 +131,16 @@ class SupervisorCore:
         """Runs whose journals cannot be folded: kept, shown as stuck, and cancellable."""
         self._active_runs = 0
         self.refusals = Refusals(clock.monotonic)
-        self.batch = Batch(store, kill_points or KillPoints(), self.refusals.count)
+        self.batch = Batch(
+            store, kill_points or KillPoints(), self.refusals.count, on_journal=self._journaled
+        )
         """What the core journaled and the frames it caused, until they are committed."""
         self.timers: Timers[TimerKey] = Timers()
         """The runs' timers, the control plane's waits and the heartbeat, on `clock.monotonic`."""
         self.reads = PastReads(store, self.catalog, lambda: self.batch.records)
         """Requests for past records, for whoever drives the core to answer."""
+        self.forks = ForkQueue()
+        """Forks asked for, for whoever drives the core to read their prefixes and `fork`."""
         self.clustered = False
         """One of a cluster: runs this runtime does not hold may be another's."""
         self.lookups: list[tuple[bytes, ControlRequest]] = []
@@ -160,6 +169,7 @@ class SupervisorCore:
             max_active_runs=config.max_active_runs,
             secure=secure,
             connected_roles=self.agents.agents_by_role,
+            roster=lambda: self.agents.roster(clock.wall()),
         )
 
     def statistics(self) -> SupervisorStatistics:
@@ -300,6 +310,58 @@ class SupervisorCore:
         """Journal that a stuck run carries on, and carry it on."""
         self.apply(RunResumed(run_id=run_id, principal=principal))
 
+    def fork_run(self, identity: bytes, request: ForkRun, principal: str) -> None:
+        """Keep the fork in `forks`: its prefix is read off the loop, then `fork` makes it."""
+        self.forks.add(
+            ForkAsked(
+                identity=identity,
+                request=request.id,
+                parent=request.run_id,
+                at=request.at,
+                values=dict(request.values),
+                reason=request.reason,
+                principal=principal,
+            )
+        )
+
+    async def fork(self, asked: ForkAsked) -> Message | None:
+        """Read the prefix of the fork `asked` for, then make the fork; None once its
+        acceptance waits in the batch, else the refusal to answer at once."""
+        prefix = await fork_prefix(self.store, self.catalog, lambda: self.batch.records, asked)
+        if isinstance(prefix, Message):
+            return prefix
+        return self.begin_fork(asked, prefix)
+
+    def begin_fork(self, asked: ForkAsked, prefix: Sequence[JournalRecord]) -> Message | None:
+        """Journal the new run: a copy of the parent's records `prefix` (stamped as they
+        were, under the new run's id), then its `RunForked` event; fold them, and carry
+        out what the fork causes. Its acceptance leaves with the batch."""
+        active = self._active_runs
+        if active >= self.config.max_active_runs:
+            text = f"{active} runs are in progress, the limit is {self.config.max_active_runs}"
+            return ControlError(id=asked.request, code="overloaded", message=text)
+        now = self._wall()
+        run_id = self._run_ids(now)
+        copies = [
+            self.batch.write(event, at) for event, at in copied_events(self.catalog, prefix, run_id)
+        ]
+        run = replay(self.catalog, copies)
+        event = RunForked(
+            run_id=run_id,
+            parent=asked.parent,
+            at=asked.at,
+            principal=asked.principal,
+            reason=asked.reason,
+            values=asked.values,
+        )
+        self.batch.write(event, now)
+        self.runs[run_id] = run
+        self._active_runs += 1
+        self._counters.runs_started += 1
+        self._fold(run, event, now)
+        self.send_control(asked.identity, RunAccepted(id=asked.request, run_id=run_id))
+        return None
+
     def answer_past(self, identity: bytes, request: int, run_id: str, version: int) -> None:
         """Keep the request in `reads`, to be answered off the loop."""
         self.reads.add(PastRead(identity, request, run_id, version))
@@ -352,6 +414,11 @@ class SupervisorCore:
                 attempt=attempt,
             )
         )
+
+    def _journaled(self, records: list[JournalRecord]) -> None:
+        """A batch goes to the store: the watches of its runs, and of any change, are
+        answered once it is durable."""
+        self.control.watches.journaled(record.run_id for record in records)
 
     def start_wait(self, key: WaitKey, seconds: float) -> None:
         self.timers.schedule(key, self._monotonic() + seconds)
@@ -442,6 +509,8 @@ class SupervisorCore:
                     )
                 case ("wait", bytes(identity), int(request), str(run_id)):
                     self.control.end_wait(identity, request, run_id)
+                case ("watch", bytes(identity), int(request), str(run_id)):
+                    self.control.watches.end(identity, request, run_id)
                 case ("heartbeat",):
                     self._on_heartbeat(now)
 

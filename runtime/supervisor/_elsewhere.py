@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from protocols import (
     CancelRun,
+    Changed,
     ClusterMember,
     ControlError,
     ControlRequest,
     Decide,
+    ForkRun,
     GetRun,
     ListMembers,
     ListPending,
@@ -26,6 +28,7 @@ from protocols import (
     RunsReply,
     TakeoverSeen,
     WaitRun,
+    Watch,
 )
 from runtime.errors import StoreError
 from runtime.planes._views import record_view, summary
@@ -82,17 +85,41 @@ async def _run_elsewhere(
         return ControlError(id=request.id, code="elsewhere", message=text, owner=where.control)
     if isinstance(request, GetRun) or (isinstance(request, WaitRun) and where.ended):
         return await _read(request, leases, catalog, run_id)
+    if isinstance(request, Watch) and where.ended:
+        return await _ended_watch(request, leases, catalog, run_id)
     if where.ended:
         if isinstance(request, ListPending):
             return PendingReply(id=request.id, pending=[])
+        if isinstance(request, ForkRun):
+            # Ended runs are not taken over, so one whose runtime is gone stays with none.
+            text = (
+                f"run {run_id!r} ended on a runtime that has stopped; only a live runtime "
+                "holding a run can fork it"
+            )
+            return ControlError(id=request.id, code="wrong_state", message=text)
         text = f"run {run_id!r} has already ended"
         return ControlError(id=request.id, code="wrong_state", message=text)
-    assert isinstance(request, WaitRun | CancelRun | ResumeRun | ListPending | Decide)
+    assert isinstance(
+        request, WaitRun | CancelRun | ResumeRun | ListPending | Decide | ForkRun | Watch
+    )
     text = (
         f"run {run_id!r} is being taken over: the runtime that owned it stopped renewing its "
         "lease; ask again in a few seconds"
     )
     return ControlError(id=request.id, code="elsewhere", message=text)
+
+
+async def _ended_watch(request: Watch, leases: Leases, catalog: Catalog, run_id: str) -> Message:
+    """A watch on a run that ended with no runtime left holding it: its record will not
+    change again, so it is answered at once, past `after` or not."""
+    try:
+        run = replay(catalog, await leases.store.journal(run_id))
+    except JournalUnreadable as exc:
+        return ControlError(id=request.id, code="internal", message=str(exc)[:1_000])
+    if run.seq > request.after:
+        return Changed(id=request.id, cursor=run.seq)
+    text = f"run {run_id!r} has ended: its record stays at version {run.seq}"
+    return ControlError(id=request.id, code="wrong_state", message=text)
 
 
 async def _read(

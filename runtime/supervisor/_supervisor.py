@@ -36,6 +36,7 @@ from runtime.supervisor._batch import AGENTS, CONTROL, Commit, Outgoing
 from runtime.supervisor._clock import SystemClock, boot_id
 from runtime.supervisor._config import RuntimeConfig, Security
 from runtime.supervisor._core import SupervisorCore
+from runtime.supervisor._fork import ForkAsked
 from runtime.supervisor._gates import Gates
 from runtime.supervisor._recovery import PastRead
 from runtime.supervisor._sockets import bind_router
@@ -480,19 +481,30 @@ class Supervisor:
                 raise
 
     def _start_reads(self) -> None:
-        """Answer each request for a past record off the loop (the journal may have to be
-        read from disk)."""
+        """Answer each request for a past record, and read the prefix of each fork, off the
+        loop (the journal may have to be read from disk)."""
         reads = self.core.reads.take()
+        forks = self.core.forks.take()
         lookups, self.core.lookups = self.core.lookups, []
         if self._tasks is None:
             return
         for read in reads:
             self._tasks.start_soon(self._past, read)
+        for asked in forks:
+            self._tasks.start_soon(self._fork, asked)
         for identity, request in lookups:
             self._tasks.start_soon(self._elsewhere, identity, request)
 
     async def _past(self, read: PastRead) -> None:
         self._reply(read.identity, await self.core.reads.answer(read))
+
+    async def _fork(self, asked: ForkAsked) -> None:
+        refused = await self.core.fork(asked)
+        if refused is not None:
+            self._reply(asked.identity, refused)
+        elif self._readiness is not None:
+            # The fork's records wait in the batch: the loop commits them, then accepts it.
+            self._readiness.wake()
 
     async def _elsewhere(self, identity: bytes, request: ControlRequest) -> None:
         # Only a cluster's runtime gets here, and only it has the postgres extra.

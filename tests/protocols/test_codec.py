@@ -29,6 +29,7 @@ from protocols import (
     Cancel,
     CancelRun,
     Changed,
+    Cluster,
     ClusterMember,
     Codec,
     ControlError,
@@ -43,6 +44,7 @@ from protocols import (
     FailureKind,
     FailureReason,
     ForkRun,
+    GetReport,
     GetRun,
     Heartbeat,
     HistoryEntry,
@@ -58,6 +60,8 @@ from protocols import (
     ProtocolError,
     Provenance,
     Register,
+    Report,
+    ReportReply,
     ResumeRun,
     RoleView,
     RunAccepted,
@@ -69,6 +73,7 @@ from protocols import (
     RuntimeMessage,
     StartRun,
     StepFailure,
+    StepFigures,
     StepResult,
     StepStatus,
     StepView,
@@ -330,10 +335,49 @@ RECORD_VIEWS[RunRecord] = every_field(
     waiting_for=texts,
     seq=counts,
     pending=st.lists(RECORD_VIEWS[PendingDecision], max_size=2),
+    forked_from=texts,
+    forked_at=counts,
 )
 
 endpoints = st.text(max_size=64)
 endpoint_lists = st.lists(endpoints, max_size=3)
+
+shares = st.none() | st.floats(allow_nan=False)
+name_counts = st.dictionaries(names, counts, max_size=3)
+REPORT_VIEWS: dict[type[Any], st.SearchStrategy[Any]] = {
+    StepFigures: every_field(
+        StepFigures,
+        step=names,
+        consequence=names,
+        checkpoint=st.booleans(),
+        visits=counts,
+        attempts=counts,
+        first_try_success=shares,
+        retries=counts,
+        failures=name_counts,
+        flagged=counts,
+        p50_seconds=shares,
+        p95_seconds=shares,
+        decisions=counts,
+        rejected_or_edited=counts,
+        human_wait_p50_seconds=shares,
+    ),
+    Cluster: every_field(Cluster, step=names, runs=counts, share=st.floats(allow_nan=False)),
+}
+REPORT_VIEWS[Report] = every_field(
+    Report,
+    workflow=names,
+    runs=counts,
+    outcomes=name_counts,
+    completion_rate=shares,
+    error_rate=shares,
+    clean_rate=shares,
+    compounded_first_try=shares,
+    steps=st.lists(REPORT_VIEWS[StepFigures], max_size=3),
+    clusters=st.lists(REPORT_VIEWS[Cluster], max_size=3),
+    open_flags=st.dictionaries(texts, counts, max_size=3),
+    advice=text_lists,
+)
 
 CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
     StartRun: every_field(StartRun, id=counts, protocol=counts, workflow=names, inputs=data),
@@ -439,6 +483,14 @@ CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
             max_size=2,
         ),
     ),
+    GetReport: every_field(
+        GetReport,
+        id=counts,
+        protocol=counts,
+        workflow=names,
+        since=st.none() | st.floats(allow_nan=False),
+    ),
+    ReportReply: every_field(ReportReply, id=counts, report=REPORT_VIEWS[Report], total=counts),
     CancelRun: every_field(CancelRun, id=counts, protocol=counts, run_id=names, reason=texts),
     ResumeRun: every_field(ResumeRun, id=counts, protocol=counts, run_id=names),
     ListPending: every_field(ListPending, id=counts, protocol=counts, run_id=st.none() | names),
@@ -687,6 +739,15 @@ class TestRoundTrip:
     def test_record_view_survives(self, cls: type[Any], data: st.DataObject) -> None:
         """Each view of a run record survives a codec decoding that view alone."""
         view = data.draw(RECORD_VIEWS[cls])
+        codec: Codec[Any] = Codec(cls)
+        assert codec.decode(codec.encode(view)) == view
+
+    @pytest.mark.parametrize("cls", list(REPORT_VIEWS), ids=lambda cls: cls.__name__)
+    @ROUND_TRIP_SETTINGS
+    @given(data=st.data())
+    def test_report_view_survives(self, cls: type[Any], data: st.DataObject) -> None:
+        """Each part of a workflow's report survives a codec decoding that part alone."""
+        view = data.draw(REPORT_VIEWS[cls])
         codec: Codec[Any] = Codec(cls)
         assert codec.decode(codec.encode(view)) == view
 

@@ -14,11 +14,15 @@ from protocols import (
     CancelRun,
     Decide,
     Error,
+    ForkRun,
+    GetReport,
     GetRun,
     Heartbeat,
+    ListAgents,
     ListMembers,
     ListPending,
     ListRuns,
+    ListWorkflows,
     Register,
     ResumeRun,
     StartRun,
@@ -28,6 +32,7 @@ from protocols import (
     ToolReply,
     ToolSpec,
     WaitRun,
+    Watch,
 )
 from tests.runtime.fuzz.peers import (
     ACTOR_TAGS,
@@ -153,6 +158,17 @@ CONTROL_MESSAGES[ListMembers] = st.builds(
 CONTROL_MESSAGES[ListPending] = st.builds(
     ListPending, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=st.none() | names
 )
+CONTROL_MESSAGES[Watch] = st.builds(
+    Watch,
+    id=counts,
+    protocol=st.just(PROTOCOL_VERSION),
+    run_id=st.none() | names,
+    after=st.integers(0, 40) | counts,
+    timeout_ms=st.sampled_from((0, 500, 86_400_000)),
+)
+CONTROL_MESSAGES[ListWorkflows] = st.builds(
+    ListWorkflows, id=counts, protocol=st.just(PROTOCOL_VERSION)
+)
 CONTROL_MESSAGES[Decide] = st.builds(
     Decide,
     id=counts,
@@ -165,8 +181,25 @@ CONTROL_MESSAGES[Decide] = st.builds(
     comment=texts,
     values=data,
 )
+CONTROL_MESSAGES[ForkRun] = st.builds(
+    ForkRun,
+    id=counts,
+    protocol=st.just(PROTOCOL_VERSION),
+    run_id=names,
+    at=st.integers(0, 40) | counts,
+    values=data,
+    reason=texts,
+)
 CONTROL_MESSAGES[ResumeRun] = st.builds(
     ResumeRun, id=counts, protocol=st.just(PROTOCOL_VERSION), run_id=names
+)
+CONTROL_MESSAGES[ListAgents] = st.builds(ListAgents, id=counts, protocol=st.just(PROTOCOL_VERSION))
+CONTROL_MESSAGES[GetReport] = st.builds(
+    GetReport,
+    id=counts,
+    protocol=st.just(PROTOCOL_VERSION),
+    workflow=st.just(WORKFLOW) | names,
+    since=st.none() | st.floats(allow_nan=False),
 )
 raw_maps: st.SearchStrategy[Any] = st.fixed_dictionaries(
     {"type": st.sampled_from((*ACTOR_TAGS, *CONTROL_TAGS, *OTHER_TAGS)) | scalars},

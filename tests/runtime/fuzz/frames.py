@@ -22,10 +22,15 @@ from protocols import (
     Decide,
     DecisionKind,
     Error,
+    ForkRun,
+    GetReport,
     GetRun,
     Heartbeat,
+    ListAgents,
+    ListMembers,
     ListPending,
     ListRuns,
+    ListWorkflows,
     Register,
     ResumeRun,
     StartRun,
@@ -35,6 +40,7 @@ from protocols import (
     ToolReply,
     ToolSpec,
     WaitRun,
+    Watch,
 )
 from runtime.planes._sessions import Session, TaskKey
 from runtime.workflow._definition import Step
@@ -321,8 +327,12 @@ class Frames(Noise):
                     reason=self.text(),
                 )
             case 11:
+                if rng.random() < 0.5:
+                    return self.fork(protocol)
                 return ResumeRun(id=self.request_id(), protocol=protocol, run_id=self.run_id())
             case 12:
+                if rng.random() < 0.3:
+                    return self.rare_request(protocol)
                 run_id = None if rng.random() < 0.5 else self.run_id()
                 return ListPending(id=self.request_id(), protocol=protocol, run_id=run_id)
             case 13:
@@ -335,6 +345,41 @@ class Frames(Noise):
                     workflow=rng.choice((None, WORKFLOW, self.name())),
                     limit=rng.choice((1, 2, 100, 100_000)),
                 )
+
+    def rare_request(self, protocol: int) -> ControlRequest:
+        """One of the requests a client makes now and then, so that every type is reached
+        whatever the corpus holds."""
+        rng = self.rng
+        rid = self.request_id()
+        match rng.randrange(5):
+            case 0:
+                workflow = WORKFLOW if rng.random() < 0.8 else self.name()
+                return GetReport(id=rid, protocol=protocol, workflow=workflow)
+            case 1:
+                return ListMembers(id=rid, protocol=protocol)
+            case 2:
+                return ListAgents(id=rid, protocol=protocol)
+            case 3:
+                return ListWorkflows(id=rid, protocol=protocol)
+            case _:
+                run_id = None if rng.random() < 0.5 else self.run_id()
+                return Watch(
+                    id=rid, protocol=protocol, run_id=run_id, after=rng.choice((0, 1, 5)),
+                    timeout_ms=rng.choice((0, 500)),
+                )  # fmt: skip
+
+    def fork(self, protocol: int) -> ForkRun:
+        """A fork: mostly of a run at one of its versions, with a value it knows or none."""
+        rng = self.rng
+        run_id = self.run_id()
+        run = self.world.runs.get(run_id)
+        at = rng.randint(1, run.seq) if run is not None and rng.random() < 0.8 else self.count()
+        known: dict[str, Any] = {"request": {"text": "hello", "customer_id": "c"}}
+        values = rng.choice(({}, known, self.data()))
+        return ForkRun(
+            id=self.request_id(), protocol=protocol, run_id=run_id, at=at, values=values,
+            reason=self.text(),
+        )  # fmt: skip
 
     def decide(self, protocol: int) -> Decide:
         """A decision: mostly on one that is open, quoting what it shows, sometimes not."""

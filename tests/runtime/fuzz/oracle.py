@@ -16,21 +16,28 @@ from protocols import (
     MAX_NAME,
     PROTOCOL_VERSION,
     TERMINAL_STATUSES,
+    AgentsReply,
     Bye,
     CancelRun,
+    Changed,
     Codec,
     ControlReply,
     ControlRequest,
     Decide,
     Error,
     ErrorCode,
+    ForkRun,
+    GetReport,
     GetRun,
+    ListAgents,
     ListMembers,
     ListPending,
     ListRuns,
+    ListWorkflows,
     PendingReply,
     ProtocolError,
     Register,
+    ReportReply,
     ResumeRun,
     RunAccepted,
     RunReply,
@@ -42,11 +49,15 @@ from protocols import (
     ToolCall,
     ToolReply,
     WaitRun,
+    Watch,
+    WorkflowsReply,
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
+from runtime.planes._authority import fork_values_problem
 from runtime.planes._control_plane import WaitKey
 from runtime.planes._sessions import Session
+from runtime.planes._watches import WATCHES_PER_CLIENT
 from runtime.security._principals import Principal
 from tests.runtime.fuzz.world import GRAPH, MAX_ACTIVE_RUNS, ROLE_TOOLS, WORKFLOW, World
 
@@ -126,6 +137,11 @@ class ControlExpectation:
     """The wait opened instead of a reply."""
     past: tuple[bytes, int, str, int] | None = None
     """The request for a past record handed to the host instead of a reply."""
+    fork: tuple[bytes, int, str, int] | None = None
+    """(client, request id, parent, version) of the fork handed to the host instead of a
+    reply."""
+    watch: tuple[bytes, int, str] | None = None
+    """(client, request id, run id or "") of the watch opened instead of a reply."""
     message: ControlRequest | None = None
     or_error: ErrorCode | None = None
     """An error the model allows in place of the reply (edits it does not judge)."""
@@ -247,7 +263,7 @@ class Oracle:
         if request.protocol != PROTOCOL_VERSION:
             return ControlExpectation(rid, "incompatible_protocol", "incompatible_protocol")
         if self.secure and not isinstance(request, Decide):
-            acts = isinstance(request, StartRun | CancelRun | ResumeRun)
+            acts = isinstance(request, StartRun | CancelRun | ResumeRun | ForkRun)
             allowed = who is not None and (
                 "operator" in who.roles or (not acts and "viewer" in who.roles)
             )
@@ -304,12 +320,53 @@ class Oracle:
                 return ControlExpectation(rid, reply=RunReply, message=request)
             case ListPending():
                 return ControlExpectation(rid, reply=PendingReply, message=request)
+            case ForkRun():
+                run = world.runs.get(request.run_id)
+                if run is None:
+                    return ControlExpectation(rid, None, "unknown_run")
+                if not 1 <= request.at <= run.seq:
+                    return ControlExpectation(rid, None, "invalid_input")
+                if fork_values_problem(GRAPH, dict(request.values)) is not None:
+                    return ControlExpectation(rid, None, "invalid_input")
+                if world.active >= MAX_ACTIVE_RUNS:
+                    return ControlExpectation(rid, None, "overloaded")
+                return ControlExpectation(rid, fork=(identity, rid, run.run_id, request.at))
+            case Watch():
+                return self.expect_watch(identity, rid, request)
+            case ListWorkflows():
+                return ControlExpectation(rid, reply=WorkflowsReply, message=request)
             case ListMembers():
                 # The fuzzed runtime is not one of a cluster.
                 return ControlExpectation(rid, None, "wrong_state")
             case Decide():
                 return self.expect_decision(rid, who, request)
+            case ListAgents():
+                return ControlExpectation(rid, reply=AgentsReply)
+            case GetReport():
+                if request.workflow != WORKFLOW:
+                    return ControlExpectation(rid, None, "unknown_workflow")
+                return ControlExpectation(rid, reply=ReportReply)
         raise AssertionError(f"unknown request {request!r}")
+
+    def expect_watch(self, identity: bytes, rid: int, request: Watch) -> ControlExpectation:
+        """At once when already past `after` (the cursor: not at it), else a watch opened,
+        unless its id is watching already or its client holds as many as it may."""
+        world = self.world
+        watches = world.control.watches
+        if request.run_id is None:
+            changed = watches.cursor != request.after
+        else:
+            run = world.runs.get(request.run_id)
+            if run is None:
+                return ControlExpectation(rid, None, "unknown_run")
+            changed = run.seq > request.after
+        if changed:
+            return ControlExpectation(rid, reply=Changed, message=request)
+        if (identity, rid) in watches._open:
+            return ControlExpectation(rid, None, "invalid_input")
+        if sum(1 for who, _ in watches._open if who == identity) >= WATCHES_PER_CLIENT:
+            return ControlExpectation(rid, None, "overloaded")
+        return ControlExpectation(rid, watch=(identity, rid, request.run_id or ""))
 
     def expect_decision(
         self, rid: int, who: Principal | None, request: Decide

@@ -18,6 +18,7 @@ import msgspec
 from protocols import (
     Assign,
     CancelRun,
+    Changed,
     ControlError,
     ControlReply,
     ControlRequest,
@@ -192,6 +193,9 @@ class Fuzz:
         waiting_before = [
             w for w in world.control._waiters.get(run_id or "", []) if w[0] == identity
         ]
+        # What it journals answers the watches open on it, this client's included: those
+        # replies leave with the batch, after its own.
+        watching_before = {w for w in world.control.watches._open if w[0] == identity}
         view: bytes | memoryview = (
             memoryview(payload) if self.frames.rng.random() < 0.3 else payload
         )
@@ -206,12 +210,28 @@ class Fuzz:
         self.check_refused(refused, identity, who, verdict, self.stats.control_rejects)
         still = world.control._waiters.get(run_id or "", [])
         ended_waits = sum(1 for w in waiting_before if w not in still)
-        replies = [m for peer, m in self.check_sent()[1] if peer == identity][ended_waits:]
+        answered = {w[1] for w in watching_before if w not in world.control.watches._open}
+        replies = [
+            m
+            for peer, m in self.check_sent()[1]
+            if peer == identity and not (isinstance(m, Changed) and m.id in answered)
+        ][ended_waits:]
         if not replies and refused and not refused[0][4]:
             return  # paced: the same refusal was answered within the second
         if expected.past is not None:
             if replies or not world.past or world.past[-1] != expected.past:
                 raise self.fail(f"expected {expected.past} handed over, got {replies}")
+            return
+        if expected.fork is not None:
+            last = world.forks[-1] if world.forks else None
+            handed = None if last is None else (last.identity, last.request, last.parent, last.at)
+            if replies or handed != expected.fork:
+                raise self.fail(f"expected the fork {expected.fork} handed over, got {replies}")
+            return
+        if expected.watch is not None:
+            _, request_id, target = expected.watch
+            if replies or world.control.watches._open.get((identity, request_id)) != target:
+                raise self.fail(f"expected the watch {expected.watch}, got {replies}")
             return
         if expected.wait is not None:
             waiters = world.control._waiters.get(expected.wait[3], [])

@@ -38,6 +38,7 @@ from runtime.store._journal import ClockReading, JournalRecord
 from runtime.supervisor._batch import AGENTS
 from runtime.supervisor._config import RuntimeConfig
 from runtime.supervisor._core import SupervisorCore, TimerKey
+from runtime.supervisor._fork import ForkAsked
 from runtime.supervisor._recovery import PastRead
 from runtime.supervisor._timers import Timers
 from runtime.testing import FakeClock
@@ -125,6 +126,8 @@ class World:
         self.control_out: list[tuple[bytes, bytes]] = []
         self.past: list[PastRead] = []
         """Requests for past records the control plane handed over, to answer off the loop."""
+        self.forks: list[ForkAsked] = []
+        """Forks the control plane handed over, for their prefixes to be read off the loop."""
 
     @property
     def agents(self) -> AgentPlane:
@@ -188,6 +191,7 @@ class World:
             out = self.agent_out if plane == AGENTS else self.control_out
             out.append((identity, payload))
         self.past.extend(self.core.reads.take())
+        self.forks.extend(self.core.forks.take())
 
 
 # --- Small workflows and peers, for reproductions ----------------------------------------------
