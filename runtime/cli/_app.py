@@ -13,6 +13,7 @@ from runtime.cli._options import command_group
 from runtime.cli._roster import agents
 from runtime.cli._runs import cancel, history, inspect, resume, run, runs
 from runtime.cli._serve import runtime
+from runtime.cli._ui import ui
 from runtime.cli._workflows import diagram, protocol, validate
 
 app = command_group(
@@ -35,6 +36,7 @@ for command in (
     agents,
     cluster,
     report,
+    ui,
     backup,
     validate,
     diagram,
