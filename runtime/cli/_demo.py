@@ -7,6 +7,7 @@ another process holds is named, with the option that moves it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import socket
@@ -50,6 +51,8 @@ JOURNAL = Path(".baton/demo.db")
 """Where the demo's runtime journals, so that `baton report` can read the runs afterwards."""
 APPROVER = "fin"
 """The demo's approver: a principal of group finance, who reviews refunds over the limit."""
+PAGES = "desk"
+"""Whom `baton demo --ui` serves the pages as: an operator who also approves for finance."""
 HOST = "127.0.0.1"
 AGENTS_PORT = 7710
 CONTROL_PORT = 7711
@@ -120,15 +123,25 @@ def demo(
             show_default="one runtime on SQLite",
         ),
     ] = 0,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui",
+            help="Then keep the runtime and its agents up, leave one refund waiting in the "
+            "inbox, and serve the pages (`baton ui`, the ui extra) until Ctrl-C.",
+        ),
+    ] = False,
     *,
     planes: tuple[str, str],
 ) -> None:
     """Launch a runtime and the example agents as processes, run requests, show records."""
     if cluster:
         raise typer.Exit(_cluster_demo(_console.out, cluster, runs_per_kind))
+    if ui and importlib.util.find_spec("starlette") is None:
+        raise fail("--ui needs the pages' extra: pip install 'baton-runtime[ui]'")
     agents, control = planes
     raise typer.Exit(
-        run_demo(_console.out, agents=agents, control=control, runs_per_kind=runs_per_kind)
+        run_demo(_console.out, agents=agents, control=control, runs_per_kind=runs_per_kind, ui=ui)
     )
 
 
@@ -166,8 +179,11 @@ def _shown(endpoint: str) -> str:
     return f"a free port of {HOST}" if endpoint.endswith(":0") else endpoint
 
 
-def run_demo(out: Console, *, agents: str, control: str, runs_per_kind: int = 1) -> int:
-    """Launch, run, show, shut down. 0 when every run completed."""
+def run_demo(
+    out: Console, *, agents: str, control: str, runs_per_kind: int = 1, ui: bool = False
+) -> int:
+    """Launch, run, show, shut down (with `ui`, once the pages are closed). 0 when every run
+    completed."""
     from examples.customer_ops import workflow  # noqa: PLC0415 - examples live in the checkout
 
     out.print(
@@ -186,6 +202,7 @@ def run_demo(out: Console, *, agents: str, control: str, runs_per_kind: int = 1)
         for _, principal, role, _ in ACTORS:
             add_principal(keys, principal, [role])
         add_principal(keys, APPROVER, ["approver:finance"])
+        add_principal(keys, PAGES, ["operator", "approver:finance"])
         approver = load_client_keys(keys, APPROVER)
         with ProcessGroup(Path(folder), keys=keys) as group:
             JOURNAL.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +236,8 @@ def run_demo(out: Console, *, agents: str, control: str, runs_per_kind: int = 1)
             for record in records:
                 _summarise(out, record)
             _table(out, records)
+            if ui:
+                _serve_pages(out, group, runtime.control, runtime.operator)
         leftovers = [p.pid for _, p in group.children if p.poll() is None]
     elapsed = time.monotonic() - started
     out.rule("[bold]shut down")
@@ -268,6 +287,30 @@ async def _submit(
             record, _ = await client.wait_run(run_id, max_wait=30)
             records.append(record)
         return records
+
+
+def _serve_pages(
+    out: Console, group: ProcessGroup, control: str, operator: ClientKeys | None
+) -> None:
+    """Serve the pages beside the demo's processes, one refund waiting, until Ctrl-C."""
+
+    async def leave_one_waiting() -> str:
+        async with ControlClient(control, keys=operator) as client:
+            run_id = await client.start_run("customer_ops", {"request": REQUESTS[0]})
+            await _await_decisions(client, [run_id])
+            return run_id
+
+    waiting = anyio.run(leave_one_waiting)
+    served = group.start_ui(control, principal=PAGES)
+    out.rule("[bold]the pages")
+    out.print(f"open {served.url}", soft_wrap=True, highlight=False)
+    out.print(
+        f"acting as {PAGES!r} (operator, approver:finance): run {waiting} waits in the inbox "
+        "for you. Ctrl-C stops the pages and every process of the demo.",
+        highlight=False,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        served.process.wait()
 
 
 async def _await_decisions(client: ControlClient, ids: list[str]) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = [pytest.mark.integration]
@@ -72,3 +74,40 @@ def test_the_cluster_demo_shows_a_killed_runtimes_runs_taken_over(tmp_path: Path
     taken = lines[header + 1].split("\t")
     assert int(taken[3]) > 0, f"the killed runtime held no run in flight: {taken}"
     assert "12 runs on 2 runtimes" in done.stdout
+
+
+def test_the_demo_with_pages_serves_a_waiting_refund_until_interrupted(tmp_path: Path) -> None:
+    """`baton demo --ui` keeps its processes up, leaves a refund waiting, and serves the pages
+    as an approver, whose inbox offers it; SIGINT stops the pages and every process."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "demo", "--ui", "--agents-port", "0",
+         "--control-port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        url = ""
+        for line in demo.stdout:
+            if line.startswith("open http://"):
+                url = line.split()[1]
+                break
+        assert url, "the demo printed no address"
+        base = url.split("/?")[0]
+        with httpx.Client(follow_redirects=True, timeout=10) as browser:
+            assert browser.get(url).status_code == 200
+            inbox = browser.get(f"{base}/inbox").text
+        assert 'aria-label="Approve policy of run ' in inbox
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) in (0, 1)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if demo.stdout is not None:
+            demo.stdout.close()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/runs", timeout=2)
