@@ -13,8 +13,10 @@ __all__ = ["anyio_backend", "checkpoints", "cluster"]
 
 @pytest.fixture
 def checkpoints(cluster: ProcessGroup) -> RuntimeProcess:
-    """A runtime with the checkpoint flows and their agents; `finview` approves for finance
-    and reads runs, `watcher` only reads, `boss` operates and approves for finance."""
+    """A runtime with the checkpoint flows and their agents. `finview` reads runs and
+    approves for finance, `watcher` only reads, `opsview` reads and decides escalations to
+    ops, `boss` operates and approves for finance."""
     cluster.enroll("finview", "viewer", "approver:finance")
     cluster.enroll("watcher", "viewer")
+    cluster.enroll("opsview", "viewer", "approver:ops")
     return start(cluster)

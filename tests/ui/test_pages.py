@@ -314,6 +314,34 @@ class TestRun:
         assert bad.status_code == 400
         assert "not JSON" in bad.text
 
+    def test_an_escalation_is_skipped_with_the_outputs_given(
+        self, cluster: ProcessGroup, checkpoints: RuntimeProcess, browser_as: Any
+    ) -> None:
+        async def start(client: ControlClient) -> str:
+            return await client.start_run("fragile", {})
+
+        run_id = ask(cluster, checkpoints, "boss", start)
+        decision = held(cluster, checkpoints, run_id).pending[0]
+        assert decision.kind == "escalation"
+        client = browser_as("opsview")
+        inbox = client.get("/inbox").text
+        for choice in ("Retry", "Skip", "Abort"):
+            assert f'aria-label="{choice} try of run {run_id}"' in inbox
+        skipped = client.post(
+            "/inbox/decide",
+            data={
+                "csrf_token": csrf_of(inbox), "run_id": run_id, "step": "try",
+                "attempt": str(decision.attempt), "digest": decision.digest,
+                "decision": "skip", "extra": "x=42", "comment": "good enough",
+            },
+            follow_redirects=False,
+        )  # fmt: skip
+        assert skipped.status_code == 303
+        record = settle(cluster, checkpoints, run_id)
+        assert record.status == "completed"
+        assert record.data["x"] == 42
+        assert record.provenance["x"].edited_by == "opsview"
+
 
 class TestOtherPages:
     def test_workflow_report_and_agents(
