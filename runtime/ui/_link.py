@@ -3,7 +3,7 @@
 A `ControlClient` carries one request at a time, and a page server has many at once
 (pages, actions, and a long poll per open page), so clients are pooled: a request
 takes an idle one or opens another, and gives it back when it is done. A client
-whose request failed is closed rather than given back.
+whose request went unanswered is closed rather than given back.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 
-from runtime.client._client import ControlClient
+from runtime.client._client import ControlClient, ControlRefused
 from runtime.ui._settings import UiSettings
 
 MAX_CLIENTS = 8
@@ -46,6 +46,10 @@ class RuntimeLink:
             client, stack = self._idle.pop() if self._idle else await self._open()
             try:
                 yield client
+            except ControlRefused:
+                # A refusal is an answer: the connection is as good as before.
+                self._idle.append((client, stack))
+                raise
             except BaseException:
                 await stack.aclose()
                 raise
