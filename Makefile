@@ -26,7 +26,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 
 # `make demo UI=1` then serves the pages beside the demo's processes, until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/baton demo --agents-port $(AGENTS_PORT) --control-port $(CONTROL_PORT) $(if $(UI),--ui)
+	$(BIN)/baton demo --agents-port $(AGENTS_PORT) --control-port $(CONTROL_PORT)$(if $(UI), --ui)
 
 # The browser tests drive Debian's Chromium through Playwright (which cannot fetch a browser
 # of its own here): installed from the distribution's packages when missing, as root.

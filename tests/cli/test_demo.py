@@ -67,6 +67,7 @@ class TestMakefile:
         [
             ([], "--agents-port 7710 --control-port 7711"),
             (["AGENTS_PORT=7810", "CONTROL_PORT=7811"], "--agents-port 7810 --control-port 7811"),
+            (["UI=1"], "--agents-port 7710 --control-port 7711 --ui"),
         ],
     )
     def test_ports_reach_the_command(self, variables: list[str], ports: str) -> None:
