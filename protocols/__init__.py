@@ -13,6 +13,9 @@ from protocols._agent_plane import Cancel as Cancel
 from protocols._agent_plane import Error as Error
 from protocols._agent_plane import FailureReason as FailureReason
 from protocols._agent_plane import Heartbeat as Heartbeat
+from protocols._agent_plane import ModelCall as ModelCall
+from protocols._agent_plane import ModelReply as ModelReply
+from protocols._agent_plane import OutputType as OutputType
 from protocols._agent_plane import Peers as Peers
 from protocols._agent_plane import Register as Register
 from protocols._agent_plane import RuntimeMessage as RuntimeMessage
@@ -154,7 +157,10 @@ __all__ = [
     "ListWorkflows",
     "MembersReply",
     "Message",
+    "ModelCall",
+    "ModelReply",
     "Name",
+    "OutputType",
     "Peers",
     "PendingDecision",
     "PendingReply",

@@ -90,8 +90,29 @@ class Heartbeat(Message, tag="heartbeat", frozen=True):
     in_flight: Count = 0
 
 
+OutputType = Literal["str", "int", "float", "bool", "list", "dict", "any"]
+"""A step output's declared type, as a model is told it and its reply is checked against."""
+ModelName = Annotated[str, Meta(min_length=1, max_length=256)]
+Tokens = Annotated[int, Meta(ge=0, le=2**40)]
+
+
+class ModelReply(Message, tag="model_reply", frozen=True):
+    """A model call of this attempt that the runtime journaled: on a task sent again (its
+    agent was lost, the runtime restarted), the agent takes this reply instead of paying
+    for the call again, when it makes the same request (`request_digest`) at `index`."""
+
+    index: Count
+    request_digest: Text
+    reply: Value = None
+
+
 class Assign(Message, tag="assign", frozen=True):
-    """Run one attempt of one step. (run_id, step, attempt) names the task."""
+    """Run one attempt of one step. (run_id, step, attempt) names the task.
+
+    `outputs` are the step's declared outputs and their types, and `tool_specs` the
+    specs of the tools it may call (as their hosts registered them): what a model is
+    told. `model_replies` are the model calls of this attempt already journaled.
+    """
 
     run_id: Name
     step: Name
@@ -103,6 +124,29 @@ class Assign(Message, tag="assign", frozen=True):
     trace: TraceParent = ""
     """W3C `traceparent` of the attempt's span, when the runtime traces: the agent's own
     spans join the run's trace under it."""
+    outputs: Annotated[dict[Name, OutputType], Meta(max_length=MAX_ITEMS)] = {}
+    tool_specs: ToolSpecs = []
+    model_replies: Annotated[list[ModelReply], Meta(max_length=4_096)] = []
+
+
+class ModelCall(Message, tag="model_call", frozen=True):
+    """A model call an agent made for a task, answered: the runtime journals it in the run's
+    history (model, tokens, latency, finish reason) and keeps its reply for the attempt,
+    so that the same task sent again does not pay for it twice. `index` orders the calls
+    of one attempt; `request_digest` names the request, so that a replay is taken only
+    for the same request."""
+
+    run_id: Name
+    step: Name
+    attempt: Annotated[int, Meta(ge=1, le=1_000_000)]
+    index: Count
+    model: ModelName
+    request_digest: Text
+    reply: Value = None
+    tokens_in: Tokens = 0
+    tokens_out: Tokens = 0
+    latency_ms: Annotated[float, Meta(ge=0.0, le=86_400_000.0)] = 0.0
+    finish_reason: Annotated[str, Meta(max_length=64)] = ""
 
 
 class StepResult(Message, tag="step_result", frozen=True):
@@ -178,7 +222,9 @@ class Error(Message, tag="error", frozen=True):
     ref: Text = ""
 
 
-ActorMessage = Register | Heartbeat | StepResult | StepFailure | ToolCall | ToolReply | Bye | Error
+ActorMessage = (
+    Register | Heartbeat | StepResult | StepFailure | ToolCall | ToolReply | ModelCall | Bye | Error
+)
 """Everything an actor may send to the runtime."""
 
 RuntimeMessage = Welcome | Heartbeat | Assign | Cancel | ToolCall | ToolReply | Bye | Error | Peers

@@ -49,6 +49,11 @@ class StepFigures(_Figures, frozen=True):
     """Decisions that rejected, or approved with edits: what review caught."""
     human_wait_p50_seconds: float | None
     """Time runs waited for a person's decision at the step."""
+    model_calls: Count = 0
+    """Model calls its agents made, as journaled: those of every attempt."""
+    tokens_in: Count = 0
+    tokens_out: Count = 0
+    """Tokens of those calls, sent to the models and received from them."""
 
 
 class Cluster(_Figures, frozen=True):
@@ -80,3 +85,8 @@ class Report(_Figures, frozen=True):
     open_flags: Annotated[dict[Text, Count], Meta(max_length=MAX_ITEMS)]
     """Runs still carrying each flag: the `MAX_ITEMS` most common flags, most common first."""
     advice: Annotated[list[Text], Meta(max_length=2 * MAX_ITEMS)]
+    tokens_in: Count = 0
+    tokens_out: Count = 0
+    """Tokens of every model call of the runs, sent to the models and received from them."""
+    tokens_per_run: float | None = None
+    """Tokens in and out per run, over the runs that made any model call; None if none did."""

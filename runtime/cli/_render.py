@@ -192,6 +192,21 @@ def _steps_sheet(record: RunRecord) -> Sheet:
     return sheet
 
 
+def model_summary(history: Sequence[HistoryEntry]) -> str:
+    """One line on the model calls of a run's history and their tokens; "" if it has none."""
+    calls = tokens_in = tokens_out = 0
+    for entry in history:
+        if entry.event == "model_called":
+            # Read as Any: inferring `get` over the deep `Value` union takes mypy minutes.
+            detail: dict[str, Any] = dict(entry.detail)
+            calls += 1
+            tokens_in += int(detail.get("tokens_in", 0))
+            tokens_out += int(detail.get("tokens_out", 0))
+    if not calls:
+        return ""
+    return f"model calls: {calls:,}, tokens in/out: {tokens_in:,}/{tokens_out:,}"
+
+
 def render_record(console: Console, record: RunRecord, *, history: int | None = None) -> None:
     """The record: header, data with provenance, steps, then the history (last `history`)."""
     header = Text.assemble(
@@ -207,6 +222,9 @@ def render_record(console: Console, record: RunRecord, *, history: int | None = 
         header.append(f"\nreason: {record.reason}", style="red")
     if record.waiting_for:
         header.append(f"\nwaiting for {record.waiting_for}", style="yellow")
+    models = model_summary(record.history)
+    if models:
+        header.append(f"\n{models}")
     events = record.history if history is None else record.history[-history:]
     sheets = [_data_sheet(record), _steps_sheet(record), history_sheet(events)]
     flags = "; ".join(f"{k}: {', '.join(v)}" for k, v in record.flags.items())

@@ -8,7 +8,8 @@ recovery and `inspect --at`.
 Inside, each module imports only those before it: `_fold` (one event's fold and
 the history it writes), `_values` (data with provenance), `_waiting` (a step
 starts to wait for a person), `_traversal` (the walk of the graph), `_failures`,
-`_decisions` (a person decides), `_tools`, `_steps` (reports about attempts),
+`_decisions` (a person decides), `_tools`, `_models` (model calls an agent reports),
+`_steps` (reports about attempts),
 and `_engine`, the front door.
 """
 
@@ -24,6 +25,7 @@ from runtime.engine._events import Dispatch as Dispatch
 from runtime.engine._events import Event as Event
 from runtime.engine._events import ForwardToolCall as ForwardToolCall
 from runtime.engine._events import JournalEvent as JournalEvent
+from runtime.engine._events import ModelCalled as ModelCalled
 from runtime.engine._events import RefuseToolCall as RefuseToolCall
 from runtime.engine._events import RequestRefused as RequestRefused
 from runtime.engine._events import RunCancelled as RunCancelled
@@ -56,6 +58,7 @@ __all__ = [
     "Event",
     "ForwardToolCall",
     "JournalEvent",
+    "ModelCalled",
     "OpenDecision",
     "RefuseToolCall",
     "RequestRefused",

@@ -20,6 +20,7 @@ from runtime.engine._events import (
     Command,
     DecisionMade,
     JournalEvent,
+    ModelCalled,
     RequestRefused,
     RunCancelled,
     RunForked,
@@ -36,6 +37,7 @@ from runtime.engine._events import (
     ToolCallRequested,
 )
 from runtime.engine._fold import Fold
+from runtime.engine._models import on_model_called
 from runtime.engine._run import Run, StepState
 from runtime.engine._steps import on_deferred, on_dispatched, on_failed, on_succeeded, on_timer
 from runtime.engine._tools import on_tool_call, on_tool_completed
@@ -116,6 +118,8 @@ def apply(run: Run, event: JournalEvent, now: float) -> list[Command]:
             on_tool_call(f, event)
         case ToolCallCompleted():
             on_tool_completed(f, event)
+        case ModelCalled():
+            on_model_called(f, event)
         case RunStarted():
             f.record("duplicate_start", message="a run id can start only once")
         case RunRecovered():

@@ -11,7 +11,17 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from protocols import Arguments, Data, DecisionKind, ErrorCode, FailureKind, Name, Text
+from protocols import (
+    Arguments,
+    Data,
+    DecisionKind,
+    ErrorCode,
+    FailureKind,
+    ModelCall,
+    Name,
+    Text,
+    Value,
+)
 from protocols._base import Confidence, Count
 
 TimerPurpose = Literal["timeout", "retry", "decision"]
@@ -95,6 +105,44 @@ class ToolCallCompleted(Event, frozen=True, tag="tool_completed"):
     ok: bool
     error: ErrorCode | None = None
     message: Text = ""
+
+
+class ModelCalled(Event, frozen=True, tag="model_called"):
+    """An agent reported a model call it made for the attempt, answered: its figures go in
+    the history, and its reply is kept for the attempt, so that the same task sent again
+    takes the reply instead of paying for the call twice."""
+
+    step: Name
+    attempt: Count
+    agent: Text
+    index: Count
+    model: Text
+    request_digest: Text
+    reply: Value = None
+    tokens_in: Count = 0
+    tokens_out: Count = 0
+    latency_ms: Annotated[float, msgspec.Meta(ge=0.0, le=86_400_000.0)] = 0.0
+    finish_reason: Text = ""
+    principal: Text = ""
+
+    @classmethod
+    def of(cls, message: ModelCall, agent: str, principal: str = "") -> ModelCalled:
+        """The event of `message`, reported by `agent` under `principal`'s key."""
+        return cls(
+            run_id=message.run_id,
+            step=message.step,
+            attempt=message.attempt,
+            agent=agent,
+            index=message.index,
+            model=message.model,
+            request_digest=message.request_digest,
+            reply=message.reply,
+            tokens_in=message.tokens_in,
+            tokens_out=message.tokens_out,
+            latency_ms=message.latency_ms,
+            finish_reason=message.finish_reason,
+            principal=principal,
+        )
 
 
 class RunRecovered(Event, frozen=True, tag="run_recovered"):
@@ -187,6 +235,7 @@ JournalEvent = (
     | TimerFired
     | ToolCallRequested
     | ToolCallCompleted
+    | ModelCalled
     | RequestRefused
     | RunRecovered
     | ClockJumped

@@ -9,6 +9,7 @@ from protocols import (
     DecisionKind,
     FailureKind,
     HistoryEntry,
+    ModelReply,
     Provenance,
     RunStatus,
     StepStatus,
@@ -97,6 +98,7 @@ class StepState:
     __slots__ = (
         "attempt",
         "attempts",
+        "replies",
         "retry_at",
         "stands_for",
         "status",
@@ -119,6 +121,9 @@ class StepState:
         """For a fallback step in flight: the step it replaces."""
         self.retry_at: float | None = None
         """While it waits to retry: when the wait ends, on the wall clock as it is now."""
+        self.replies: list[ModelReply] = []
+        """The model calls journaled for the current attempt, in the order they came: the
+        attempt sent again carries them, so that its agent need not pay for them twice."""
 
 
 class Run:

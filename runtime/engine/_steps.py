@@ -91,6 +91,8 @@ def on_succeeded(f: Fold, event: StepSucceeded) -> None:
         return
     attempt = state.attempts[-1]
     attempt.outcome = "succeeded"
+    # Nothing sends the attempt again once it succeeded: its replies need not be kept.
+    state.replies = []
     attempt.ended_at = f.now
     run.recoveries = 0
     checkpoint = run.graph.checkpoints.get(name)

@@ -36,6 +36,7 @@ def activate(f: Fold, name: str) -> None:
         _decide(f, node, state)
         return
     state.tries = 0
+    state.replies = []
     run.active.add(name)
     checkpoint = run.graph.checkpoints.get(name)
     if (
@@ -49,7 +50,13 @@ def activate(f: Fold, name: str) -> None:
 
 
 def new_attempt(f: Fold, name: str, state: StepState) -> None:
-    """Queue a new attempt of the step, spending one try of its visit."""
+    """Queue a new attempt of the step, spending one try of its visit.
+
+    The model replies kept for the last attempt go with it only if that attempt's agent
+    was lost: its outcome was never judged, while any other failure may be their fault.
+    """
+    if state.attempts and state.attempts[-1].failure != "agent_lost":
+        state.replies = []
     state.attempt += 1
     state.tries += 1
     state.status = "queued"

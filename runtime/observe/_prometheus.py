@@ -1,4 +1,5 @@
-"""Prometheus metrics of the workflows, not of the agents: runs, step attempts, decisions.
+"""Prometheus metrics of the workflows, not of the agents: runs, step attempts, decisions,
+model calls and their tokens.
 
 The loop's thread counts what the entries written to a run's history say
 happened, into plain integers and bucket counts: a client library metric
@@ -6,9 +7,10 @@ takes a lock and validates its labels on every update, which cost the loop
 about a tenth of its throughput. Each step's series are found with one lookup
 per attempt. A scrape, on the HTTP server's thread, turns the counts into
 metric families; copying a dict or a list is a single step under the GIL.
-Labels are workflow, step, status, failure kind and decision: all bounded by
-the loaded graphs and the protocol, never a run id. Gauges come from a
-snapshot the loop takes every heartbeat.
+Labels are workflow, step, status, failure kind, decision and a token's direction
+(in or out): all bounded by the loaded graphs and the protocol, never a run id (nor a
+model name, which an agent chooses). Gauges come from a snapshot the loop takes every
+heartbeat.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ DECISION_WAIT = _Family(
     "baton_decision_wait_seconds", "How long a run waited for a person's decision.",
     ("workflow", "step"), WAIT_SECONDS,
 )  # fmt: skip
+MODEL_CALLS = _Family(
+    "baton_model_calls", "Model calls agents made for steps, as journaled.", ("workflow", "step")
+)
+MODEL_TOKENS = _Family(
+    "baton_model_tokens", "Tokens of the model calls agents made for steps, in and out.",
+    ("workflow", "step", "direction"),
+)  # fmt: skip
 FAMILIES = (
     RUNS_STARTED,
     RUNS_ENDED,
@@ -77,6 +86,8 @@ FAMILIES = (
     FLAGGED,
     DECISIONS,
     DECISION_WAIT,
+    MODEL_CALLS,
+    MODEL_TOKENS,
 )
 
 
@@ -190,6 +201,8 @@ class PrometheusMetrics:
         """(family name, *labels) -> its series."""
         self._steps: dict[tuple[str, str], tuple[_Series, _Series]] = {}
         """(workflow, step) -> the series of its succeeded attempts and of its durations."""
+        self._models: dict[tuple[str, str], tuple[_Series, _Series, _Series]] = {}
+        """(workflow, step) -> the series of its model calls, tokens in and tokens out."""
         self.registry.register(_Collector(self))
         self._server: Any = None
         self._thread: Thread | None = None
@@ -218,6 +231,7 @@ class PrometheusMetrics:
             "step_failed": self._attempt_ended,
             "step_flagged": self._flagged,
             "decision_made": self._decided,
+            "model_called": self._model_called,
         }
 
     def _run_started(self, run: Run, entry: HistoryEntry) -> None:
@@ -262,6 +276,22 @@ class PrometheusMetrics:
         opened = _opened_at(run, entry.step, entry.seq)
         if opened is not None:
             self._one(DECISION_WAIT, run.workflow, entry.step).add(entry.at - opened)
+
+    def _model_called(self, run: Run, entry: HistoryEntry) -> None:
+        workflow = run.workflow
+        found = self._models.get((workflow, entry.step))
+        if found is None:
+            found = self._models[workflow, entry.step] = (
+                self._one(MODEL_CALLS, workflow, entry.step),
+                self._one(MODEL_TOKENS, workflow, entry.step, "in"),
+                self._one(MODEL_TOKENS, workflow, entry.step, "out"),
+            )
+        calls, tokens_in, tokens_out = found
+        # Read as Any: inferring `get` over the deep `Value` union takes mypy minutes.
+        detail: dict[str, Any] = dict(entry.detail)
+        calls.count += 1
+        tokens_in.count += int(detail.get("tokens_in", 0))
+        tokens_out.count += int(detail.get("tokens_out", 0))
 
     def _one(self, family: _Family, *labels: str) -> _Series:
         key = (family.name, *labels)

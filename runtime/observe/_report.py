@@ -1,17 +1,19 @@
 """What the runs of a workflow say about it: outcomes, each step's record, where it breaks.
 
 Computed from run records alone (the fold of their journals), so it is the
-same whether the runs are read from a live runtime or from a journal file.
-The chain figure is the point: steps that each look healthy compound into a
-workflow that often is not, and the report puts the product of the steps'
-first-try success rates beside what the runs actually did.
+same whether the runs are read from a live runtime or from a journal file;
+model calls and their tokens come from the `model_called` entries of the
+histories. The chain figure is the point: steps that each look healthy
+compound into a workflow that often is not, and the report puts the product
+of the steps' first-try success rates beside what the runs actually did.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from protocols import MAX_ITEMS, TERMINAL_STATUSES, Cluster, Report, StepFigures
 from runtime.engine._run import Run
@@ -30,12 +32,18 @@ def report(graph: Graph, runs: Iterable[Run]) -> Report:
     completed = sum(1 for run in ended if run.status == "completed")
     broken = sum(1 for run in ended if run.status in ("failed", "halted"))
     clean = sum(1 for run in ended if run.status == "completed" and _clean(run))
-    steps = [_step_figures(graph, name, chosen) for name in _steps(graph)]
+    models = [_model_calls(run) for run in chosen]
+    steps = [_step_figures(graph, name, chosen, models) for name in _steps(graph)]
     tried = [s.first_try_success for s in steps if s.first_try_success is not None]
     flags: Counter[str] = Counter()
     for run in chosen:
         open_flags = {f for prov in run.provenance.values() for f in prov.flags}
         flags.update(open_flags)
+    calling = [
+        sum(sent + received for _, sent, received in by_step.values())
+        for by_step in models
+        if by_step
+    ]
     return Report(
         workflow=graph.name,
         runs=len(chosen),
@@ -48,6 +56,9 @@ def report(graph: Graph, runs: Iterable[Run]) -> Report:
         clusters=_clusters(chosen),
         open_flags=dict(flags.most_common(MAX_ITEMS)),
         advice=_advice(steps),
+        tokens_in=sum(s.tokens_in for s in steps),
+        tokens_out=sum(s.tokens_out for s in steps),
+        tokens_per_run=sum(calling) / len(calling) if calling else None,
     )
 
 
@@ -69,13 +80,38 @@ def _clean(run: Run) -> bool:
     ) and not any(state.status in ("flagged", "replaced") for state in run.steps.values())
 
 
-def _step_figures(graph: Graph, name: str, runs: Sequence[Run]) -> StepFigures:
+def _model_calls(run: Run) -> dict[str, tuple[int, int, int]]:
+    """By step, the run's model calls and their tokens in and out, as its history records
+    them; read once per run, since a long history is costly to walk again per step."""
+    found: dict[str, tuple[int, int, int]] = {}
+    for entry in run.history:
+        if entry.event != "model_called":
+            continue
+        # Read as Any: inferring `get` over the deep `Value` union takes mypy minutes.
+        detail: dict[str, Any] = dict(entry.detail)
+        calls, tokens_in, tokens_out = found.get(entry.step, (0, 0, 0))
+        found[entry.step] = (
+            calls + 1,
+            tokens_in + int(detail.get("tokens_in", 0)),
+            tokens_out + int(detail.get("tokens_out", 0)),
+        )
+    return found
+
+
+def _step_figures(
+    graph: Graph,
+    name: str,
+    runs: Sequence[Run],
+    models: Sequence[Mapping[str, tuple[int, int, int]]],
+) -> StepFigures:
+    """The figures of step `name` over `runs`; `models` are each run's model calls by step."""
     step = graph.step(name)
     visits = attempts = first_ok = flagged = decisions = caught = 0
+    model_calls = tokens_in = tokens_out = 0
     failures: Counter[str] = Counter()
     durations: list[float] = []
     waits: list[float] = []
-    for run in runs:
+    for run, by_step in zip(runs, models, strict=True):
         state = run.steps.get(name)
         if state is None:
             # A run of an earlier version of the workflow, which had no such step.
@@ -91,6 +127,10 @@ def _step_figures(graph: Graph, name: str, runs: Sequence[Run]) -> StepFigures:
         tries = _visits(run, name)
         visits += len(tries)
         first_ok += sum(1 for first in tries if first)
+        calls, sent, received = by_step.get(name, (0, 0, 0))
+        model_calls += calls
+        tokens_in += sent
+        tokens_out += received
         made, edited, waited = _decisions(run, name)
         decisions += made
         caught += edited
@@ -110,6 +150,9 @@ def _step_figures(graph: Graph, name: str, runs: Sequence[Run]) -> StepFigures:
         decisions=decisions,
         rejected_or_edited=caught,
         human_wait_p50_seconds=_quantile(waits, 0.50),
+        model_calls=model_calls,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
     )
 
 

@@ -107,6 +107,22 @@ def render_report(console: Console, figures: Report) -> None:
                 _seconds(s.human_wait_p50_seconds),
             )
         _print_table(console, people)
+    # Only where agents call models: most workflows of rules and tools make no such call.
+    modelled = [s for s in figures.steps if s.model_calls]
+    if modelled:
+        per_run = figures.tokens_per_run
+        models = _table(
+            f"model calls: {figures.tokens_in:,} tokens in, {figures.tokens_out:,} out"
+            + ("" if per_run is None else f", {per_run:,.0f} per run that called one")
+        )
+        models.add_column("step", no_wrap=True)
+        for column in ("calls", "tokens in", "tokens out"):
+            models.add_column(column, justify="right", no_wrap=True)
+        for s in modelled:
+            models.add_row(
+                _step_name(s), f"{s.model_calls:,}", f"{s.tokens_in:,}", f"{s.tokens_out:,}"
+            )
+        _print_table(console, models)
     if figures.clusters:
         clusters = _table("where runs went wrong (failed, halted or flagged)")
         clusters.add_column("step", no_wrap=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocols import ActorMessage, Codec, Message, StepFailure, StepResult, ToolCall
+from protocols import ActorMessage, Codec, Message, ModelCall, StepFailure, StepResult, ToolCall
 from runtime.engine._events import JournalEvent
 from runtime.engine._run import Run
 from runtime.planes._refusals import RefusalHost
@@ -37,6 +37,10 @@ class AgentPlaneCounters:
     results: int = 0
     tool_calls: int = 0
     tool_calls_refused: int = 0
+    model_calls: int = 0
+    """Model calls reported by agents for tasks they hold, and journaled."""
+    model_calls_refused: int = 0
+    """Model calls refused: for a task the agent does not hold, or beyond what is kept."""
     deferred: int = 0
     """Steps and tool calls put back in their queue because the actor had no room."""
     adopted: int = 0
@@ -65,15 +69,21 @@ class Outlet:
         that nothing meant for it reaches another key's connection on its routing id."""
         self._host.queue_agent_frame(session.identity, self._codec.encode(message), session)
 
+    def frame_to_session(self, session: Session, payload: bytes) -> None:
+        """Send a frame encoded already to `session` only, as `to_session` does."""
+        self._host.queue_agent_frame(session.identity, payload, session)
+
     def to_identity(self, identity: bytes, message: Message) -> None:
         """Answer whichever connection holds `identity` now: refusals of its frames."""
         self._host.queue_agent_frame(identity, self._codec.encode(message))
 
 
-def action(message: StepResult | StepFailure | ToolCall) -> str:
+def action(message: StepResult | StepFailure | ToolCall | ModelCall) -> str:
     """The name a refused message's action goes by in a run's history."""
     if isinstance(message, StepResult):
         return "step_result"
     if isinstance(message, StepFailure):
         return "step_failure"
+    if isinstance(message, ModelCall):
+        return "model_call"
     return "tool_call"

@@ -1,10 +1,11 @@
-"""The agent plane: actors register, take steps, call tools, and are lost.
+"""The agent plane: actors register, take steps, call tools and models, and are lost.
 
 It reads each frame, checks who sent it, and hands it to the part whose job
-it is: the registrar (sessions), the placement (steps on agents) or the tool
-broker (calls between agents and hosts). Whatever must be journaled a part
-hands to the supervisor as an event through `AgentHost`, and whatever it sends
-waits in the supervisor's outbox for the batch's commit.
+it is: the registrar (sessions), the placement (steps on agents), the tool
+broker (calls between agents and hosts) or the model calls (those agents
+report). Whatever must be journaled a part hands to the supervisor as an event
+through `AgentHost`, and whatever it sends waits in the supervisor's outbox for
+the batch's commit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from protocols import (
     Error,
     ErrorCode,
     Heartbeat,
+    ModelCall,
     ProtocolError,
     Register,
     StepFailure,
@@ -31,7 +33,9 @@ from protocols import (
 )
 from runtime.engine._events import Dispatch, ForwardToolCall, RefuseToolCall
 from runtime.planes._agent_host import AgentHost, AgentPlaneCounters, Outlet, action
+from runtime.planes._assignments import Assignments
 from runtime.planes._broker import ToolBroker
+from runtime.planes._model_calls import ModelCalls
 from runtime.planes._peers import PeerList, no_peers
 from runtime.planes._placement import Placement
 from runtime.planes._refusals import REPLY_TEXT
@@ -72,7 +76,11 @@ class AgentPlane:
         self._outlet = outlet = Outlet(host, codec, trace or _untraced)
         self._registry = registry = Registry()
         self._restarts = restarts = RestartBudget(restart_budget, restart_window)
-        self._placement = Placement(host, outlet, registry, self.counters, restarts)
+        assignments = Assignments(registry, codec, outlet.trace)
+        self._placement = Placement(
+            host, outlet, registry, self.counters, restarts, assignments=assignments
+        )
+        self._models = ModelCalls(host, outlet, self.counters)
         self._broker = ToolBroker(host, outlet, registry, self.counters)
         self._registrar = Registrar(
             host, outlet, codec, registry,
@@ -209,6 +217,8 @@ class AgentPlane:
                 self._broker.request(session, message)
             case ToolReply():
                 self._broker.reply(session, message)
+            case ModelCall():
+                self._models.report(session, message)
             case Bye():
                 self.lose(session, f"said bye: {message.reason}" if message.reason else "said bye")
             case Error(code="overloaded"):
@@ -228,11 +238,12 @@ class AgentPlane:
         if isinstance(message, Bye | Error):
             return
         text = "register before anything else"
-        about = message.run_id if isinstance(message, StepResult | StepFailure | ToolCall) else ""
+        about_run = StepResult | StepFailure | ToolCall | ModelCall
+        about = message.run_id if isinstance(message, about_run) else ""
         if self._host.reject("not_registered", identity, about, who):
             # One answer a second: a peer flooding before registering gets no flood back.
             self._outlet.to_identity(identity, Error(code="not_registered", message=text))
-        if isinstance(message, StepResult | StepFailure | ToolCall):
+        if isinstance(message, about_run):
             self._host.audit(
                 message.run_id, who, action(message), "not_registered", text,
                 step=message.step, attempt=message.attempt,

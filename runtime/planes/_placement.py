@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 import structlog
 
-from protocols import Assign, Cancel, Error, StepFailure, StepResult, TaskRef, clip
+from protocols import Cancel, Error, StepFailure, StepResult, TaskRef, clip
 from runtime.engine._events import Dispatch, StepDeferred, StepDispatched, StepFailed, StepSucceeded
 from runtime.planes._agent_host import AgentHost, AgentPlaneCounters, Outlet, action
+from runtime.planes._assignments import Assignments
 from runtime.planes._restarts import RestartBudget
 from runtime.planes._sessions import Registry, Session, TaskKey
 from runtime.workflow._definition import Step
@@ -34,6 +35,8 @@ class Placement:
         registry: Registry,
         counters: AgentPlaneCounters,
         restarts: RestartBudget,
+        *,
+        assignments: Assignments,
     ) -> None:
         self._host = host
         self._outlet = outlet
@@ -41,6 +44,7 @@ class Placement:
         self._counters = counters
         self._restarts = restarts
         self.queues: defaultdict[str, deque[Dispatch]] = defaultdict(deque)
+        self._assignments = assignments
 
     def queued(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -98,19 +102,8 @@ class Placement:
 
     def _place(self, session: Session, command: Dispatch) -> None:
         self._counters.steps_dispatched += 1
-        self._outlet.to_session(
-            session,
-            Assign(
-                run_id=command.run_id,
-                step=command.step,
-                attempt=command.attempt,
-                inputs=command.inputs,
-                tools=list(command.tools),
-                timeout_ms=int(command.timeout * 1000),
-                flags=command.flags,
-                trace=self._outlet.trace(command.run_id, command.step, command.attempt),
-            ),
-        )
+        frame = self._assignments.frame(command, self._host.runs.get(command.run_id))
+        self._outlet.frame_to_session(session, frame)
         self._hold(session, (command.run_id, command.step, command.attempt))
 
     def _hold(self, session: Session, key: TaskKey) -> None:

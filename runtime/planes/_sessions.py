@@ -167,6 +167,9 @@ class Registry:
         self.roles: dict[str, Pool] = {}
         self.tools: dict[str, Pool] = {}
         self.specs: dict[str, ToolSpec] = {}
+        self.specs_changed = 0
+        """Counts the registrations that brought specs: what was made of `specs` before the
+        last one may be out of date."""
         self.holders: dict[TaskKey, Session] = {}
         self.by_fd: dict[int, Session] = {}
         self.running_keys: dict[str, Session] = {}
@@ -197,6 +200,8 @@ class Registry:
                 self.tools.setdefault(tool, Pool()).add(session)
             for spec in specs:
                 self.specs[spec.name] = spec
+            if specs:
+                self.specs_changed += 1
 
     def remove(self, session: Session) -> None:
         session.live = False

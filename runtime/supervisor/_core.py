@@ -190,6 +190,8 @@ class SupervisorCore:
             stuck_runs=sum(1 for r in self.runs.values() if r.status == "stuck")
             + sum(1 for h in self.held.values() if h.status == "stuck"),
             crash_loops=plane.crash_loops,
+            model_calls=plane.model_calls,
+            model_calls_refused=plane.model_calls_refused,
         )
 
     # -- taking up the store ---------------------------------------------------------------

@@ -27,6 +27,10 @@ class SupervisorStatistics:
     """Runs waiting for an operator to resume or cancel them."""
     crash_loops: int
     """Times a role lost more instances than its restart budget allows."""
+    model_calls: int = 0
+    """Model calls agents reported for tasks they held, journaled."""
+    model_calls_refused: int = 0
+    """Model calls refused: for a task the agent did not hold, or beyond what is kept."""
 
 
 @dataclass(slots=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from protocols import FailureKind
+from protocols import FailureKind, OutputType
 from runtime.errors import Problem, WorkflowInvalid
 from runtime.workflow._checkpoints import Checkpoint
 from runtime.workflow._dataflow import check_reads
@@ -61,6 +62,9 @@ class Graph:
     routes: Mapping[str, tuple[tuple[Route, str], ...]]
     """Each decision's routes in the order they are tried, the default last, with the name
     each goes by; made once here, since the engine takes a route on every visit."""
+    outputs: Mapping[str, dict[str, OutputType]]
+    """Each step's declared outputs and their types, as its assignments tell a model; made
+    once here, since every dispatch carries them."""
 
     @property
     def name(self) -> str:
@@ -157,4 +161,29 @@ def compile_workflow(workflow: Workflow) -> Graph:
             for name, node in nodes.items()
             if isinstance(node, Decision)
         },
+        outputs={
+            name: {key: output_type(kind) for key, kind in node.writes.items()}
+            for name, node in nodes.items()
+            if isinstance(node, Step)
+        },
     )
+
+
+_OUTPUT_TYPES: Mapping[Any, OutputType] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    list: "list",
+    dict: "dict",
+}
+
+
+def output_type(kind: Any) -> OutputType:
+    """The name a step output's declared type goes by on the wire: "any" for an output
+    declared without a type, and for any type but the plain ones a model is told of."""
+    try:
+        return _OUTPUT_TYPES.get(kind, "any")
+    except TypeError:
+        # An unhashable annotation is no plain type either.
+        return "any"

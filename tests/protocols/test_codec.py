@@ -54,6 +54,9 @@ from protocols import (
     ListRuns,
     ListWorkflows,
     MembersReply,
+    ModelCall,
+    ModelReply,
+    OutputType,
     Peers,
     PendingDecision,
     PendingReply,
@@ -202,6 +205,26 @@ AGENT_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {
         timeout_ms=st.integers(0, 2**31),
         flags=flag_maps,
         trace=st.text(max_size=128),
+        outputs=st.dictionaries(names, literal(OutputType), max_size=3),
+        tool_specs=spec_lists,
+        model_replies=st.lists(
+            every_field(ModelReply, index=counts, request_digest=texts, reply=values),
+            max_size=2,
+        ),
+    ),
+    ModelCall: every_field(
+        ModelCall,
+        run_id=names,
+        step=names,
+        attempt=attempts,
+        index=counts,
+        model=st.text(min_size=1, max_size=256),
+        request_digest=texts,
+        reply=values,
+        tokens_in=st.integers(0, 2**40),
+        tokens_out=st.integers(0, 2**40),
+        latency_ms=st.floats(0.0, 86_400_000.0),
+        finish_reason=st.text(max_size=64),
     ),
     StepResult: every_field(
         StepResult,
@@ -361,6 +384,9 @@ REPORT_VIEWS: dict[type[Any], st.SearchStrategy[Any]] = {
         decisions=counts,
         rejected_or_edited=counts,
         human_wait_p50_seconds=shares,
+        model_calls=counts,
+        tokens_in=counts,
+        tokens_out=counts,
     ),
     Cluster: every_field(Cluster, step=names, runs=counts, share=st.floats(allow_nan=False)),
 }
@@ -377,6 +403,9 @@ REPORT_VIEWS[Report] = every_field(
     clusters=st.lists(REPORT_VIEWS[Cluster], max_size=3),
     open_flags=st.dictionaries(texts, counts, max_size=3),
     advice=text_lists,
+    tokens_in=counts,
+    tokens_out=counts,
+    tokens_per_run=shares,
 )
 
 CONTROL_PLANE: dict[type[Any], st.SearchStrategy[Any]] = {

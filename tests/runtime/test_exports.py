@@ -89,6 +89,7 @@ TIERS: dict[str, list[str]] = {
         "Event",
         "ForwardToolCall",
         "JournalEvent",
+        "ModelCalled",
         "OpenDecision",
         "RefuseToolCall",
         "RequestRefused",

@@ -141,7 +141,10 @@ class TestPlaneFuzz:
         # `too_deep` is left out: whether msgspec meets Python's recursion limit before
         # its own bounds depends on how deep the stack already is (Hypothesis changes it).
         reached = CODEC_REASONS - {"too_deep"}
-        expected_rejects = {*reached, "not_registered", "stale_result", "stale_tool_reply"}
+        expected_rejects = {
+            *reached, "not_registered", "stale_result", "stale_tool_reply", "stale_model_call",
+            "duplicate_model_call",
+        }  # fmt: skip
         if secure:
             expected_rejects |= {"identity_mismatch", "session_exists", "role_refused"}
         assert expected_rejects <= set(stats.agent_rejects), stats.agent_rejects
@@ -180,6 +183,7 @@ class TestPlaneFuzz:
             errors |= {"Error:unauthorized", "Error:session_exists", "ControlError:unauthorized"}
         assert errors <= set(stats.sent), f"never answered {errors - set(stats.sent)}"
         assert stats.runs_ended["completed"] > 0, stats.runs_ended
+        assert stats.model_calls > 0
 
     def test_total_frames(self) -> None:
         """The configurations above fed at least `TOTAL_FRAMES` frames between them."""

@@ -31,6 +31,7 @@ from protocols import (
     ListPending,
     ListRuns,
     ListWorkflows,
+    ModelCall,
     Register,
     ResumeRun,
     StartRun,
@@ -178,6 +179,8 @@ class Frames(Noise):
         else:
             run_id, step_name, attempt = self.run_id(), rng.choice(list(STEPS)), 1
         step = STEPS[step_name]
+        if rng.random() < 0.2:
+            return self.model_call(run_id, step_name, attempt)
         r = rng.random()
         if (step.tools and r < 0.3) or r < 0.02:
             # Tools the step may use; rarely one it may not, which fails the step.
@@ -209,6 +212,32 @@ class Frames(Noise):
             message="m" * MAX_TEXT if self.large and rng.random() < 0.2 else self.text(),
         )
 
+    def model_call(self, run_id: str, step: str, attempt: int) -> ModelCall:
+        """A model call reported for a task, numbered as an honest agent numbers its calls,
+        sometimes again under a number it used already."""
+        rng = self.rng
+        run = self.world.runs.get(run_id)
+        state = run.steps.get(step) if run is not None else None
+        made = len(state.replies) if state is not None else 0
+        r = rng.random()
+        # Mostly the next number; at times one already reported, or any at all.
+        index = made if r < 0.95 else self.count()
+        if made and r < 0.3:
+            index = rng.randrange(made)
+        return ModelCall(
+            run_id=run_id,
+            step=step,
+            attempt=attempt,
+            index=index,
+            model=rng.choice(("gpt-4o-mini", "claude", self.name())),
+            request_digest=self.text(),
+            reply=self.value(2),
+            tokens_in=rng.randint(0, 5_000),
+            tokens_out=rng.randint(0, 2_000),
+            latency_ms=rng.uniform(0.0, 5_000.0),
+            finish_reason=rng.choice(("stop", "length", "")),
+        )
+
     def tool_reply(self, session: Session) -> ToolReply:
         rng = self.rng
         calls = sorted(session.tool_calls)
@@ -224,7 +253,7 @@ class Frames(Noise):
     def any_agent_message(self, identity: bytes) -> ActorMessage:
         """A valid message of any type the agent plane receives, fields at random."""
         rng = self.rng
-        match rng.randrange(8):
+        match rng.randrange(9):
             case 0:
                 return self.register(identity)
             case 1:
@@ -267,6 +296,8 @@ class Frames(Noise):
                 )
             case 6:
                 return Bye(reason=self.text())
+            case 7:
+                return self.model_call(self.run_id(), self.name(), self.attempt())
             case _:
                 return Error(code=rng.choice(ERROR_CODES), message=self.text(), ref=self.text())
 

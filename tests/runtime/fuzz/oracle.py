@@ -34,6 +34,7 @@ from protocols import (
     ListPending,
     ListRuns,
     ListWorkflows,
+    ModelCall,
     PendingReply,
     ProtocolError,
     Register,
@@ -54,6 +55,7 @@ from protocols import (
     runtime_side_agent_codec,
     runtime_side_control_codec,
 )
+from runtime.engine._models import MAX_MODEL_CALLS
 from runtime.planes._authority import fork_values_problem
 from runtime.planes._control_plane import WaitKey
 from runtime.planes._sessions import Session
@@ -122,6 +124,8 @@ class AgentExpectation:
     """The session name a `Welcome` carries, if registration succeeds."""
     stale_call: int | None = None
     """The id of a tool call refused as stale by a `ToolReply`."""
+    model_call: ModelCall | None = None
+    """A model call to be journaled: in its run's history, its reply kept for the attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +202,8 @@ class Oracle:
                 if (outcome.run_id, outcome.step, outcome.attempt) in session.in_flight:
                     return AgentExpectation()
                 return AgentExpectation("stale_result", "stale")
+            case ModelCall():
+                return self.expect_model_call(session, outcome)
             case ToolReply():
                 call = outcome.call_id
                 if call in plane._broker.calls and call in session.tool_calls:
@@ -210,6 +216,18 @@ class Oracle:
                     # Answered as the call it is, with a typed refusal; audited, not counted.
                     return AgentExpectation(stale_call=outcome.call_id)
         return AgentExpectation()
+
+    def expect_model_call(self, session: Session, message: ModelCall) -> AgentExpectation:
+        """Journaled only for a task the agent holds, within what an attempt keeps, at a
+        number not journaled yet."""
+        if (message.run_id, message.step, message.attempt) not in session.in_flight:
+            return AgentExpectation("stale_model_call", "stale")
+        replies = self.world.runs[message.run_id].steps[message.step].replies
+        if len(replies) >= MAX_MODEL_CALLS:
+            return AgentExpectation("model_calls_exhausted", "invalid_input")
+        if any(r.index == message.index for r in replies):
+            return AgentExpectation("duplicate_model_call", "invalid_input")
+        return AgentExpectation(model_call=message)
 
     def expect_register(
         self,

@@ -26,6 +26,7 @@ from protocols import (
     Error,
     GetRun,
     ListRuns,
+    ModelCall,
     PendingReply,
     ProtocolError,
     ResumeRun,
@@ -68,6 +69,8 @@ class Stats:
     """Messages queued for peers, by type, and errors by code (`Error:stale`)."""
     runs_ended: Counter[str] = field(default_factory=Counter)
     defects: Counter[str] = field(default_factory=Counter)
+    model_calls: int = 0
+    """Model calls journaled."""
 
 
 class Fuzz:
@@ -176,6 +179,22 @@ class Fuzz:
             for m in replies
         ):
             raise self.fail(f"tool call {expected.stale_call} not refused as stale: {replies}")
+        if expected.model_call is not None:
+            self.check_model_call(expected.model_call)
+
+    def check_model_call(self, call: ModelCall) -> None:
+        """The call is the last entry of its run's history, and its reply is kept last."""
+        state = self.world.runs[call.run_id].steps[call.step]
+        entry = self.world.runs[call.run_id].history[-1]
+        kept = state.replies[-1] if state.replies else None
+        if (
+            (entry.event, entry.step, entry.attempt) != ("model_called", call.step, call.attempt)
+            or entry.detail.get("tokens_in") != call.tokens_in
+            or kept is None
+            or (kept.index, kept.request_digest) != (call.index, call.request_digest)
+        ):
+            raise self.fail(f"model call {call.index} not journaled: {entry!r:.300}")
+        self.stats.model_calls += 1
 
     # -- the control plane -------------------------------------------------------------------------
 
