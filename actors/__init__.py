@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from actors._agent import Agent as Agent
 from actors._cluster import serve as serve
 from actors._context import Context as Context
+from actors._context import Models as Models
 from actors._context import Tools as Tools
 from actors._errors import ActorError as ActorError
 from actors._errors import ActorLoadError as ActorLoadError
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidOutput",
     "KillPoints",
     "KillPointsInvalid",
+    "Models",
     "Receipt",
     "Receipts",
     "RegistrationRefused",

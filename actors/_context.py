@@ -1,4 +1,5 @@
-"""What a handler may use while it runs: its task, a bound logger and its tools."""
+"""What a handler may use while it runs: its task, a bound logger, its tools and the
+record of its model calls."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from structlog.typing import FilteringBoundLogger
 
 from actors._errors import ToolFailed, ToolRefused
 from actors._task import Task
-from protocols import Arguments, Name, ToolReply, ToolSpec
+from protocols import Arguments, ModelCall, Name, ToolReply, ToolSpec, Value
 
 _REFUSALS = frozenset({"tool_refused", "unknown_tool", "tool_unavailable", "idempotency_conflict"})
 """Codes meaning the call never reached a tool, so no side effect can have happened."""
@@ -22,6 +23,12 @@ class ToolCaller(Protocol):
     async def call_tool(self, task: Task, tool: str, args: Arguments, key: str) -> ToolReply: ...
 
     def tool_specs(self) -> Mapping[str, ToolSpec]: ...
+
+
+class ModelReporter(Protocol):
+    """Where a `Models` object reports model calls: the worker, or a test double."""
+
+    def report_model_call(self, call: ModelCall) -> None: ...
 
 
 class Tools:
@@ -49,8 +56,13 @@ class Tools:
 
     @property
     def specs(self) -> list[ToolSpec]:
-        """Specs of the tools this task may call, in the step's order, for handing to a model."""
-        known = self._caller.tool_specs()
+        """Specs of the tools this task may call, in the step's order, for handing to a model.
+
+        The step's own specs when the runtime sent them with the task, else those of the
+        welcome, which cover every tool of the role.
+        """
+        given = self._task.tool_specs
+        known = {spec.name: spec for spec in given} if given else self._caller.tool_specs()
         return [known[name] for name in self._task.tools if name in known]
 
     async def call(self, tool: str, /, **args: Any) -> Any:
@@ -79,14 +91,85 @@ class Tools:
         raise ToolFailed(tool, code, reply.message)
 
 
+class Models:
+    """The model calls of one task: those the runtime journaled, and reports of new ones.
+
+    A handler that calls a model numbers its calls from 0 within the attempt and names
+    each request by a digest. Before a call it asks `journaled` for the reply the
+    runtime kept from an earlier dispatch of the same attempt, so that a task sent
+    again after a crash does not pay for the same call twice; after a call it reports
+    it with `called`, and the runtime keeps it in the run's history with its tokens.
+    """
+
+    __slots__ = ("_replies", "_reporter", "_task")
+
+    def __init__(self, task: Task, reporter: ModelReporter | None = None) -> None:
+        """Without a `reporter` (a handler run outside a worker), reports go nowhere."""
+        self._task = task
+        self._reporter = reporter
+        self._replies = {(r.index, r.request_digest): r.reply for r in task.model_replies}
+
+    def journaled(self, index: int, request_digest: str) -> Value:
+        """The reply journaled for call `index` if it made the request `request_digest`,
+        else None: a different request is a different call, made anew."""
+        return self._replies.get((index, request_digest))
+
+    def called(
+        self,
+        *,
+        index: int,
+        model: str,
+        request_digest: str,
+        reply: Any,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        latency_ms: float = 0.0,
+        finish_reason: str = "",
+    ) -> bool:
+        """Report the answered call `index` to the runtime; False if its reply could not go
+        with it (too large or too deep for the wire), which the call is reported without.
+
+        Raises `msgspec.ValidationError` when the other fields are out of bounds.
+        """
+        fields = {
+            "run_id": self._task.run_id,
+            "step": self._task.step,
+            "attempt": self._task.attempt,
+            "index": index,
+            "model": model,
+            "request_digest": request_digest,
+            "reply": reply,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "latency_ms": latency_ms,
+            "finish_reason": finish_reason,
+        }
+        kept = True
+        try:
+            call = msgspec.convert(fields, ModelCall)
+        except msgspec.ValidationError:
+            kept = False
+            call = msgspec.convert({**fields, "reply": None}, ModelCall)
+        if self._reporter is not None:
+            self._reporter.report_model_call(call)
+        return kept
+
+
 class Context:
     """Everything a handler may use besides its task's inputs."""
 
-    __slots__ = ("_base_log", "_log", "task", "tools")
+    __slots__ = ("_base_log", "_log", "models", "task", "tools")
 
-    def __init__(self, task: Task, tools: Tools, log: FilteringBoundLogger) -> None:
+    def __init__(
+        self,
+        task: Task,
+        tools: Tools,
+        log: FilteringBoundLogger,
+        models: Models | None = None,
+    ) -> None:
         self.task = task
         self.tools = tools
+        self.models = Models(task) if models is None else models
         self._base_log = log
         self._log: FilteringBoundLogger | None = None
 

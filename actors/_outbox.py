@@ -24,8 +24,9 @@ class PendingCall:
 class Outbox:
     """Frames waiting for a connection, in order, and the calls awaiting replies.
 
-    Holds at most one result per admitted task and one frame per waiting tool
-    call, so it is bounded by the actor's capacity. A call whose connection was
+    Holds at most one result per admitted task, one frame per waiting tool call
+    and the reports of the model calls of admitted tasks (which bound their own
+    calls), so it is bounded by the actor's capacity. A call whose connection was
     lost is sent again on the next one with the same idempotency key, so the
     tool host can tell a repeat from a new call.
     """

@@ -16,7 +16,7 @@ from structlog.typing import FilteringBoundLogger
 
 from actors._agent import Agent
 from actors._calls import Attached, CallJob, CallsInFlight
-from actors._context import Context, ToolCaller, Tools
+from actors._context import Context, ModelReporter, Models, ToolCaller, Tools
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger
 from actors._spans import Spans
@@ -91,6 +91,7 @@ class Pool:
         codec: Codec[RuntimeMessage],
         caller: ToolCaller,
         send: Callable[[bytes], None],
+        reporter: ModelReporter | None = None,
         counters: Counters,
         log: FilteringBoundLogger,
         calls: CallsInFlight | None = None,
@@ -99,7 +100,8 @@ class Pool:
         spans: Spans | None = None,
     ) -> None:
         """`calls` are the keyed tool calls running on any connection of the process, which
-        a repeat of one attaches to; by default this pool's alone."""
+        a repeat of one attaches to; by default this pool's alone. `reporter` hears the
+        model calls of the tasks; by default nobody does."""
         self.capacity = capacity
         self._spans = spans
         self._kill_points = kill_points
@@ -107,6 +109,7 @@ class Pool:
         self._ledger = ledger
         self._codec = codec
         self._caller = caller
+        self._reporter = reporter
         self._send = send
         self._counters = counters
         self._log = log
@@ -287,7 +290,12 @@ class Pool:
                 outcome: Outcome | Stopped = stopped(scope)
             else:
                 self._counters.tasks_started += 1
-                ctx = Context(task, Tools(task, self._caller), self._log)
+                ctx = Context(
+                    task,
+                    Tools(task, self._caller),
+                    self._log,
+                    Models(task, self._reporter),
+                )
                 outcome = await run_task(
                     self._actor, task, ctx, scope, spans=self._spans, trace=assign.trace
                 )

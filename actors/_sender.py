@@ -1,4 +1,4 @@
-"""The writing side of a worker: results and tool calls out to the runtime.
+"""The writing side of a worker: results, tool calls and model calls out to the runtime.
 
 What the pool produces leaves at once when it is the only thing to send, or
 in one burst per turn of the event loop otherwise. While no connection is
@@ -11,18 +11,21 @@ import asyncio
 import itertools
 from collections.abc import Callable, Mapping
 
+from msgspec import structs
+
 from actors._errors import ToolFailed
 from actors._link import Link
 from actors._outbox import Outbox
 from actors._statistics import Counters
 from actors._task import Task
-from protocols import Arguments, Codec, RuntimeMessage, ToolCall, ToolReply, ToolSpec
+from protocols import Arguments, Codec, ModelCall, RuntimeMessage, ToolCall, ToolReply, ToolSpec
 
 
 class Sender:
     """Sends on the live link, or keeps what it cannot send until one is live.
 
-    It is the `ToolCaller` of every task's `Tools`, and the `send` of the pool.
+    It is the `ToolCaller` of every task's `Tools`, the `ModelReporter` of its `Models`,
+    and the `send` of the pool.
     """
 
     __slots__ = (
@@ -93,6 +96,22 @@ class Sender:
 
     def tool_specs(self) -> Mapping[str, ToolSpec]:
         return self.specs
+
+    # -- the ModelReporter protocol, used by each task's `Models` -----------------------
+
+    def report_model_call(self, call: ModelCall) -> None:
+        """Send `call` after what waits before it, on this connection or the next one.
+
+        It goes the way of a tool call, never straight past the outbox: it must reach the
+        runtime before the task's result, which may follow it at once.
+        """
+        frame = self._codec.encode(call)
+        if len(frame) > self._codec.max_frame:
+            # The call is journaled all the same, only its reply cannot be replayed.
+            frame = self._codec.encode(structs.replace(call, reply=None))
+        if not self._send_now(frame):
+            self.outbox.put(frame)
+        self._schedule_flush()
 
     # -- what the pool produces -------------------------------------------------------
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from protocols import Assign
+from protocols import Assign, ModelReply, OutputType, ToolSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,9 @@ class Task:
 
     `(run_id, step, attempt)` names the task. `flags` lists, per input key, the
     caveats that travel with that value. `tools` are the tools this step may
-    call. `timeout` is in seconds; 0 means none.
+    call. `timeout` is in seconds; 0 means none. `outputs` are the step's declared
+    outputs and their types, `tool_specs` the specs of the tools it may call, and
+    `model_replies` the model calls of this attempt the runtime journaled already.
     """
 
     run_id: str
@@ -26,6 +28,9 @@ class Task:
     flags: Mapping[str, list[str]]
     tools: tuple[str, ...]
     timeout: float
+    outputs: Mapping[str, OutputType] = field(default_factory=lambda: MappingProxyType({}))
+    tool_specs: tuple[ToolSpec, ...] = ()
+    model_replies: tuple[ModelReply, ...] = ()
 
     @classmethod
     def from_assign(cls, assign: Assign) -> Task:
@@ -37,6 +42,9 @@ class Task:
             flags=MappingProxyType(assign.flags),
             tools=tuple(assign.tools),
             timeout=assign.timeout_ms / 1000,
+            outputs=MappingProxyType(assign.outputs),
+            tool_specs=tuple(assign.tool_specs),
+            model_replies=tuple(assign.model_replies),
         )
 
 

@@ -93,6 +93,7 @@ class Worker:
             codec=self._codec,
             caller=sender,
             send=sender.enqueue,
+            reporter=sender,
             counters=counters,
             log=self._log,
             calls=shared.calls,

@@ -20,6 +20,7 @@ class TestExports:
             "KILL_POINTS",
             "KillPoints",
             "KillPointsInvalid",
+            "Models",
             "Receipt",
             "Receipts",
             "RegistrationRefused",
