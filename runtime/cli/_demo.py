@@ -1,4 +1,6 @@
-"""`baton demo`: the example workflow end to end, as separate processes.
+"""`baton demo [NAME]`: an example workflow end to end, as separate processes.
+
+customer_ops (the default) is run here; the other blueprints by `_demo_blueprints`.
 
 Its runtime listens on fixed loopback ports, the runtime's usual ones unless
 told otherwise, so that what it prints can be followed by hand; a port
@@ -24,6 +26,7 @@ from rich.text import Text
 from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
 from runtime.cli import _console
 from runtime.cli._console import fail, usage_errors
+from runtime.cli._demo_blueprints import BLUEPRINTS, run_blueprint_demo
 from runtime.cli._options import option, with_options
 from runtime.cli._render import pending_blocks, status_text
 from runtime.cli._sheets import Sheet, show
@@ -33,6 +36,8 @@ from runtime.security._keys import add_principal, init_keys, load_client_keys
 from runtime.workflow._diagram import mermaid
 from runtime.workflow._graph import compile_workflow
 
+NAMES = ("customer_ops", *BLUEPRINTS)
+"""What `baton demo NAME` runs: customer_ops (the default), or another blueprint."""
 WORKFLOW = "examples.customer_ops:workflow"
 AGENTS = "examples.customer_ops.agents"
 ACTORS: list[tuple[str, str, str, int]] = [
@@ -109,6 +114,12 @@ def _endpoints(agents_port: int, control_port: int) -> tuple[str, str]:
     [_port("agents", AGENTS_PORT), _port("control", CONTROL_PORT)], _endpoints, into="planes"
 )
 def demo(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help=f"The blueprint to run: {', '.join(NAMES)}.", show_default=True
+        ),
+    ] = NAMES[0],
     runs_per_kind: Annotated[
         int, typer.Option("--runs", min=1, max=50, help="Requests of each kind to run.")
     ] = 1,
@@ -134,7 +145,20 @@ def demo(
     *,
     planes: tuple[str, str],
 ) -> None:
-    """Launch a runtime and the example agents as processes, run requests, show records."""
+    """Launch a runtime and a blueprint's agents as processes, run requests, show records."""
+    if name not in NAMES:
+        raise fail(f"no blueprint {name!r}: baton demo runs one of {', '.join(NAMES)}")
+    if name != NAMES[0]:
+        if cluster or ui:
+            raise fail(
+                f"--cluster and --ui show customer_ops; run `baton demo {name}` without them"
+            )
+        agents, control = planes
+        raise typer.Exit(
+            run_blueprint_demo(
+                _console.out, name, agents=agents, control=control, runs_per_kind=runs_per_kind
+            )
+        )
     if cluster:
         raise typer.Exit(_cluster_demo(_console.out, cluster, runs_per_kind))
     if ui and importlib.util.find_spec("starlette") is None:
