@@ -17,11 +17,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[fast,report,metrics,traces,ui]'
+	$(BIN)/pip install --quiet -e '.[fast,report,metrics,traces,ui,models]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,fast,report,metrics,traces,ui]'
+	$(BIN)/pip install --quiet -e '.[dev,fast,report,metrics,traces,ui,models]'
 	touch $@ $(STAMP)
 
 # `make demo UI=1` then serves the pages beside the demo's processes, until Ctrl-C.

@@ -22,6 +22,21 @@ ACTORS: tuple[tuple[str, str, str, int], ...] = (
 )
 """Each actor process: class, principal (its own key), the role the key holds, concurrency."""
 
+MODEL_WRITER = "examples.lead_pipeline.model_agents:ModelWriter"
+"""Role writer served by a model, when a model endpoint is configured."""
+
+
+def actors(environ: Mapping[str, str]) -> tuple[tuple[str, str, str, int], ...]:
+    """The actor processes: `ACTORS`, with the writer a model agent when `environ` names a
+    model endpoint (`BATON_MODEL_URL`)."""
+    if not environ.get("BATON_MODEL_URL"):
+        return ACTORS
+    return tuple(
+        (MODEL_WRITER if role == "writer" else spec, principal, role, concurrency)
+        for spec, principal, role, concurrency in ACTORS
+    )
+
+
 PEOPLE: Mapping[str, tuple[str, ...]] = {"sales-manager": ("approver:sales",)}
 STARTER = "operator"
 """Who starts the runs: the intake, as an operator."""

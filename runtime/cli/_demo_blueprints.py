@@ -12,6 +12,7 @@ the next one named decides.
 from __future__ import annotations
 
 import importlib
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class Scenario:
         module: ModuleType = importlib.import_module(f"examples.{name}.demo")
         return cls(
             name=name,
-            actors=tuple(module.ACTORS),
+            # A blueprint may serve a role by a model when an endpoint is configured.
+            actors=tuple(module.actors(os.environ) if hasattr(module, "actors") else module.ACTORS),
             people=dict(module.PEOPLE),
             starter=str(module.STARTER),
             batches=tuple(module.BATCHES),
