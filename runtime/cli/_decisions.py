@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
 
-from protocols import Data, DecisionKind, PendingDecision, RunRecord
+from protocols import DecisionKind, PendingDecision, RunRecord
 from runtime.cli._connection import CONNECTION_OPTIONS, Connection, connected
 from runtime.cli._console import fail, out, print_json
 from runtime.cli._options import JsonOption, RunIdArgument, option, with_options
 from runtime.cli._render import pending_view, render_record
 from runtime.client._client import ControlClient, ControlRefused
+from runtime.client._inputs import InputInvalid, json_values
 
 CommentOption = Annotated[str, typer.Option(help="Why; recorded in the run's history.")]
 EditOption = Annotated[
@@ -53,19 +53,16 @@ def inbox(
 def parse_edits(edits: list[str] | None, option: str = "--edit") -> dict[str, Any]:
     """Values given as KEY=JSON, one per use of `option`, checked as the wire will check
     them; a clear failure naming `option` for the first that is not."""
-    values: dict[str, Any] = {}
+    pairs: list[tuple[str, str]] = []
     for edit in edits or []:
         key, sep, raw = edit.partition("=")
         if not sep or not key:
             raise fail(f"{option} {edit!r}: expected KEY=JSON")
-        try:
-            values[key] = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise fail(f"{option} {key}: the value is not JSON: {exc}") from None
+        pairs.append((key, raw))
     try:
-        return dict(msgspec.convert(values, Data))
-    except msgspec.ValidationError as exc:
-        raise fail(f"{option}: {exc}") from None
+        return json_values(pairs)
+    except InputInvalid as exc:
+        raise fail(f"{option} {exc}" if exc.key else f"{option}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import typer
 from runtime.cli._console import err, fail, out, print_json, usage_errors
 from runtime.cli._options import DEFAULT_STORE, JsonOption
 from runtime.cli._workflows import load_graphs
+from runtime.client._inputs import InputInvalid, age_seconds
 from runtime.engine._run import Run
 from runtime.observe._report import report as build_report
 from runtime.observe._report_plot import plot_report
@@ -21,8 +22,6 @@ from runtime.store import JournalRecord, JournalUnreadable, read_journals, repla
 from runtime.store import backup as store_backup
 from runtime.store._open import POSTGRES_SCHEMES, open_postgres
 from runtime.workflow._catalog import Catalog
-
-SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _journal_file(store: str, refusal: str) -> Path:
@@ -50,10 +49,10 @@ def _journals(store: str) -> dict[str, list[JournalRecord]]:
 
 def duration(text: str) -> float:
     """Seconds in `text`, a number and a unit: 30m, 12h, 7d (for `--since`)."""
-    number, unit = text[:-1], text[-1:]
-    if unit not in SINCE_UNITS or not number.replace(".", "", 1).isdigit():
-        raise fail(f"--since {text!r}: expected a number and a unit, e.g. 30m, 12h or 7d")
-    return float(number) * SINCE_UNITS[unit]
+    try:
+        return age_seconds(text)
+    except InputInvalid as exc:
+        raise fail(f"--since {exc}") from None
 
 
 def report(

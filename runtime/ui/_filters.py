@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -16,12 +17,12 @@ import msgspec
 from starlette.datastructures import QueryParams
 
 from protocols import Name, RunStatus
+from runtime.client._inputs import AGE_UNITS, InputInvalid, age_seconds
 
-AGES = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0}
 MAX_PAGE = 1_000_000
 
 
-class FilterInvalid(ValueError):
+class FilterInvalid(InputInvalid):
     """A filter the page cannot apply, and what it should look like."""
 
     def __init__(self, name: str, text: str) -> None:
@@ -122,9 +123,10 @@ def _page(text: str | None) -> int:
 def _moment(text: str, field: str, now: float) -> float | None:
     if not text:
         return None
-    unit = text[-1:]
-    if unit in AGES and text[:-1].replace(".", "", 1).isdigit():
-        return now - float(text[:-1]) * AGES[unit]
+    if text[-1:] in AGE_UNITS:
+        # Not an age, it may still be a date.
+        with contextlib.suppress(InputInvalid):
+            return now - age_seconds(text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -7,13 +7,15 @@ from typing import Any
 
 import msgspec
 
-from protocols import Data, Name
+from protocols import Name
+from runtime.client._inputs import InputInvalid, wire_data
+from runtime.client._inputs import json_value as read_json
 
 MAX_FIELD = 1_000_000
 """Characters a field may hold: a value larger than this is not edited by hand."""
 
 
-class FormInvalid(ValueError):
+class FormInvalid(InputInvalid):
     """A field that cannot be read, and why."""
 
 
@@ -21,9 +23,9 @@ def json_value(text: str, key: str) -> Any:
     if len(text) > MAX_FIELD:
         raise FormInvalid(f"{key}: longer than {MAX_FIELD:,} characters")
     try:
-        return msgspec.json.decode(text.encode())
-    except msgspec.DecodeError as exc:
-        raise FormInvalid(f"{key}: the value is not JSON: {exc}") from None
+        return read_json(text, key)
+    except InputInvalid as exc:
+        raise FormInvalid(str(exc), key) from None
 
 
 def key_json_lines(text: str) -> dict[str, Any]:
@@ -55,8 +57,8 @@ def changed_values(fields: Iterable[tuple[str, str]], shown: Mapping[str, Any]) 
 def as_data(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` as the wire carries them: keys that are names, values within its limits."""
     try:
-        return dict(msgspec.convert(dict(values), Data))
-    except msgspec.ValidationError as exc:
+        return wire_data(dict(values))
+    except InputInvalid as exc:
         raise FormInvalid(str(exc)) from None
 
 

@@ -25,7 +25,8 @@ from protocols import (
     WorkflowView,
 )
 from runtime.client._client import ControlRefused, RuntimeUnavailable
-from runtime.ui._filters import FilterInvalid, RunFilters
+from runtime.client._inputs import InputInvalid
+from runtime.ui._filters import RunFilters
 from runtime.ui._forms import (
     FormInvalid,
     as_data,
@@ -111,7 +112,7 @@ class Pages:
                 return await self.refusal(request, status, exc.code, exc.message or exc.code)
             except RuntimeUnavailable as exc:
                 return await self.refusal(request, 503, "runtime_unavailable", str(exc))
-            except (FilterInvalid, FormInvalid) as exc:
+            except InputInvalid as exc:
                 return await self.refusal(request, 400, "invalid_input", str(exc))
 
         return guarded
