@@ -57,7 +57,7 @@ from runtime.planes._agent_plane import AgentPlane
 from runtime.planes._control_plane import ControlPlane, WaitKey
 from runtime.planes._refusals import Refusals
 from runtime.planes._sessions import Session
-from runtime.store import JournalRecord, Store, replay
+from runtime.store import JournalRecord, Store
 from runtime.store._held import HeldRun
 from runtime.supervisor._batch import AGENTS, CONTROL, Batch
 from runtime.supervisor._clock import Clock, ClockWatch, SystemClock, log_jump
@@ -344,10 +344,9 @@ class SupervisorCore:
             return ControlError(id=asked.request, code="overloaded", message=text)
         now = self._wall()
         run_id = self._run_ids(now)
-        copies = [
-            self.batch.write(event, at) for event, at in copied_events(self.catalog, prefix, run_id)
-        ]
-        run = replay(self.catalog, copies)
+        copies, run = copied_events(self.catalog, prefix, run_id)
+        for copied, at in copies:
+            self.batch.write(copied, at)
         event = RunForked(
             run_id=run_id,
             parent=asked.parent,

@@ -89,8 +89,9 @@ async def fork_prefix(
 
 def copied_events(
     catalog: Catalog, prefix: Sequence[JournalRecord], run_id: str
-) -> list[tuple[JournalEvent, float]]:
-    """The parent's events `prefix` as the fork `run_id` journals them, with their times.
+) -> tuple[list[tuple[JournalEvent, float]], Run]:
+    """The parent's events `prefix` as the fork `run_id` journals them, with their times,
+    and the fork's run folded from them (it is folded here anyway, to quote its digests).
 
     A decision quotes the digest of the decision it answers, and a digest names its
     run: copied as it was, each decision of the parent would be ignored in the fork.
@@ -111,7 +112,9 @@ def copied_events(
             continue
         engine.apply(parent, record.event, record.at)
         engine.apply(fork, event, record.at)
-    return copies
+    if fork is None:
+        raise JournalUnreadable(run_id, "a fork copies at least the parent's start")
+    return copies, fork
 
 
 def _quoting_the_fork(

@@ -89,7 +89,7 @@ def fork_records(
         taken.append(record)
     copies = [
         JournalRecord(fork_id, seq, at, event)
-        for seq, (event, at) in enumerate(copied_events(Catalog([graph]), taken, fork_id), 1)
+        for seq, (event, at) in enumerate(copied_events(Catalog([graph]), taken, fork_id)[0], 1)
     ]
     event = RunForked(fork_id, journal[0].run_id, at, principal, "try again", dict(values or {}))
     return [*copies, JournalRecord(fork_id, len(copies) + 1, now, event)]
