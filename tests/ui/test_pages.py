@@ -60,6 +60,20 @@ def held(cluster: ProcessGroup, runtime: RuntimeProcess, run_id: str) -> RunReco
     return ask(cluster, runtime, "boss", wait)
 
 
+def connected(cluster: ProcessGroup, runtime: RuntimeProcess, roles: set[str]) -> None:
+    """Once an agent of each of `roles` is connected, as the runtime lists them: runs that
+    settle say only that their own roles' agents have registered."""
+
+    async def wait(client: ControlClient) -> None:
+        with anyio.fail_after(20):
+            while True:
+                if roles <= {agent.role for agent in (await client.agents()).agents}:
+                    return
+                await anyio.sleep(0.05)
+
+    ask(cluster, runtime, "boss", wait)
+
+
 def start_runs(cluster: ProcessGroup, runtime: RuntimeProcess, *amounts: int) -> list[str]:
     async def start(client: ControlClient) -> list[str]:
         return [await client.start_run("spend", {"amount": amount}) for amount in amounts]
@@ -349,6 +363,7 @@ class TestOtherPages:
     ) -> None:
         for run_id in start_runs(cluster, checkpoints, 10, 20):
             settle(cluster, checkpoints, run_id)
+        connected(cluster, checkpoints, {"spender", "finisher", "fragile"})
         client = browser_as("watcher")
         listing = client.get("/workflows").text
         assert 'href="/workflows/spend"' in listing
