@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from examples._models import served
+
 AGENTS = "examples.lead_pipeline.agents"
 ACTORS: tuple[tuple[str, str, str, int], ...] = (
     ("examples.lead_pipeline.tools:Crm", "crm-host", "tools:crm", 4),
@@ -23,18 +25,14 @@ ACTORS: tuple[tuple[str, str, str, int], ...] = (
 """Each actor process: class, principal (its own key), the role the key holds, concurrency."""
 
 MODEL_WRITER = "examples.lead_pipeline.model_agents:ModelWriter"
-"""Role writer served by a model, when a model endpoint is configured."""
+MODELS: Mapping[str, str] = {"writer": MODEL_WRITER}
+"""The roles a model serves when a model endpoint is configured, and the agent of each."""
 
 
 def actors(environ: Mapping[str, str]) -> tuple[tuple[str, str, str, int], ...]:
-    """The actor processes: `ACTORS`, with the writer a model agent when `environ` names a
-    model endpoint (`BATON_MODEL_URL`)."""
-    if not environ.get("BATON_MODEL_URL"):
-        return ACTORS
-    return tuple(
-        (MODEL_WRITER if role == "writer" else spec, principal, role, concurrency)
-        for spec, principal, role, concurrency in ACTORS
-    )
+    """The actor processes: `ACTORS`, each role of `MODELS` served by a model when `environ`
+    names a model endpoint (`BATON_MODEL_URL`)."""
+    return served(ACTORS, MODELS, environ)
 
 
 PEOPLE: Mapping[str, tuple[str, ...]] = {"sales-manager": ("approver:sales",)}

@@ -12,7 +12,7 @@ effects of an entity's items add up to its whole difference.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors import Agent, Context, Result, Task
@@ -157,35 +157,36 @@ class Reconciler(Agent):
 
     async def handle(self, task: Task, ctx: Context) -> Result:
         entity = _entity(task)
-        calendar: dict[str, Any] = task.inputs["calendar"]
-        matches: dict[str, Any] = task.inputs[f"matches_{entity}"]
-        items = _triage(matches, calendar)
-        unexplained = sum(abs(i["effect"]) for i in items if i["kind"] == "unexplained")
-        by_kind: dict[str, int] = {}
-        for item in items:
-            by_kind[item["kind"]] = by_kind.get(item["kind"], 0) + item["effect"]
-        caveats = []
-        if 0 < unexplained <= MATERIALITY:
-            caveats.append(
-                f"entity {entity}: {_money(unexplained)} unexplained, under materiality: "
-                "carried as a reconciling item"
-            )
-        return Result(
-            outputs={
-                f"exceptions_{entity}": {
-                    "items": items,
-                    "by_kind": by_kind,
-                    "unexplained": unexplained,
-                }
-            },
-            rationale=", ".join(f"{kind} {_money(v)}" for kind, v in by_kind.items())
-            or "nothing left to explain",
-            confidence=0.9 if unexplained == 0 else 0.7,
-            caveats=caveats,
+        items = triage(task.inputs[f"matches_{entity}"], task.inputs["calendar"])
+        return explained(entity, items)
+
+
+def explained(entity: str, items: list[dict[str, Any]], *, caveats: Sequence[str] = ()) -> Result:
+    """The triage step's result from an entity's items, each with its kind and effect."""
+    unexplained = sum(abs(i["effect"]) for i in items if i["kind"] == "unexplained")
+    by_kind: dict[str, int] = {}
+    for item in items:
+        by_kind[item["kind"]] = by_kind.get(item["kind"], 0) + item["effect"]
+    noted = list(caveats)
+    if 0 < unexplained <= MATERIALITY:
+        noted.append(
+            f"entity {entity}: {_money(unexplained)} unexplained, under materiality: "
+            "carried as a reconciling item"
         )
+    return Result(
+        outputs={
+            f"exceptions_{entity}": {"items": items, "by_kind": by_kind, "unexplained": unexplained}
+        },
+        rationale=", ".join(f"{kind} {_money(v)}" for kind, v in by_kind.items())
+        or "nothing left to explain",
+        confidence=0.9 if unexplained == 0 else 0.7,
+        caveats=noted,
+    )
 
 
-def _triage(matches: dict[str, Any], calendar: dict[str, Any]) -> list[dict[str, Any]]:
+def triage(matches: dict[str, Any], calendar: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the rules left of an entity's lines, item by item, each of the kind the rules
+    can tell, else unexplained."""
     bank: list[dict[str, Any]] = list(matches["bank"])
     ledger: list[dict[str, Any]] = list(matches["ledger"])
     matched = {(p["reference"], p["amount"]) for p in matches["pairs"]}
@@ -333,32 +334,49 @@ class Analyst(Agent):
 
     async def handle(self, task: Task, ctx: Context) -> Result:
         period = str(task.inputs["period"])
-        entities = sorted(
-            k.removeprefix("matches_") for k in task.inputs if k.startswith("matches_")
-        )
-        lines = [f"Close of {period}: {len(entities)} entities reconciled."]
-        variance: dict[str, Any] = {}
-        for entity in entities:
-            matches = task.inputs[f"matches_{entity}"]
-            exceptions = task.inputs[f"exceptions_{entity}"]
-            posted = task.inputs[f"posted_{entity}"]
-            ties = "ties out" if task.inputs[f"tied_{entity}"]["ties_out"] else "does not tie out"
-            difference = matches["bank_total"] - matches["ledger_total"]
-            by_kind: dict[str, int] = exceptions["by_kind"]
-            explained = ", ".join(f"{k} {_money(v)}" for k, v in sorted(by_kind.items()))
+        figures = variance(task.inputs)
+        lines = [f"Close of {period}: {len(figures)} entities reconciled."]
+        for entity, found in figures.items():
+            ties = "ties out" if found["ties_out"] else "does not tie out"
+            explained = ", ".join(f"{k} {_money(v)}" for k, v in sorted(found["by_kind"].items()))
             lines.append(
-                f"{entity} {ties}: bank {_money(matches['bank_total'])} against ledger "
-                f"{_money(matches['ledger_total'])}, a difference of {_money(difference)}: "
-                f"{explained or 'none'}; {posted['posted']} journal(s) posted "
-                f"({_money(posted['total'])}), {posted['already']} found posted already."
+                f"{entity} {ties}: bank {_money(found['bank'])} against ledger "
+                f"{_money(found['ledger'])}, a difference of {_money(found['difference'])}: "
+                f"{explained or 'none'}; {found['posted']} journal(s) posted "
+                f"({_money(found['posted_total'])}), {found['already']} found posted already."
             )
-            variance[entity] = {
-                "difference": difference,
-                "by_kind": by_kind,
-                "unexplained": exceptions["unexplained"],
-            }
         return Result(
-            outputs={"narrative": "\n".join(lines), "variance": variance},
+            outputs={
+                "narrative": "\n".join(lines),
+                "variance": {e: {k: f[k] for k in VARIANCE_KEYS} for e, f in figures.items()},
+            },
             rationale="every difference traced to its items",
             confidence=0.9,
         )
+
+
+VARIANCE_KEYS = ("difference", "by_kind", "unexplained")
+"""What the close's `variance` keeps of each entity's figures."""
+
+
+def variance(inputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each entity's figures for the narrative, by entity: its totals, its difference and
+    what explains it, whether it ties out, and what was posted."""
+    entities = sorted(k.removeprefix("matches_") for k in inputs if k.startswith("matches_"))
+    figures: dict[str, dict[str, Any]] = {}
+    for entity in entities:
+        matches = inputs[f"matches_{entity}"]
+        exceptions = inputs[f"exceptions_{entity}"]
+        posted = inputs[f"posted_{entity}"]
+        figures[entity] = {
+            "bank": matches["bank_total"],
+            "ledger": matches["ledger_total"],
+            "difference": matches["bank_total"] - matches["ledger_total"],
+            "by_kind": dict(exceptions["by_kind"]),
+            "unexplained": exceptions["unexplained"],
+            "ties_out": bool(inputs[f"tied_{entity}"]["ties_out"]),
+            "posted": posted["posted"],
+            "posted_total": posted["total"],
+            "already": posted["already"],
+        }
+    return figures

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from examples._models import served
+
 AGENTS = "examples.month_end_close.agents"
 ACTORS: tuple[tuple[str, str, str, int], ...] = (
     ("examples.month_end_close.tools:Erp", "erp", "tools:erp", 4),
@@ -23,6 +25,19 @@ ACTORS: tuple[tuple[str, str, str, int], ...] = (
     (f"{AGENTS}:Analyst", "analyst", "analyst", 1),
 )
 """Each actor process: class, principal (its own key), the role the key holds, concurrency."""
+
+MODELS: Mapping[str, str] = {
+    "reconciler": "examples.month_end_close.model_agents:ModelReconciler",
+    "analyst": "examples.month_end_close.model_agents:ModelAnalyst",
+}
+"""The roles a model serves when a model endpoint is configured, and the agent of each."""
+
+
+def actors(environ: Mapping[str, str]) -> tuple[tuple[str, str, str, int], ...]:
+    """The actor processes: `ACTORS`, each role of `MODELS` served by a model when `environ`
+    names a model endpoint (`BATON_MODEL_URL`)."""
+    return served(ACTORS, MODELS, environ)
+
 
 PEOPLE: Mapping[str, tuple[str, ...]] = {
     "preparer": ("operator", "approver:accounting"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import inspect
+import os
 import socket
 import tempfile
 import time
@@ -23,12 +24,13 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from examples._models import Actor, served
 from protocols import TERMINAL_STATUSES, ClientKeys, RunRecord
 from runtime.cli import _console
 from runtime.cli._console import fail, usage_errors
-from runtime.cli._demo_blueprints import BLUEPRINTS, run_blueprint_demo
+from runtime.cli._demo_blueprints import BLUEPRINTS, run_blueprint_demo, start_actors
 from runtime.cli._options import option, with_options
-from runtime.cli._render import pending_blocks, status_text
+from runtime.cli._render import model_summary, pending_blocks, status_text
 from runtime.cli._sheets import Sheet, show
 from runtime.client._client import ControlClient
 from runtime.launch import ProcessGroup
@@ -40,7 +42,7 @@ NAMES = ("customer_ops", *BLUEPRINTS)
 """What `baton demo NAME` runs: customer_ops (the default), or another blueprint."""
 WORKFLOW = "examples.customer_ops:workflow"
 AGENTS = "examples.customer_ops.agents"
-ACTORS: list[tuple[str, str, str, int]] = [
+ACTORS: tuple[Actor, ...] = (
     ("examples.customer_ops.backoffice:Backoffice", "backoffice", "tools:backoffice", 4),
     (f"{AGENTS}:Classifier", "classifier", "classifier", 1),
     (f"{AGENTS}:BillingAgent", "billing", "billing", 1),
@@ -50,8 +52,13 @@ ACTORS: list[tuple[str, str, str, int]] = [
     (f"{AGENTS}:Writer", "writer-2", "writer", 1),
     (f"{AGENTS}:Checker", "checker", "checker", 1),
     (f"{AGENTS}:Sender", "sender", "sender", 1),
-]
+)
 """Each actor process: class, principal (its own key), the role the key holds, concurrency."""
+MODELS = {
+    "classifier": "examples.customer_ops.model_agents:ModelClassifier",
+    "writer": "examples.customer_ops.model_agents:ModelWriter",
+}
+"""The roles a model serves when a model endpoint is configured, and the agent of each."""
 JOURNAL = Path(".baton/demo.db")
 """Where the demo's runtime journals, so that `baton report` can read the runs afterwards."""
 APPROVER = "fin"
@@ -180,7 +187,7 @@ def _cluster_demo(out: Console, runtimes: int, runs_per_kind: int) -> int:
         out,
         runtimes=runtimes,
         workflow=WORKFLOW,
-        actors=ACTORS,
+        actors=served(ACTORS, MODELS, os.environ),
         requests=[r for _ in range(runs_per_kind * 3) for r in REQUESTS],
         approver=APPROVER,
         summarise=_summarise,
@@ -210,6 +217,8 @@ def run_demo(
     completed."""
     from examples.customer_ops import workflow  # noqa: PLC0415 - examples live in the checkout
 
+    actors = served(ACTORS, MODELS, os.environ)
+
     out.print(
         f"ports: the runtime's agent plane on {_shown(agents)}, its control plane on "
         f"{_shown(control)} (move them with --agents-port and --control-port, or "
@@ -223,7 +232,7 @@ def run_demo(
     with tempfile.TemporaryDirectory(prefix="baton-demo-") as folder:
         keys = Path(folder) / "keys"
         operator = init_keys(keys)
-        for _, principal, role, _ in ACTORS:
+        for _, principal, role, _ in actors:
             add_principal(keys, principal, [role])
         add_principal(keys, APPROVER, ["approver:finance"])
         add_principal(keys, PAGES, ["operator", "approver:finance"])
@@ -245,14 +254,7 @@ def run_demo(
             )
             out.print(f"runtime pid {runtime.process.pid}: agents {runtime.agents}, "
                       f"control {runtime.control}")  # fmt: skip
-            for spec, principal, role, concurrency in ACTORS:
-                process = group.start_actor(
-                    spec, runtime.agents, concurrency=concurrency, principal=principal
-                )
-                out.print(
-                    f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]} as principal "
-                    f"{principal!r} (role {role})"
-                )
+            start_actors(out, group, runtime.agents, actors)
             records = anyio.run(
                 _submit, out, runtime.control, runtime.operator, approver, runs_per_kind
             )
@@ -360,6 +362,9 @@ def _summarise(out: Console, record: RunRecord) -> None:
     out.print(f"  route: {' | '.join(route)}", highlight=False)
     if retries:
         out.print(f"  retries: {len(retries)} ({retries[0].step}: {retries[0].message})")
+    models = model_summary(record.history)
+    if models:
+        out.print(f"  {models}", highlight=False)
     for key, prov in record.provenance.items():
         flags = f"  [yellow]⚑ {'; '.join(prov.flags)}[/yellow]" if prov.flags else ""
         approved = f"  [green]✔ approved by {prov.approved_by}[/green]" if prov.approved_by else ""

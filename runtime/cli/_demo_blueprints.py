@@ -26,7 +26,7 @@ from rich.text import Text
 
 from protocols import TERMINAL_STATUSES, ClientKeys, PendingDecision, RunRecord
 from runtime.cli._console import usage_errors
-from runtime.cli._render import status_text
+from runtime.cli._render import model_summary, status_text
 from runtime.cli._sheets import Sheet, show
 from runtime.client._client import ControlClient, ControlRefused
 from runtime.launch import ProcessGroup
@@ -122,14 +122,7 @@ def run_blueprint_demo(
                 f"{p} ({', '.join(r)})" for p, r in scenario.people.items()))  # fmt: skip
             out.print(f"runtime pid {runtime.process.pid}: agents {runtime.agents}, "
                       f"control {runtime.control}")  # fmt: skip
-            for spec, principal, role, concurrency in scenario.actors:
-                process = group.start_actor(
-                    spec, runtime.agents, concurrency=concurrency, principal=principal
-                )
-                out.print(
-                    f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]} as principal "
-                    f"{principal!r} (role {role})"
-                )
+            start_actors(out, group, runtime.agents, scenario.actors)
             records = anyio.run(_drive, out, scenario, workflow.name, runtime.control, people,
                                 runs_per_kind)  # fmt: skip
             out.rule("[bold]the records")
@@ -151,6 +144,23 @@ def run_blueprint_demo(
     )
     completed = all(r.status == "completed" for r in records)
     return 0 if completed and not leftovers else 1
+
+
+def start_actors(
+    out: Console, group: ProcessGroup, agents: str, actors: tuple[tuple[str, str, str, int], ...]
+) -> None:
+    """Start each actor process, saying which it is and, for a model agent, which model."""
+    for spec, principal, role, concurrency in actors:
+        process = group.start_actor(spec, agents, concurrency=concurrency, principal=principal)
+        served = ""
+        if spec.rsplit(":", 1)[-1].startswith("Model"):
+            model = os.environ.get("BATON_MODEL") or "the agent's own model"
+            served = f", served by {model} at {os.environ.get('BATON_MODEL_URL', '')}"
+        out.print(
+            f"actor pid {process.pid}: {spec.rsplit(':', 1)[-1]} as principal "
+            f"{principal!r} (role {role}){served}",
+            highlight=False,
+        )
 
 
 def _shown(endpoint: str) -> str:
@@ -246,6 +256,9 @@ def summarise(out: Console, record: RunRecord) -> None:
     if retries:
         counts = ", ".join(f"{step} {n}" for step, n in retries.items())
         out.print(f"  retries: {counts}", highlight=False)
+    models = model_summary(record.history)
+    if models:
+        out.print(f"  {models}", highlight=False)
     for key, prov in record.provenance.items():
         flags = f"  [yellow]⚑ {'; '.join(prov.flags)}[/yellow]" if prov.flags else ""
         approved = f"  [green]✔ approved by {prov.approved_by}[/green]" if prov.approved_by else ""

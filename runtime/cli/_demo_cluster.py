@@ -11,7 +11,7 @@ import contextlib
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -35,7 +35,7 @@ def run_cluster_demo(
     *,
     runtimes: int,
     workflow: str,
-    actors: list[tuple[str, str, str, int]],
+    actors: Sequence[tuple[str, str, str, int]],
     requests: list[dict[str, object]],
     approver: str,
     summarise: Callable[[Console, RunRecord], None],

@@ -13,7 +13,11 @@ A script is a list of replies, each a JSON object with any of:
 - `status` (default 200), with `retry_after` (the header, verbatim) and `error`;
 - `body`: a raw response body, sent as it is (to send something that is not JSON);
 - `delay`: seconds to wait before answering (to outlast a client's timeout);
-- `usage`: `{"prompt_tokens": n, "completion_tokens": m}`; `finish_reason`; `model`.
+- `usage`: `{"prompt_tokens": n, "completion_tokens": m}`; `finish_reason`; `model`;
+- `for`: a text, or a list of texts, the request's messages must all contain for
+  this reply to answer it (the first reply that fits answers; one without `for`
+  fits any request), so that one script serves several roles, or several runs,
+  whatever order they ask in.
 
 Once the script is spent every request is answered 410 Gone, which a client
 does not retry. In a test: `with ModelServer(script) as server: ... server.url`.
@@ -142,7 +146,18 @@ class ModelServer:
             if self._record is not None:
                 self._record.write(json.dumps(asdict(request)).encode() + b"\n")
                 self._record.flush()
-            return self._script.popleft() if self._script else None
+            return self._next_reply(request.body)
+
+    def _next_reply(self, body: Any) -> Mapping[str, Any] | None:
+        """The first reply of the script that fits `body`, taken out of it."""
+        said = _said(body)
+        for index, reply in enumerate(self._script):
+            wanted = reply.get("for", ())
+            texts = [wanted] if isinstance(wanted, str) else [str(text) for text in wanted]
+            if all(text in said for text in texts):
+                del self._script[index]
+                return reply
+        return None
 
     def _answered(self) -> None:
         with self._lock:
@@ -151,7 +166,7 @@ class ModelServer:
     def answer(self, reply: Mapping[str, Any] | None) -> tuple[int, dict[str, str], bytes]:
         """The status, headers and body of `reply`, after its delay."""
         if reply is None:
-            return 410, {}, _error("the script has no reply left")
+            return 410, {}, _error("the script has no reply left for this request")
         delay = float(reply.get("delay", 0.0))
         if delay > 0 and self._closing.wait(delay):
             return 503, {}, _error("the server is closing")
@@ -206,6 +221,17 @@ def completion(reply: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "usage": {**usage, "total_tokens": sum(usage.values())},
     }
+
+
+def _said(body: Any) -> str:
+    """The text of a request's messages, one per line."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return ""
+    return "\n".join(
+        str(message.get("content") or "")
+        for message in body["messages"]
+        if isinstance(message, dict)
+    )
 
 
 def _error(text: str) -> bytes:

@@ -83,6 +83,29 @@ class TestCompletion:
         assert caught.value.detail.startswith(detail)
         assert len(server.requests) == 1
 
+    async def test_a_reply_for_a_text_answers_only_requests_that_say_it(self) -> None:
+        """The scripted server gives each request the first reply that fits what it says,
+        so one script serves two roles asking in any order; none fitting is 410 Gone."""
+        script = [
+            {"for": ["write", "the email"], "content": "Dear Ada"},
+            {"for": "classify", "content": "billing"},
+        ]
+
+        def asking(text: str) -> dict[str, Any]:
+            return {"model": "m", "messages": [{"role": "user", "content": text}]}
+
+        with ModelServer(script) as server:
+            async with ModelClient(config(server, attempts=1)) as client:
+                classified = await client.complete(asking("please classify this"))
+                written = await client.complete(asking("now write the email"))
+                with pytest.raises(ModelRejected) as caught:
+                    await client.complete(asking("classify another"))
+        assert (classified.message["content"], written.message["content"]) == (
+            "billing",
+            "Dear Ada",
+        )
+        assert caught.value.status == 410
+
 
 class TestRetries:
     async def test_a_429_waits_as_long_as_retry_after_says(self) -> None:

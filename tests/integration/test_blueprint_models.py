@@ -1,9 +1,10 @@
-"""A blueprint with a role served by a model: the lead pipeline's writer against a scripted
-OpenAI-compatible server on loopback, every other role and the tool host deterministic.
+"""Blueprints with roles served by models, against a scripted OpenAI-compatible server on
+loopback, every other role and the tool hosts deterministic.
 
 What a user relies on: the model's drafts go through the same approval as any, and
 its calls, with their tokens, are in the record (`baton inspect`) and the report
-(`baton report`), read by the commands a user runs.
+(`baton report`), read by the commands a user runs; and `baton demo NAME` runs each
+blueprint with its model agents once a model endpoint is configured.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ DRAFT = {
 }
 
 
-def baton(cluster: ProcessGroup, *args: str) -> Any:
-    assert cluster.keys is not None
+def baton(cluster: ProcessGroup | None, *args: str) -> Any:
+    """What `baton ARGS --json` prints, as the operator of `cluster`'s keys if given."""
+    env = dict(os.environ)
+    if cluster is not None:
+        assert cluster.keys is not None
+        env |= {"BATON_KEYS": str(cluster.keys), "BATON_PRINCIPAL": "operator"}
     done = subprocess.run(
         [sys.executable, "-m", "runtime", *args, "--json"],
         cwd=REPO,
@@ -49,7 +54,7 @@ def baton(cluster: ProcessGroup, *args: str) -> Any:
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "BATON_KEYS": str(cluster.keys), "BATON_PRINCIPAL": "operator"},
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -126,3 +131,72 @@ def test_the_writers_model_calls_are_in_the_record_and_the_report(
     assert figures["tokens_out"] == TOKENS_OUT * asked
     (writer,) = [s for s in figures["steps"] if s["step"] == "draft_outreach"]
     assert (writer["model_calls"], writer["tokens_in"]) == (asked, TOKENS_IN * asked)
+
+
+def _final(outputs: dict[str, Any], rationale: str, *said: str) -> dict[str, Any]:
+    """A reply giving `outputs`, for the first request whose messages say each of `said`."""
+    return {
+        "for": list(said),
+        "final": {"outputs": outputs, "rationale": rationale, "confidence": 0.8, "caveats": []},
+        "usage": {"prompt_tokens": TOKENS_IN, "completion_tokens": TOKENS_OUT},
+        "model": "scripted",
+    }
+
+
+CLASSIFY, WRITE = "You triage customer requests", "You write a short, friendly reply"
+RECONCILE, NARRATE = "reconciliation accountant", "variance narrative"
+MODEL_DEMOS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "customer_ops": ("demo.db", [
+        _final({"category": "billing"}, "a double charge", CLASSIFY, "charged twice"),
+        _final({"category": "billing"}, "an invoice", CLASSIFY, "invoice higher"),
+        _final({"category": "general"}, "a password", CLASSIFY, "change my password"),
+        _final({"category": "billing"}, "a refund", CLASSIFY, "went through twice"),
+        _final({"draft": "Hello Ada, we have refunded 19.99 EUR."}, "refund", WRITE, "Ada"),
+        _final({"draft": "Hello Grace, every charge is correct."}, "explain", WRITE, "Grace"),
+        _final({"draft": "Hello Alan, see the help centre."}, "answer", WRITE, "Alan"),
+        _final({"draft": "Hello Barbara, we refunded 12.50 EUR."}, "refund", WRITE, "Barbara"),
+    ]),
+    "month_end_close": ("demo-month_end_close.db", [
+        *[_final({"kinds": {"CARD-88": "unexplained"}}, "no evidence", RECONCILE, "CARD-88")] * 2,
+        *[_final({"kinds": {"WIRE-8812": "unexplained"}}, "unknown payee", RECONCILE,
+                 "WIRE-8812")] * 2,
+        _final({"narrative": "October ties out."}, "figures", NARRATE, "2026-10"),
+        *[_final({"narrative": "November: a wire is unexplained."}, "figures", NARRATE,
+                 "2026-11")] * 2,
+    ]),
+    "lead_pipeline": ("demo-lead_pipeline.db", [
+        *[_final({"draft": {"subject": "Baton", "body": "Hello"}}, "a first email",
+                 "first sales email")] * 3,
+    ]),
+}  # fmt: skip
+"""Each blueprint's journal in the demo's folder, and its model's script: one reply for
+each call its model agents make over the demo's runs."""
+
+
+@pytest.mark.parametrize("name", list(MODEL_DEMOS))
+def test_baton_demo_runs_each_blueprint_with_its_model_agents(name: str, tmp_path: Path) -> None:
+    """With `BATON_MODEL_URL` set, the demo's model agents ask the model (every reply of the
+    script is used, none asked for twice), every run still completes, and the calls with
+    their tokens are in the demo's records and in `baton report`."""
+    journal, script = MODEL_DEMOS[name]
+    with ModelServer(script) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime", "demo", name, "--agents-port", "0",
+             "--control-port", "0"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "COLUMNS": "200", "BATON_MODEL_URL": server.url,
+                 "BATON_MODEL": "scripted"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert server.remaining == 0, "a model agent made fewer calls than the script expects"
+        calls = len(server.requests)
+    assert calls == len(script)
+    assert f"served by scripted at {server.url}" in done.stdout
+    assert "model calls: " in done.stdout
+    report = baton(
+        None, "report", name, "--workflow",
+        f"examples.{name}:workflow", "--store", f"sqlite:///{tmp_path / '.baton' / journal}",
+    )  # fmt: skip
+    figures = report[0] if isinstance(report, list) else report
+    assert figures["tokens_in"] == TOKENS_IN * calls
+    assert figures["tokens_out"] == TOKENS_OUT * calls
