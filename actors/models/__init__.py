@@ -8,11 +8,14 @@ This package depends on `actors` and `protocols`, never on `runtime`.
 
 from actors.models._agent import ModelAgent as ModelAgent
 from actors.models._agent import request_digest as request_digest
+from actors.models._agent import response_format as response_format
 from actors.models._agent import tool_schema as tool_schema
+from actors.models._answers import answer_schema as answer_schema
 from actors.models._answers import fits as fits
 from actors.models._client import Completion as Completion
 from actors.models._client import ModelClient as ModelClient
 from actors.models._client import retry_after as retry_after
+from actors.models._config import RESPONSE_FORMATS as RESPONSE_FORMATS
 from actors.models._config import ModelConfig as ModelConfig
 from actors.models._errors import ModelError as ModelError
 from actors.models._errors import ModelNotConfigured as ModelNotConfigured
@@ -22,6 +25,7 @@ from actors.models._errors import ModelTurnsExhausted as ModelTurnsExhausted
 from actors.models._errors import ModelUnavailable as ModelUnavailable
 
 __all__ = [
+    "RESPONSE_FORMATS",
     "Completion",
     "ModelAgent",
     "ModelClient",
@@ -32,8 +36,10 @@ __all__ = [
     "ModelReplyInvalid",
     "ModelTurnsExhausted",
     "ModelUnavailable",
+    "answer_schema",
     "fits",
     "request_digest",
+    "response_format",
     "retry_after",
     "tool_schema",
 ]

@@ -28,11 +28,11 @@ from actors._agent import Agent
 from actors._context import Context
 from actors._errors import InvalidOutput, ToolFailed, ToolRefused
 from actors._task import Result, Task
-from actors.models._answers import Answer, read_answer
+from actors.models._answers import Answer, answer_schema, read_answer
 from actors.models._client import ModelClient
 from actors.models._config import ModelConfig
 from actors.models._errors import ModelTurnsExhausted
-from protocols import ToolSpec, clip
+from protocols import OutputType, ToolSpec, clip
 
 ANSWER_FORMAT = """\
 You carry out one step of a workflow. Call the tools offered to you when they help.
@@ -65,6 +65,17 @@ def tool_schema(spec: ToolSpec) -> dict[str, Any]:
     }
 
 
+def response_format(kind: str, declared: Mapping[str, OutputType]) -> dict[str, Any]:
+    """The request's `response_format` of kind `kind` (see `RESPONSE_FORMATS`) for a
+    final answer with the declared outputs."""
+    if kind == "json_schema":
+        schema = {"name": "answer", "schema": answer_schema(declared), "strict": False}
+        return {"type": "json_schema", "json_schema": schema}
+    if kind == "json_object_schema":
+        return {"type": "json_object", "schema": answer_schema(declared)}
+    return {"type": "json_object"}
+
+
 class ModelAgent(Agent):
     """An agent backed by an OpenAI-compatible model. Subclass, set `role`, `tools` (the
     allowlist) and `instructions` (the system prompt).
@@ -90,6 +101,10 @@ class ModelAgent(Agent):
 
     model_concurrency: ClassVar[int] = 4
     """Model requests in flight at once in this agent's process, over all its tasks."""
+
+    model_response_format: ClassVar[str] = ""
+    """How the answer's JSON shape is asked of the server (`ModelConfig.response_format`),
+    unless `BATON_MODEL_RESPONSE_FORMAT` says otherwise; "" leaves it to the prompt."""
 
     max_turns: ClassVar[int] = 12
     """Model calls one task may make, repairs included."""
@@ -122,6 +137,7 @@ class ModelAgent(Agent):
                 timeout=self.model_timeout,
                 attempts=self.model_attempts,
                 concurrency=self.model_concurrency,
+                response_format=self.model_response_format,
             )
         self._client = ModelClient(config, transport=self._transport)
 
@@ -171,6 +187,10 @@ class ModelAgent(Agent):
                 body["tool_choice"] = "auto"
             if client.config.temperature is not None:
                 body["temperature"] = client.config.temperature
+            if client.config.response_format:
+                body["response_format"] = response_format(
+                    client.config.response_format, task.outputs
+                )
             message = await self._call(ctx, body, index)
             calls = message.get("tool_calls")
             content = message.get("content")

@@ -85,6 +85,40 @@ def read_answer(content: object, declared: Mapping[str, OutputType]) -> Answer |
     )
 
 
+_SCHEMA_TYPES: dict[str, dict[str, Any]] = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array"},
+    "dict": {"type": "object"},
+    "any": {},
+}
+
+
+def answer_schema(declared: Mapping[str, OutputType]) -> dict[str, Any]:
+    """The JSON Schema of a final answer with the declared outputs, for a server that
+    holds its model to one (structured outputs, a grammar)."""
+    outputs: dict[str, Any] = {"type": "object"}
+    if declared:
+        outputs |= {
+            "properties": {key: _SCHEMA_TYPES[kind] for key, kind in declared.items()},
+            "required": list(declared),
+            "additionalProperties": False,
+        }
+    return {
+        "type": "object",
+        "properties": {
+            "outputs": outputs,
+            "rationale": {"type": "string"},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "caveats": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["outputs", "rationale", "confidence", "caveats"],
+        "additionalProperties": False,
+    }
+
+
 def output_problems(outputs: Mapping[str, Any], declared: Mapping[str, OutputType]) -> list[str]:
     """What is wrong with `outputs` given the declared outputs: a missing key, a key not
     declared, a value of the wrong type (a boolean is no integer; an integer is a float)."""

@@ -10,6 +10,12 @@ from actors.models._errors import ModelNotConfigured
 URL_VARIABLE = "BATON_MODEL_URL"
 MODEL_VARIABLE = "BATON_MODEL"
 KEY_VARIABLE = "BATON_MODEL_KEY"
+FORMAT_VARIABLE = "BATON_MODEL_RESPONSE_FORMAT"
+RESPONSE_FORMATS = ("", "json_object", "json_schema", "json_object_schema")
+"""How a final answer's JSON is asked for, by what the server understands: nothing but
+the prompt (""); JSON mode (`json_object`); OpenAI's structured outputs, as vLLM also
+takes them (`json_schema`, with the answer's schema); or llama-cpp-python's server's
+JSON mode held to a schema (`json_object_schema`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +41,8 @@ class ModelConfig:
     concurrency: int = 4
     temperature: float | None = None
     """Sent when set; None leaves it to the server."""
+    response_format: str = ""
+    """One of `RESPONSE_FORMATS`: how the answer's JSON shape is asked of the server."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -43,6 +51,12 @@ class ModelConfig:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if self.response_format not in RESPONSE_FORMATS:
+            known = ", ".join(repr(f) for f in RESPONSE_FORMATS)
+            raise ValueError(
+                f"response format {self.response_format!r} is none of {known} "
+                f"({FORMAT_VARIABLE}, or the agent's `model_response_format`)"
+            )
         if self.backoff < 0 or self.backoff_cap < self.backoff:
             raise ValueError(f"backoff must be in [0, backoff_cap], not {self.backoff}")
 
@@ -62,6 +76,7 @@ class ModelConfig:
         timeout: float = 60.0,
         attempts: int = 4,
         concurrency: int = 4,
+        response_format: str = "",
     ) -> ModelConfig:
         """The configuration `environ` gives, over the defaults given here.
 
@@ -82,4 +97,5 @@ class ModelConfig:
             timeout=timeout,
             attempts=attempts,
             concurrency=concurrency,
+            response_format=environ.get(FORMAT_VARIABLE) or response_format,
         )

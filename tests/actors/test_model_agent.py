@@ -206,6 +206,50 @@ class TestConversation:
         }
 
 
+class TestResponseFormat:
+    @pytest.mark.parametrize(
+        ("kind", "wrapped"),
+        [
+            ("json_schema", lambda schema: {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": False},
+            }),
+            ("json_object_schema", lambda schema: {"type": "json_object", "schema": schema}),
+            ("json_object", lambda schema: {"type": "json_object"}),
+        ],
+    )  # fmt: skip
+    async def test_the_answer_schema_is_sent_as_the_server_takes_it(
+        self, runtime: FakeRuntime, kind: str, wrapped: Callable[[Any], Any]
+    ) -> None:
+        """With a response format configured, every request asks for the final answer's
+        shape, its outputs those the step declares with their JSON types."""
+        with ModelServer([{"final": GOOD}]) as server:
+            await run(runtime, clerk(server, response_format=kind), assign())
+        schema = {
+            "type": "object",
+            "properties": {
+                "outputs": {
+                    "type": "object",
+                    "properties": {"total": {"type": "integer"}, "note": {"type": "string"}},
+                    "required": ["total", "note"],
+                    "additionalProperties": False,
+                },
+                "rationale": {"type": "string"},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "caveats": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["outputs", "rationale", "confidence", "caveats"],
+            "additionalProperties": False,
+        }
+        assert server.requests[0].body["response_format"] == wrapped(schema)
+
+    async def test_none_is_sent_unless_configured(self, runtime: FakeRuntime) -> None:
+        """By default the prompt alone asks for the JSON: not every server takes the field."""
+        with ModelServer([{"final": GOOD}]) as server:
+            await run(runtime, clerk(server), assign())
+        assert "response_format" not in server.requests[0].body
+
+
 class TestToolTrouble:
     async def test_malformed_arguments_go_back_to_the_model(self, runtime: FakeRuntime) -> None:
         """Arguments that are not JSON reach no tool: the model reads why, and goes on."""

@@ -264,6 +264,21 @@ class TestConfig:
         assert found.endpoint == "http://e/v1/chat/completions"
         assert "sk-1" not in repr(found)
 
+    def test_the_response_format_comes_from_the_environment_and_is_checked(self) -> None:
+        """`BATON_MODEL_RESPONSE_FORMAT` sets how the answer's JSON is asked for; a value
+        the client does not know is refused, naming those it knows and where it was set."""
+        base = {"BATON_MODEL_URL": "http://e/v1", "BATON_MODEL": "e"}
+        found = ModelConfig.from_env(
+            {**base, "BATON_MODEL_RESPONSE_FORMAT": "json_schema"}, response_format="json_object"
+        )
+        assert found.response_format == "json_schema"
+        assert ModelConfig.from_env(base, response_format="json_object").response_format == (
+            "json_object"
+        )
+        with pytest.raises(ValueError, match="BATON_MODEL_RESPONSE_FORMAT") as caught:
+            ModelConfig.from_env({**base, "BATON_MODEL_RESPONSE_FORMAT": "yaml"})
+        assert "'yaml' is none of '', 'json_object', 'json_schema'" in str(caught.value)
+
     def test_the_defaults_serve_when_the_environment_is_silent(self) -> None:
         found = ModelConfig.from_env({}, url="http://c/v1/", model="c")
         assert (found.url, found.model, found.key) == ("http://c/v1/", "c", "")

@@ -31,3 +31,9 @@ class Greeter(ModelAgent):
     instructions = "You greet people warmly in one short sentence."
     model = "smollm2"
     model_timeout = 90.0
+
+
+class SchemaGreeter(Greeter):
+    """The same, its answer held to the step's schema by the server's grammar."""
+
+    model_response_format = "json_object_schema"

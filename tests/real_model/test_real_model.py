@@ -6,7 +6,8 @@ A 135M model's answers are not to be relied on, so these check what must hold
 whatever it answers: the server takes the requests the agent sends (the tool-call
 turns included), each call is journaled with the tokens the server counted, and
 the step ends as the workflow says, completed with a typed output or failed as
-`invalid_output` after its repair turns.
+`invalid_output` after its repair turns; and held to the answer's schema by the
+server, it completes.
 """
 
 from __future__ import annotations
@@ -39,15 +40,20 @@ ADD = {
 }
 
 
+@pytest.mark.parametrize(
+    ("agent", "held"), [("Greeter", False), ("SchemaGreeter", True)], ids=["prompt", "schema"]
+)
 def test_a_step_asks_the_real_model_and_its_record_shows_each_call(
-    cluster: ProcessGroup, real_model: str
+    cluster: ProcessGroup, real_model: str, agent: str, held: bool
 ) -> None:
     """The run ends as the workflow says whatever the model answers, and its history has
-    each model call with the tokens the server counted."""
+    each model call with the tokens the server counted. Held to the answer's schema
+    (`json_object_schema`, which llama-cpp-python's server turns into a grammar), even
+    this small a model gives an answer that fits, and the step completes."""
     cluster.enroll("greeter", "greeter")
     runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
     cluster.start_actor(
-        f"{FLOWS}:Greeter", runtime.agents, principal="greeter",
+        f"{FLOWS}:{agent}", runtime.agents, principal="greeter",
         env={"BATON_MODEL_URL": real_model},
     )  # fmt: skip
 
@@ -66,6 +72,8 @@ def test_a_step_asks_the_real_model_and_its_record_shows_each_call(
         assert call.detail["tokens_in"] > 0
         assert call.detail["tokens_out"] > 0
         assert call.detail["finish_reason"] in ("stop", "length", "tool_calls")
+    if held:
+        assert record.status == "completed", record.reason
     if record.status == "completed":
         assert isinstance(record.data["greeting"], str)
         assert record.data["greeting"]
