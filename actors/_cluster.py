@@ -27,7 +27,7 @@ import zmq
 
 from actors._agent import Agent
 from actors._calls import CallsInFlight
-from actors._errors import ActorLoadError, RegistrationRefused
+from actors._errors import ActorLoadError, RegistrationRefused, describe
 from actors._identity import identify
 from actors._kill_points import KillPoints
 from actors._ledger import Ledger
@@ -142,7 +142,13 @@ class ClusterWorker:
         if self._ran:
             raise RuntimeError("an actor is served once")
         self._ran = True
-        await self._actor.setup()
+        try:
+            await self._actor.setup()
+        except Exception as exc:
+            # A setup that cannot complete (a model agent with no model configured) is a
+            # fault of the code or its configuration, said once, not a traceback.
+            name = type(self._actor).__qualname__
+            raise ActorLoadError(name, f"setup failed: {describe(exc)}") from exc
         try:
             await self._serve()
         finally:

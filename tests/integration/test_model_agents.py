@@ -77,3 +77,30 @@ class TestModelAgent:
         assistant = server.requests[1].body["messages"][2]
         assert (assistant["role"], assistant["content"]) == ("assistant", "")
         assert server.requests[0].headers["Authorization"] == "Bearer sk-test"
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({}, "no model URL: set BATON_MODEL_URL or the agent's `model_url` attribute"),
+        (
+            {"BATON_MODEL_URL": "http://127.0.0.1:9/v1", "BATON_MODEL_RESPONSE_FORMAT": "yaml"},
+            "response format 'yaml' is none of",
+        ),
+    ],
+    ids=["no-url", "bad-format"],
+)
+def test_a_model_agent_without_a_usable_configuration_stops_saying_why(
+    cluster: ProcessGroup, env: dict[str, str], said: str
+) -> None:
+    """The agent process exits with status 2 before it registers, its log naming what to
+    set, and no traceback."""
+    cluster.enroll("summer", "summer")
+    runtime = cluster.start_runtime([f"{FLOWS}:ALL"], heartbeat=HEARTBEAT)
+    clean = {"BATON_MODEL_URL": "", "BATON_MODEL": "", "BATON_MODEL_RESPONSE_FORMAT": "", **env}
+    agent = cluster.start_actor(f"{FLOWS}:Summer", runtime.agents, principal="summer", env=clean)
+    assert agent.wait(timeout=30) == 2
+    log = cluster.log_of("summer")
+    assert "actor.load_failed" in log
+    assert said in log
+    assert "Traceback" not in log
