@@ -15,7 +15,6 @@ from actors.models._answers import fits as fits
 from actors.models._client import Completion as Completion
 from actors.models._client import ModelClient as ModelClient
 from actors.models._client import retry_after as retry_after
-from actors.models._config import RESPONSE_FORMATS as RESPONSE_FORMATS
 from actors.models._config import ModelConfig as ModelConfig
 from actors.models._errors import ModelError as ModelError
 from actors.models._errors import ModelNotConfigured as ModelNotConfigured
@@ -25,7 +24,6 @@ from actors.models._errors import ModelTurnsExhausted as ModelTurnsExhausted
 from actors.models._errors import ModelUnavailable as ModelUnavailable
 
 __all__ = [
-    "RESPONSE_FORMATS",
     "Completion",
     "ModelAgent",
     "ModelClient",

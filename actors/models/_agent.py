@@ -66,7 +66,7 @@ def tool_schema(spec: ToolSpec) -> dict[str, Any]:
 
 
 def response_format(kind: str, declared: Mapping[str, OutputType]) -> dict[str, Any]:
-    """The request's `response_format` of kind `kind` (see `RESPONSE_FORMATS`) for a
+    """The request's `response_format` of kind `kind` (see `ModelConfig.response_format`) for a
     final answer with the declared outputs."""
     if kind == "json_schema":
         schema = {"name": "answer", "schema": answer_schema(declared), "strict": False}

@@ -42,7 +42,8 @@ class ModelConfig:
     temperature: float | None = None
     """Sent when set; None leaves it to the server."""
     response_format: str = ""
-    """One of `RESPONSE_FORMATS`: how the answer's JSON shape is asked of the server."""
+    """How the answer's JSON shape is asked of the server: "", "json_object", "json_schema"
+    or "json_object_schema" (see `RESPONSE_FORMATS`)."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:

@@ -38,8 +38,10 @@ class TestExports:
             "ModelReplyInvalid",
             "ModelTurnsExhausted",
             "ModelUnavailable",
+            "answer_schema",
             "fits",
             "request_digest",
+            "response_format",
             "retry_after",
             "tool_schema",
         ]
