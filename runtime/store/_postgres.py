@@ -33,6 +33,14 @@ on purpose: many runtimes restarting at once must not exhaust the server's conne
 CONNECT_SECONDS = 10.0
 """How long a connection, or an append, may take before the store is reported unavailable."""
 
+IDLE_IN_TRANSACTION = 5.0
+"""Seconds the server lets one of the runtime's sessions sit inside a transaction with
+no statement before it ends the session. A runtime stopped mid-claim (SIGSTOP, a paused
+VM) holds the row locks of the runs it was claiming: the other runtimes' claims skip
+locked rows, so those runs would wait for the stalled one for as long as it is stopped,
+long after its lease lapsed. Ended by the server, its locks go and the runs are claimed
+at the next check. A claim's statements follow each other in well under a second."""
+
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
@@ -44,9 +52,18 @@ class PostgresStore:
     store only reads (reports, `inspect --at` from beside the cluster).
     """
 
-    def __init__(self, url: str, *, timeout: float = CONNECT_SECONDS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = CONNECT_SECONDS,
+        idle_in_transaction: float = IDLE_IN_TRANSACTION,
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        self.idle_in_transaction = idle_in_transaction
+        """Seconds a session of this store may idle inside a transaction (see
+        `IDLE_IN_TRANSACTION`)."""
         """Seconds an append may take, the wait for a connection included, and a connection
         may take to open, before the store is reported unavailable."""
         self.schema: int | None = None
@@ -105,6 +122,7 @@ class PostgresStore:
             reconnect_timeout=self.timeout,
             open=False,
             name="baton",
+            configure=self._configure,
         )
         try:
             await pool.open(wait=True, timeout=self.timeout)
@@ -113,6 +131,15 @@ class PostgresStore:
             raise StoreUnavailable(self.description, "no connection within "
                                    f"{self.timeout:g} s") from None  # fmt: skip
         self.pool = pool
+
+    async def _configure(self, conn: Connection) -> None:
+        """Set up each new pooled connection: the server ends it when it idles inside a
+        transaction longer than `idle_in_transaction` (a stalled runtime's locks go)."""
+        milliseconds = max(1, round(self.idle_in_transaction * 1000))
+        await conn.execute(
+            b"SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+            (str(milliseconds),),
+        )
 
     def connections(self) -> AsyncConnectionPool[Connection]:
         if self.pool is None:

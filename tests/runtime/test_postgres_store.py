@@ -18,7 +18,7 @@ import pytest
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.store import open_store
 from runtime.store._leases import Claimed, Leases
-from runtime.store._postgres import PostgresStore
+from runtime.store._postgres import Connection, PostgresStore
 from runtime.store._postgres_schema import SCHEMA_VERSION
 from tests.runtime.test_store_contract import dispatched, started
 
@@ -308,6 +308,37 @@ class TestClaims:
         assert takeovers == [dead.fence], "a lapsed lease is taken over once"
         held = owners(cluster.url)
         assert all(held[run] == token for token, runs in taken.items() for run in runs)
+
+    async def test_runs_a_stalled_claimer_had_locked_are_claimed_once_its_session_ends(
+        self, cluster: Cluster
+    ) -> None:
+        """A runtime stopped in the middle of a claim holds the rows it had locked, which
+        the others' claims skip; the server ends its session once it idles inside that
+        transaction too long, and the runs are claimed by the next check."""
+        dead = await cluster.member()
+        await dead.append([started("r00", 0.0), started("r01", 1.0)])
+        stalled = PostgresStore(cluster.url, idle_in_transaction=0.5)
+        await stalled.open()
+        cluster.stores.append(stalled)
+        stalled.fence = await Leases(stalled).join(AGENTS, CONTROL, LEASE)
+        alive = await cluster.member()
+        lapse(cluster.url, token(dead))
+        claimed: list[str] = []
+
+        async def stall_holding_r00(conn: Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(b"SELECT run_id FROM baton.runs WHERE run_id = 'r00' FOR UPDATE")
+                # Stopped here, holding r00's row, while its peer checks on as usual.
+                while "r00" not in claimed:
+                    claimed.extend((await Leases(alive).claim(token(alive))).runs)
+                    await anyio.sleep(0.1)
+
+        with anyio.fail_after(20):
+            async with stalled.connection() as conn:
+                with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+                    await stall_holding_r00(conn)
+        assert sorted(claimed) == ["r00", "r01"]
+        assert owners(cluster.url) == {"r00": alive.fence, "r01": alive.fence}
 
     async def test_a_claim_under_a_lapsed_lease_is_refused(self, cluster: Cluster) -> None:
         dead, late = await cluster.members_with_runs(2, 1)
