@@ -201,6 +201,11 @@ class Supervisor:
             if membership is not None:
                 with anyio.CancelScope(shield=True):
                     await membership.leave()
+            # Monitors are unhooked before any socket closes: a socket still reporting to a
+            # monitor that is closing can abort the process inside libzmq (zeromq/libzmq#2083),
+            # as a runtime leaving its cluster with agents reconnecting did now and then.
+            agents.disable_monitor()
+            control.disable_monitor()
             for monitor in self._monitors:
                 monitor.close(linger=0)
             agents.close(linger=0)
