@@ -254,7 +254,7 @@ def run_demo(
             )
             out.print(f"runtime pid {runtime.process.pid}: agents {runtime.agents}, "
                       f"control {runtime.control}")  # fmt: skip
-            start_actors(out, group, runtime.agents, actors)
+            start_actors(out, group, runtime.agents, actors, set(MODELS.values()))
             records = anyio.run(
                 _submit, out, runtime.control, runtime.operator, approver, runs_per_kind
             )

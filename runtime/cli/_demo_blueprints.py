@@ -15,6 +15,7 @@ import importlib
 import os
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +54,8 @@ class Scenario:
     comments: dict[str, str]
     columns: tuple[tuple[str, str], ...]
     note: str
+    models: frozenset[str]
+    """The actor classes that are model agents, served when a model endpoint is set."""
 
     @classmethod
     def load(cls, name: str) -> Scenario:
@@ -68,6 +71,7 @@ class Scenario:
             comments=dict(module.COMMENTS),
             columns=tuple(module.COLUMNS),
             note=str(module.NOTE),
+            models=frozenset(getattr(module, "MODELS", {}).values()),
         )
 
     @property
@@ -122,7 +126,7 @@ def run_blueprint_demo(
                 f"{p} ({', '.join(r)})" for p, r in scenario.people.items()))  # fmt: skip
             out.print(f"runtime pid {runtime.process.pid}: agents {runtime.agents}, "
                       f"control {runtime.control}")  # fmt: skip
-            start_actors(out, group, runtime.agents, scenario.actors)
+            start_actors(out, group, runtime.agents, scenario.actors, scenario.models)
             records = anyio.run(_drive, out, scenario, workflow.name, runtime.control, people,
                                 runs_per_kind)  # fmt: skip
             out.rule("[bold]the records")
@@ -147,13 +151,18 @@ def run_blueprint_demo(
 
 
 def start_actors(
-    out: Console, group: ProcessGroup, agents: str, actors: tuple[tuple[str, str, str, int], ...]
+    out: Console,
+    group: ProcessGroup,
+    agents: str,
+    actors: tuple[tuple[str, str, str, int], ...],
+    models: Collection[str],
 ) -> None:
-    """Start each actor process, saying which it is and, for a model agent, which model."""
+    """Start each actor process, saying which it is and, for a model agent (its class among
+    `models`), which model serves it."""
     for spec, principal, role, concurrency in actors:
         process = group.start_actor(spec, agents, concurrency=concurrency, principal=principal)
         served = ""
-        if spec.rsplit(":", 1)[-1].startswith("Model"):
+        if spec in models:
             model = os.environ.get("BATON_MODEL") or "the agent's own model"
             served = f", served by {model} at {os.environ.get('BATON_MODEL_URL', '')}"
         out.print(
