@@ -33,7 +33,7 @@ TREATMENTS: Mapping[str, str] = {
 }
 
 
-def _entity(task: Task) -> str:
+def entity_of(task: Task) -> str:
     """The entity a step serves: its name ends with the entity's code (`post_de`)."""
     return task.step.rsplit("_", 1)[-1]
 
@@ -69,7 +69,7 @@ class Bookkeeper(Agent):
     tools = ("bank_statement", "ledger_entries")
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        entity, period = _entity(task), str(task.inputs["period"])
+        entity, period = entity_of(task), str(task.inputs["period"])
         bank = await ctx.tools.call("bank_statement", entity=entity, period=period)
         ledger = await ctx.tools.call("ledger_entries", entity=entity, period=period)
         return Result(
@@ -89,7 +89,7 @@ class RuleMatcher(Agent):
     role = "matcher"
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        entity = _entity(task)
+        entity = entity_of(task)
         if task.step.startswith("tie_out_"):
             return _tie_out(entity, task.inputs[f"matches_{entity}"],
                             task.inputs[f"exceptions_{entity}"])  # fmt: skip
@@ -156,7 +156,7 @@ class Reconciler(Agent):
     role = "reconciler"
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        entity = _entity(task)
+        entity = entity_of(task)
         items = triage(task.inputs[f"matches_{entity}"], task.inputs["calendar"])
         return explained(entity, items)
 
@@ -262,7 +262,7 @@ class Preparer(Agent):
     role = "preparer"
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        entity = _entity(task)
+        entity = entity_of(task)
         exceptions: dict[str, Any] = task.inputs[f"exceptions_{entity}"]
         entries = []
         for item in exceptions["items"]:
@@ -300,7 +300,7 @@ class Poster(Agent):
     tools = ("post_journal",)
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        entity, period = _entity(task), str(task.inputs["period"])
+        entity, period = entity_of(task), str(task.inputs["period"])
         journals: dict[str, Any] = task.inputs[f"journals_{entity}"]
         postings = [
             await ctx.tools.call(
@@ -348,7 +348,7 @@ class Analyst(Agent):
         return Result(
             outputs={
                 "narrative": "\n".join(lines),
-                "variance": {e: {k: f[k] for k in VARIANCE_KEYS} for e, f in figures.items()},
+                "variance": recorded_variance(figures),
             },
             rationale="every difference traced to its items",
             confidence=0.9,
@@ -357,6 +357,11 @@ class Analyst(Agent):
 
 VARIANCE_KEYS = ("difference", "by_kind", "unexplained")
 """What the close's `variance` keeps of each entity's figures."""
+
+
+def recorded_variance(figures: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The close's `variance` output: of each entity's figures, those `VARIANCE_KEYS` name."""
+    return {entity: {k: found[k] for k in VARIANCE_KEYS} for entity, found in figures.items()}
 
 
 def variance(inputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -20,8 +20,9 @@ from actors import Context, Result, Task
 from actors.models import ModelAgent
 from examples.month_end_close.agents import (
     TREATMENTS,
-    VARIANCE_KEYS,
+    entity_of,
     explained,
+    recorded_variance,
     triage,
     variance,
 )
@@ -45,7 +46,7 @@ class ModelReconciler(ModelAgent):
     model = "baton-demo-reconciler"
 
     async def handle(self, task: Task, ctx: Context) -> Result:
-        entity = task.step.rsplit("_", 1)[-1]
+        entity = entity_of(task)
         items = triage(task.inputs[f"matches_{entity}"], task.inputs["calendar"])
         left = [item for item in items if item["kind"] == "unexplained"]
         if not left:
@@ -94,5 +95,6 @@ class ModelAnalyst(ModelAgent):
             outputs=MappingProxyType({"narrative": "str"}),
         )
         said = await super().handle(asked, ctx)
-        kept = {e: {k: f[k] for k in VARIANCE_KEYS} for e, f in figures.items()}
-        return dataclasses.replace(said, outputs={**said.outputs, "variance": kept})
+        return dataclasses.replace(
+            said, outputs={**said.outputs, "variance": recorded_variance(figures)}
+        )
