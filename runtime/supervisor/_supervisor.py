@@ -433,8 +433,12 @@ class Supervisor:
         self._send(commit.frames)
         self._committing = False
         self._commit_or_send()
-        if self._unreachable and self._readiness is not None:
-            self._readiness.wake()
+        readiness = self._readiness
+        # Sending may use up the edge of a socket's descriptor that messages arriving
+        # meanwhile raised: the loop, asleep until its next deadline, would not hear of
+        # them (for up to half a heartbeat). Asking for the sockets' events re-arms it.
+        if readiness is not None and (self._unreachable or readiness.pending()):
+            readiness.wake()
 
     def _refused(self) -> None:
         """The store refused a batch: stop; a refusal for a lapsed lease also loses it."""
