@@ -1,46 +1,150 @@
-"""The PostgreSQL journal's appends: one connection of their own, used from a worker thread.
+"""The PostgreSQL journal's appends: one connection of their own, driven from the event loop.
 
-Appends are the hot path, one call of `baton.append` per batch, and the event
-loop goes on gathering the next batch while one commits. Made on a blocking
-connection in a thread, a commit's answer is taken the moment it arrives
-rather than when the loop is next free, and psycopg's protocol steps cost the
-loop nothing: taking turns with the pool's async connections in one run it
-gave 4 to 22 % more steps/s (see `benchmarks/RESULTS.md`).
+Appends are the hot path, one call of `baton.append` per batch. The batch is
+sent without blocking the moment it is taken, and its answer is read in the
+event loop's reader callback as soon as the socket has it: no thread to hand
+the batch to and no thread to be woken by, which took about 2 ms of each
+commit's round trip under load. Taking turns with a connection used from a
+worker thread, this gave 1.08 to 1.27 times the steps/s (`benchmarks/RESULTS.md`).
 
-A thread cannot be cancelled, so an append that outlives its bound is
-abandoned: its connection is left to that thread, which closes it once the
-server answers or the socket fails, and the next append opens another.
+Commits go one at a time. Sending the next batch while one commits (libpq's
+pipeline mode) was measured and not kept: the batches got smaller, the
+server's commits more frequent, and steps/s fell by a tenth.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import psycopg
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
 
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
 from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER
-from runtime.store._postgres_sessions import first_line, has_input
+from runtime.store._postgres_sessions import first_line
 
 APPEND = (
-    "SELECT baton.append(%b, %b::text[], %b::float8[], %b::text[], %b::text[], %b::int4[], "
-    "%b::float8[], %b::bytea[], %b::float8, %b::float8, %b::text)"
+    b"SELECT baton.append($1, $2::text[], $3::float8[], $4::text[], $5::text[], $6::int4[], "
+    b"$7::float8[], $8::bytea[], $9::float8, $10::float8, $11::text)"
 )
-"""Parameters in binary (`%b`): a batch's arrays are dumped without quoting each element."""
+_BINARY = (PyFormat.BINARY,) * 11
+"""Parameters in binary: a batch's arrays are dumped without quoting each element."""
 
 SyncConnection = psycopg.Connection[tuple[Any, ...]]
 
 
 class _Line:
-    """One connection and whether the appender gave it up to a thread that overran."""
+    """One connection, read and written without blocking from the event loop."""
 
-    __slots__ = ("abandoned", "conn")
+    def __init__(self, conn: SyncConnection, description: str) -> None:
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        self.description = description
+        self.transformer = Transformer(conn)
+        self.waiting: asyncio.Future[None] | None = None
+        """The answer to the batch on its way, if one is."""
+        self.refusal: StoreError | None = None
+        """The error the server answered the batch on its way with, if it did."""
+        self.broken: StoreError | None = None
+        """Why the connection can no longer be used."""
+        self.loop = asyncio.get_running_loop()
+        self.pgconn.nonblocking = 1
+        self.socket = self.pgconn.socket
+        # Read even while idle: a session the server ended is found before the next append.
+        self.loop.add_reader(self.socket, self._read)
 
-    def __init__(self) -> None:
-        self.conn: SyncConnection | None = None
-        self.abandoned = False
+    def send(self, params: Sequence[object]) -> asyncio.Future[None]:
+        """Send one batch; the future is done once the server answered it."""
+        if self.broken is not None:
+            raise self.broken
+        if self.waiting is not None:
+            raise StoreError(self.description, "an append is already on its way")
+        tx = self.transformer
+        values = tx.dump_sequence(params, _BINARY)
+        try:
+            self.pgconn.send_query_params(
+                APPEND, values, tx.types, tx.formats, result_format=pq.Format.BINARY
+            )
+        except psycopg.Error as exc:
+            error = StoreUnavailable(self.description, first_line(exc))
+            self.fail(error)
+            raise error from None
+        self.waiting = self.loop.create_future()
+        self.refusal = None
+        self._flush()
+        return self.waiting
+
+    def _flush(self) -> None:
+        try:
+            pending = self.pgconn.flush()
+        except psycopg.Error as exc:
+            self.fail(StoreUnavailable(self.description, first_line(exc)))
+            return
+        if pending:
+            # The socket's buffer is full: the rest goes once the server has read some.
+            self.loop.add_writer(self.socket, self._flush_more)
+
+    def _flush_more(self) -> None:
+        self.loop.remove_writer(self.socket)
+        if self.broken is None:
+            self._flush()
+
+    def _read(self) -> None:
+        """The socket is readable: take the answer if it is whole."""
+        pgconn = self.pgconn
+        try:
+            pgconn.consume_input()
+            if self.waiting is None:
+                # Nothing was asked: the server may be ending the session (reading its end
+                # of the stream raised above), or it said something the next append ignores.
+                if pgconn.status != pq.ConnStatus.OK:
+                    raise psycopg.OperationalError("the server ended the session")
+                return
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    self._answered()
+                    return
+                if result.status == pq.ExecStatus.FATAL_ERROR:
+                    self.refusal = _refusal(self.description, result)
+        except psycopg.Error as exc:
+            self.fail(StoreUnavailable(self.description, first_line(exc)))
+
+    def _answered(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        if waiting is None or waiting.done():
+            return
+        if self.refusal is None:
+            waiting.set_result(None)
+        else:
+            waiting.set_exception(self.refusal)
+
+    def fail(self, error: StoreError) -> None:
+        """The connection is lost: the batch on its way, if any, fails with `error`."""
+        if self.broken is not None:
+            return
+        self.broken = error
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None and not waiting.done():
+            waiting.set_exception(error)
+        self.loop.remove_reader(self.socket)
+        self.loop.remove_writer(self.socket)
+        self.conn.close()
+
+
+def _refusal(description: str, result: pq.abc.PGresult) -> StoreError:
+    state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    message = (result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode(
+        errors="replace"
+    )
+    if state in (LEASE_LAPSED, NOT_OWNER):
+        return LeaseLapsed(description, message)
+    return StoreError(description, message or f"error {state}")
 
 
 class Appender:
@@ -50,67 +154,60 @@ class Appender:
         self._url = url
         self._description = description
         self._timeout = timeout
-        self._line = _Line()
-        self._limiter = anyio.CapacityLimiter(1)
+        self._line: _Line | None = None
+        self._turn = anyio.Lock()
+        """Appends asked for at once wait here for the one on its way."""
 
     async def append(self, params: Sequence[object]) -> None:
         """Commit one batch; `LeaseLapsed`, `StoreUnavailable` or `StoreError` if not."""
-        line = self._line
         try:
             with anyio.fail_after(self._timeout):
-                await anyio.to_thread.run_sync(
-                    self._append, line, params, limiter=self._limiter, abandon_on_cancel=True
-                )
+                async with self._turn:
+                    line = await self._connected()
+                    answered = line.send(params)
+                    try:
+                        await answered
+                    except anyio.get_cancelled_exc_class():
+                        # Out of time, or the runtime is stopping, with the batch on its
+                        # way: whether it commits is unknown, so the connection is dropped.
+                        line.fail(StoreUnavailable(self._description, "an append was given up"))
+                        raise
         except TimeoutError:
-            # The limiter is free again: the next append's thread takes a new line.
-            line.abandoned = True
-            self._line = _Line()
             raise StoreUnavailable(
                 self._description, f"no answer within {self._timeout:g} s"
             ) from None
 
-    async def close(self) -> None:
-        """Close the connection, once the append under way (if any) is done."""
-        line, self._line = self._line, _Line()
-        line.abandoned = True
-        with anyio.move_on_after(self._timeout):
-            await anyio.to_thread.run_sync(
-                _close, line, limiter=self._limiter, abandon_on_cancel=True
-            )
-
-    def _append(self, line: _Line, params: Sequence[object]) -> None:
+    async def _connected(self) -> _Line:
+        line = self._line
+        if line is not None and line.broken is None:
+            return line
+        # None yet, or the server went away: this append opens a new connection.
+        self._line = None
+        abandoned = threading.Event()
         try:
-            conn = self._connected(line)
-            conn.execute(APPEND, params, binary=True)
+            conn = await anyio.to_thread.run_sync(self._connect, abandoned, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            abandoned.set()
+            raise
+        line = self._line = _Line(conn, self._description)
+        return line
+
+    def _connect(self, abandoned: threading.Event) -> SyncConnection:
+        try:
+            conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=max(1, int(self._timeout))
+            )
         except psycopg.OperationalError as exc:
-            # The server went away or restarted: the next append opens a new connection.
-            _close(line)
             raise StoreUnavailable(self._description, first_line(exc)) from None
         except psycopg.Error as exc:
-            if exc.sqlstate in (LEASE_LAPSED, NOT_OWNER):
-                raise LeaseLapsed(self._description, first_line(exc)) from None
             raise StoreError(self._description, first_line(exc)) from None
-        finally:
-            if line.abandoned:
-                _close(line)
-
-    def _connected(self, line: _Line) -> SyncConnection:
-        conn = line.conn
-        if conn is not None and (conn.closed or has_input(conn)):
-            _close(line)
-            conn = None
-        if conn is None:
-            conn = psycopg.connect(
-                self._url,
-                autocommit=True,
-                prepare_threshold=0,
-                connect_timeout=max(1, int(self._timeout)),
-            )
-            line.conn = conn
+        if abandoned.is_set():
+            # The append that asked for it gave up meanwhile, and nothing will use it.
+            conn.close()
         return conn
 
-
-def _close(line: _Line) -> None:
-    conn, line.conn = line.conn, None
-    if conn is not None:
-        conn.close()
+    async def close(self) -> None:
+        """Close the connection; a batch still on its way fails."""
+        line, self._line = self._line, None
+        if line is not None:
+            line.fail(StoreUnavailable(self._description, "the store was closed"))
