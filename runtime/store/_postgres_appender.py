@@ -3,13 +3,14 @@
 Appends are the hot path, one call of `baton.append` per batch. The batch is
 sent without blocking the moment it is taken, and its answer is read in the
 event loop's reader callback as soon as the socket has it: no thread to hand
-the batch to and no thread to be woken by, which took about 2 ms of each
-commit's round trip under load. Taking turns with a connection used from a
-worker thread, this gave 1.08 to 1.27 times the steps/s (`benchmarks/RESULTS.md`).
+the batch to and none to be woken by, which cost about 2 ms of each commit's
+round trip under load. Taking turns with a connection used from a worker
+thread, this gave 1.24 times the steps/s (median of 6 pairs, `benchmarks/RESULTS.md`).
 
 Commits go one at a time. Sending the next batch while one commits (libpq's
-pipeline mode) was measured and not kept: the batches got smaller, the
-server's commits more frequent, and steps/s fell by a tenth.
+pipeline mode, the later batch refused unless the earlier one's last record
+was in the journal) was measured and not kept: the batches got smaller, the
+commits more frequent, and steps/s fell to 0.89 of one at a time.
 """
 
 from __future__ import annotations
