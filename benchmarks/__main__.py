@@ -24,7 +24,7 @@ from benchmarks.instrumentation import (
     InstrumentationResult,
     measure_instrumentation,
 )
-from benchmarks.postgres import fresh_database, postgres_server
+from benchmarks.postgres import TURNS, Turns, fresh_database, measure_turns, postgres_server
 from benchmarks.workflow import TRACE_SAMPLE, WorkflowResult, measure_workflow
 
 DEFAULT_JSON = Path("benchmarks/results/latest.json")
@@ -72,8 +72,9 @@ CLUSTER_SIZES = (1, 2, 3)
 """Runtimes sharing one PostgreSQL database, measured in turn."""
 
 
-def _postgres(scale: int, results: dict[str, WorkflowResult]) -> None:
-    """PostgreSQL beside SQLite: 1, 2 and 3 runtimes on one database of a local server."""
+def _postgres(scale: int, results: dict[str, WorkflowResult]) -> Turns | None:
+    """PostgreSQL beside SQLite: 1, 2 and 3 runtimes on one database of a local server,
+    then one runtime on PostgreSQL and on SQLite FULL taking turns, for their ratio."""
     with postgres_server() as server:
         if server is None:
             print(
@@ -81,13 +82,17 @@ def _postgres(scale: int, results: dict[str, WorkflowResult]) -> None:
                 "'baton-runtime[postgres-server]')",
                 file=sys.stderr,
             )
-            return
+            return None
         for runtimes in CLUSTER_SIZES:
             key = f"postgres_{runtimes}_secure"
             results[key] = _measure(key, fresh_database(server), scale, runtimes=runtimes)
+        with shown("Baton (PostgreSQL and SQLite FULL in turn)") as progress:
+            return measure_turns(server, 4_000 // scale, progress)
 
 
-def _postgres_report(floor: FloorResult, results: dict[str, WorkflowResult]) -> str:
+def _postgres_report(
+    floor: FloorResult, results: dict[str, WorkflowResult], turns: Turns | None
+) -> str:
     full = results["sqlite_full_secure"]
     async_rtt = floor.async_client.latency.p50_us
     drained = floor.async_client.drained.per_s
@@ -103,9 +108,19 @@ def _postgres_report(floor: FloorResult, results: dict[str, WorkflowResult]) -> 
         p50 = result.step_latency.p50_us
         lines.append(
             f"  {runtimes} runtime{'s' * (runtimes > 1)}: {result.steps_per_s:,.0f} steps/s "
-            f"({result.steps_per_s / full.steps_per_s:.2f}x SQLite FULL, "
+            f"({result.steps_per_s / full.steps_per_s:.2f}x SQLite FULL above, "
             f"{result.steps_per_s / drained:.3f} of the asyncio drained floor), per-step p50 "
             f"{p50:.0f} µs ({p50 / async_rtt:.2f}x the asyncio floor)"
+        )
+    if turns is not None:
+        lines.append(
+            f"  1 runtime and SQLite FULL taking turns, {TURNS} pairs: "
+            f"{turns.median_ratio:.2f}x SQLite FULL's steps/s (median; pairs: "
+            + ", ".join(
+                f"{pg:,.0f}/{sqlite:,.0f} = {pg / sqlite:.2f}"
+                for sqlite, pg in zip(turns.sqlite_full, turns.postgres, strict=True)
+            )
+            + ")"
         )
     return "\n".join(lines)
 
@@ -170,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, store, secure in setups:
             results[key] = _measure(key, store, scale, secure=secure)
             print(_report(floor, results[key]))
-    _postgres(scale, results)
+    turns = _postgres(scale, results)
     with shown("Baton (instrumentation)") as progress:
         instrumentation = measure_instrumentation(
             rounds=args.rounds,
@@ -194,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {name:<6} {durable.steps_per_s:,.0f} steps/s, per-step p50 {p50:.0f} µs "
             f"({p50 / async_rtt:.2f}x the asyncio floor)"
         )
-    print(_postgres_report(floor, results))
+    print(_postgres_report(floor, results, turns))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
@@ -202,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "floor": floor.to_dict(),
                 "instrumentation": dataclasses.asdict(instrumentation),
                 "baton": {setup: dataclasses.asdict(result) for setup, result in results.items()},
+                "postgres_in_turn_with_sqlite_full": (
+                    None if turns is None else {**dataclasses.asdict(turns), "ratios": turns.ratios}
+                ),
             },
             indent=2,
         )

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import statistics
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+from benchmarks._progress import Progress
+from benchmarks.workflow import measure_workflow
 from runtime.cluster import LocalPostgres, LocalPostgresError
 
 
@@ -39,3 +44,47 @@ def fresh_database(server: LocalPostgres) -> str:
         conn.execute(b"CHECKPOINT")
         conn.execute(f"CREATE DATABASE {name}".encode())
     return f"postgresql://baton@/{name}?host={server.folder}"
+
+
+TURNS = 3
+"""Pairs of SQLite FULL and PostgreSQL measurements taken in turn for their ratio."""
+TURN_LATENCY_RUNS = 20
+"""Runs one at a time before each measurement in turn: only its steps/s counts."""
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Steps/s of one runtime on SQLite FULL and on PostgreSQL, measured in turn."""
+
+    sqlite_full: list[float]
+    postgres: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [pg / full for full, pg in zip(self.sqlite_full, self.postgres, strict=True)]
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+
+def measure_turns(server: LocalPostgres, runs: int, progress: Progress) -> Turns:
+    """One runtime on SQLite FULL and on PostgreSQL, each pair's order the other's reverse,
+    each measurement on an empty journal: both halves of each ratio see the same machine
+    within seconds, where measurements a minute apart saw its load drift by a third."""
+    full: list[float] = []
+    postgres: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="baton-bench-turns-") as folder:
+        for turn in range(TURNS):
+            stores = [("sqlite", f"sqlite:///{folder}/full-{turn}.db?synchronous=FULL"),
+                      ("postgres", "")]  # fmt: skip
+            for kind, store in stores if turn % 2 == 0 else stores[::-1]:
+                result = measure_workflow(
+                    secure=True,
+                    store=store or fresh_database(server),
+                    latency_runs=TURN_LATENCY_RUNS,
+                    pipelined_runs=runs,
+                    progress=progress,
+                )
+                (full if kind == "sqlite" else postgres).append(result.steps_per_s)
+    return Turns(full, postgres)
