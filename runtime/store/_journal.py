@@ -7,13 +7,14 @@ already in the journal.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
 from runtime.engine._events import JournalEvent
+from runtime.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,16 @@ class Store(Protocol):
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None
     ) -> bool:
         """Append at once if this store can without waiting; False means use `append`."""
+
+    def append_soon(
+        self,
+        records: Sequence[JournalRecord],
+        reading: ClockReading | None,
+        answered: Callable[[StoreError | None], None],
+    ) -> bool:
+        """Start appending at once, without waiting, if this store can: `answered` is told
+        how it ended (None: durable) the moment the store learns it. False, with nothing
+        started, means use `append`."""
 
     def mark_ended(self, run_id: str) -> None:
         """Note that a run ended, for a store that keeps an index of open runs to mark with

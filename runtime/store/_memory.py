@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from runtime.errors import StoreError
 from runtime.store._journal import ClockReading, JournalRecord
@@ -23,6 +23,14 @@ class MemoryStore:
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None
     ) -> None:
         self.append_nowait(records, reading)
+
+    def append_soon(
+        self,
+        records: Sequence[JournalRecord],
+        reading: ClockReading | None,
+        answered: Callable[[StoreError | None], None],
+    ) -> bool:
+        return False
 
     def append_nowait(
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None

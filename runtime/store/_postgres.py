@@ -171,17 +171,43 @@ class PostgresStore:
     ) -> bool:
         return False
 
+    def append_soon(
+        self,
+        records: Sequence[JournalRecord],
+        reading: ClockReading | None,
+        answered: Callable[[StoreError | None], None],
+    ) -> bool:
+        """Send the batch now when the appending connection is open and idle; `answered`
+        is told in the event loop's reader callback that takes the server's answer, so the
+        runtime sends the batch's frames and the next batch without a task to wake first."""
+        if not self._appender.idle:
+            return False
+        params = self._params(records, reading)
+        if params is None:
+            answered(None)
+            return True
+        return self._appender.send_soon(params, answered)
+
     async def append(
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None
     ) -> None:
-        ended, self._ended = self._ended, []
-        if not records and reading is None and not ended:
-            return
+        params = self._params(records, reading)
+        if params is not None:
+            await self._appender.append(params)
+
+    def _params(
+        self, records: Sequence[JournalRecord], reading: ClockReading | None
+    ) -> tuple[object, ...] | None:
+        """`baton.append`'s parameters for a batch and the runs ended since the last one;
+        None when there is nothing to write."""
+        if not records and reading is None and not self._ended:
+            return None
         if self.fence is None:
             raise StoreError(self.description, "this runtime holds no lease to write under")
+        ended, self._ended = self._ended, []
         encode = self._encoder.encode
         fresh = [r for r in records if r.seq == 1 and isinstance(r.event, RunStarted)]
-        params = (
+        return (
             self.fence,
             [r.run_id for r in fresh],
             [r.at for r in fresh],
@@ -194,7 +220,6 @@ class PostgresStore:
             None if reading is None else reading.monotonic,
             None if reading is None else reading.boot,
         )
-        await self._appender.append(params)
 
     async def fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:

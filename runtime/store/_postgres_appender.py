@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
@@ -39,6 +40,10 @@ _BINARY = (PyFormat.BINARY,) * 11
 SyncConnection = psycopg.Connection[tuple[Any, ...]]
 
 
+Answered = Callable[[StoreError | None], None]
+"""Told how the server answered a batch: None when it committed, else why not."""
+
+
 class _Line:
     """One connection, read and written without blocking from the event loop."""
 
@@ -47,20 +52,25 @@ class _Line:
         self.pgconn = conn.pgconn
         self.description = description
         self.transformer = Transformer(conn)
-        self.waiting: asyncio.Future[None] | None = None
-        """The answer to the batch on its way, if one is."""
+        self.waiting: Answered | None = None
+        """Whom to tell of the answer to the batch on its way, if one is."""
+        self.quiet = asyncio.Event()
+        """Set while no batch is on its way."""
+        self.quiet.set()
         self.refusal: StoreError | None = None
         """The error the server answered the batch on its way with, if it did."""
         self.broken: StoreError | None = None
         """Why the connection can no longer be used."""
         self.loop = asyncio.get_running_loop()
+        self._overdue: asyncio.TimerHandle | None = None
         self.pgconn.nonblocking = 1
         self.socket = self.pgconn.socket
         # Read even while idle: a session the server ended is found before the next append.
         self.loop.add_reader(self.socket, self._read)
 
-    def send(self, params: Sequence[object]) -> asyncio.Future[None]:
-        """Send one batch; the future is done once the server answered it."""
+    def send(self, params: Sequence[object], answered: Answered, timeout: float) -> None:
+        """Send one batch; `answered` is told of the server's answer, or of the connection
+        lost, or after `timeout` seconds without an answer, right where it is learnt."""
         if self.broken is not None:
             raise self.broken
         if self.waiting is not None:
@@ -75,10 +85,15 @@ class _Line:
             error = StoreUnavailable(self.description, first_line(exc))
             self.fail(error)
             raise error from None
-        self.waiting = self.loop.create_future()
+        self.waiting = answered
+        self.quiet.clear()
         self.refusal = None
+        self._overdue = self.loop.call_later(timeout, self._too_late, timeout)
         self._flush()
-        return self.waiting
+
+    def _too_late(self, timeout: float) -> None:
+        # Whether the batch commits is unknown: the connection is not used again.
+        self.fail(StoreUnavailable(self.description, f"no answer within {timeout:g} s"))
 
     def _flush(self) -> None:
         try:
@@ -109,33 +124,31 @@ class _Line:
             while not pgconn.is_busy():
                 result = pgconn.get_result()
                 if result is None:
-                    self._answered()
+                    self._answered(self.refusal)
                     return
                 if result.status == pq.ExecStatus.FATAL_ERROR:
                     self.refusal = _refusal(self.description, result)
         except psycopg.Error as exc:
             self.fail(StoreUnavailable(self.description, first_line(exc)))
 
-    def _answered(self) -> None:
-        waiting, self.waiting = self.waiting, None
-        if waiting is None or waiting.done():
-            return
-        if self.refusal is None:
-            waiting.set_result(None)
-        else:
-            waiting.set_exception(self.refusal)
+    def _answered(self, error: StoreError | None) -> None:
+        answered, self.waiting = self.waiting, None
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
+        self.quiet.set()
+        if answered is not None:
+            answered(error)
 
     def fail(self, error: StoreError) -> None:
         """The connection is lost: the batch on its way, if any, fails with `error`."""
         if self.broken is not None:
             return
         self.broken = error
-        waiting, self.waiting = self.waiting, None
-        if waiting is not None and not waiting.done():
-            waiting.set_exception(error)
         self.loop.remove_reader(self.socket)
         self.loop.remove_writer(self.socket)
         self.conn.close()
+        self._answered(error)
 
 
 def _refusal(description: str, result: pq.abc.PGresult) -> StoreError:
@@ -159,15 +172,40 @@ class Appender:
         self._turn = anyio.Lock()
         """Appends asked for at once wait here for the one on its way."""
 
+    @property
+    def idle(self) -> bool:
+        """Whether the connection is open with nothing on its way: `send_soon` sends."""
+        line = self._line
+        return (
+            line is not None
+            and line.broken is None
+            and line.waiting is None
+            and not self._turn.locked()
+        )
+
+    def send_soon(self, params: Sequence[object], answered: Answered) -> bool:
+        """Send one batch at once if `idle`, and tell `answered` in the reader callback
+        that takes the answer; False, and nothing sent, if it must go through `append`."""
+        line = self._line
+        if line is None or not self.idle:
+            return False
+        line.send(params, answered, self._timeout)
+        return True
+
     async def append(self, params: Sequence[object]) -> None:
         """Commit one batch; `LeaseLapsed`, `StoreUnavailable` or `StoreError` if not."""
         try:
             with anyio.fail_after(self._timeout):
                 async with self._turn:
                     line = await self._connected()
-                    answered = line.send(params)
+                    while line.waiting is not None:
+                        # A batch sent at once is on its way: this one follows it.
+                        await line.quiet.wait()
+                        line = await self._connected()
+                    answer: asyncio.Future[None] = line.loop.create_future()
+                    line.send(params, partial(_settle, answer), self._timeout)
                     try:
-                        await answered
+                        await answer
                     except anyio.get_cancelled_exc_class():
                         # Out of time, or the runtime is stopping, with the batch on its
                         # way: whether it commits is unknown, so the connection is dropped.
@@ -212,3 +250,12 @@ class Appender:
         line, self._line = self._line, None
         if line is not None:
             line.fail(StoreUnavailable(self._description, "the store was closed"))
+
+
+def _settle(answer: asyncio.Future[None], error: StoreError | None) -> None:
+    if answer.done():
+        return
+    if error is None:
+        answer.set_result(None)
+    else:
+        answer.set_exception(error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -105,6 +105,14 @@ class SqliteStore:
             db.executescript(
                 f"BEGIN; {MIGRATIONS[number - 1]} PRAGMA user_version = {number}; COMMIT;"
             )
+
+    def append_soon(
+        self,
+        records: Sequence[JournalRecord],
+        reading: ClockReading | None,
+        answered: Callable[[StoreError | None], None],
+    ) -> bool:
+        return False
 
     def append_nowait(
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None

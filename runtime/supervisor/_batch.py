@@ -151,6 +151,28 @@ class Batch:
         self.batches += 1
         return True
 
+    def commit_soon(self, commit: Commit, done: Callable[[bool], None]) -> bool:
+        """Hand a batch taken out to a store that starts appending it at once (see
+        `Store.append_soon`): `done` is told whether it is durable as soon as the store
+        knows. False if the store cannot, or crashes are being rehearsed (their points
+        are passed in order by `commit`): then `commit` it."""
+        if self._kill_points.armed:
+            return False
+
+        def answered(error: StoreError | None) -> None:
+            if error is not None:
+                self._failed(error)
+                done(False)
+                return
+            self.batches += 1
+            done(True)
+
+        try:
+            return self._store.append_soon(commit.records, commit.reading, answered)
+        except StoreError as exc:
+            answered(exc)
+            return True
+
     def live(self, frames: list[Outgoing]) -> Iterator[tuple[int, bytes, bytes]]:
         """(plane, routing id, payload) of each frame still to send: those for a session
         that ended since are dropped and counted, for its routing id may be another

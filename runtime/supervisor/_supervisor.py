@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -415,8 +416,11 @@ class Supervisor:
         if self._failure() is not None:
             return
         self._committing = True
+        commit = self.core.batch.take()
+        if self.core.batch.commit_soon(commit, partial(self._committed, commit)):
+            return
         assert self._tasks is not None
-        self._tasks.start_soon(self._commit, self.core.batch.take())
+        self._tasks.start_soon(self._commit, commit)
 
     def _append_now(self) -> bool:
         """Append the batch if the store can at once; False to await it (or if it failed)."""
@@ -426,7 +430,11 @@ class Supervisor:
         return appended
 
     async def _commit(self, commit: Commit) -> None:
-        if not await self.core.batch.commit(commit):
+        self._committed(commit, await self.core.batch.commit(commit))
+
+    def _committed(self, commit: Commit, durable: bool) -> None:
+        """A batch is durable, or was refused: send its frames, or stop."""
+        if not durable:
             self._committing = False
             self._refused()
             return
