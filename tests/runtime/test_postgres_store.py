@@ -244,6 +244,58 @@ class TestFencing:
         assert sorted(await first.all_journals()) == ["r00", "r01", "theirs"]
 
 
+class TestAppendSoon:
+    """The runtime's path: a batch sent at once on the idle appending connection, its
+    answer told where the reader callback takes it, with the same checks as `append`."""
+
+    async def test_it_waits_for_the_connection_to_be_opened_by_an_append(
+        self, cluster: Cluster
+    ) -> None:
+        store = await cluster.member()
+        told: list[StoreError | None] = []
+        assert not store.append_soon([started("r", 1.0)], None, told.append)
+        assert told == []
+        assert await store.journal("r") == []
+
+    async def test_a_batch_sent_at_once_is_durable_when_it_is_told_so(
+        self, cluster: Cluster
+    ) -> None:
+        (store,) = await cluster.members_with_runs(1, 1)
+        answered = anyio.Event()
+        told: list[StoreError | None] = []
+
+        def tell(error: StoreError | None) -> None:
+            told.append(error)
+            answered.set()
+
+        assert store.append_soon([dispatched("r00", 2, 2.0), started("r01", 3.0)], None, tell)
+        # One on its way: the next goes through `append`, after it.
+        assert not store.append_soon([dispatched("r01", 2, 4.0)], None, tell)
+        with anyio.fail_after(10):
+            await answered.wait()
+        assert told == [None]
+        assert [r.seq for r in await store.journal("r00")] == [1, 2]
+        assert owners(cluster.url)["r01"] == store.fence
+
+    async def test_a_refusal_is_told_and_writes_nothing(self, cluster: Cluster) -> None:
+        (store,) = await cluster.members_with_runs(1, 1)
+        lapse(cluster.url, token(store))
+        answered = anyio.Event()
+        told: list[StoreError | None] = []
+
+        def tell(error: StoreError | None) -> None:
+            told.append(error)
+            answered.set()
+
+        assert store.append_soon([dispatched("r00", 2, 2.0)], None, tell)
+        with anyio.fail_after(10):
+            await answered.wait()
+        assert len(told) == 1
+        assert isinstance(told[0], LeaseLapsed)
+        assert told[0].reason == f"the lease of fencing token {store.fence} is not live"
+        assert [r.seq for r in await store.journal("r00")] == [1]
+
+
 class TestClaims:
     """The runs of a lapsed member are split among the live ones, each run to one."""
 
