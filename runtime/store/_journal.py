@@ -16,6 +16,9 @@ import msgspec
 from runtime.engine._events import JournalEvent
 from runtime.errors import StoreError
 
+Answered = Callable[[StoreError | None], None]
+"""Told how an append that was started at once ended: None when it is durable, else why not."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClockReading:
@@ -57,7 +60,7 @@ class Store(Protocol):
         self,
         records: Sequence[JournalRecord],
         reading: ClockReading | None,
-        answered: Callable[[StoreError | None], None],
+        answered: Answered,
     ) -> bool:
         """Start appending at once, without waiting, if this store can: `answered` is told
         how it ended (None: durable) the moment the store learns it. False, with nothing

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from runtime.errors import StoreError
-from runtime.store._journal import ClockReading, JournalRecord
+from runtime.store._journal import Answered, ClockReading, JournalRecord
 
 
 class MemoryStore:
@@ -28,7 +28,7 @@ class MemoryStore:
         self,
         records: Sequence[JournalRecord],
         reading: ClockReading | None,
-        answered: Callable[[StoreError | None], None],
+        answered: Answered,
     ) -> bool:
         return False
 

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from runtime.engine._events import JournalEvent, RunStarted
 from runtime.errors import StoreError, StoreUnavailable
-from runtime.store._journal import ClockReading, JournalRecord
+from runtime.store._journal import Answered, ClockReading, JournalRecord
 from runtime.store._open import redact
 from runtime.store._postgres_appender import Appender
 from runtime.store._postgres_schema import migrate, version
@@ -175,7 +175,7 @@ class PostgresStore:
         self,
         records: Sequence[JournalRecord],
         reading: ClockReading | None,
-        answered: Callable[[StoreError | None], None],
+        answered: Answered,
     ) -> bool:
         """Send the batch now when the appending connection is open and idle; `answered`
         is told in the event loop's reader callback that takes the server's answer, so the
@@ -185,8 +185,9 @@ class PostgresStore:
         params = self._params(records, reading)
         if params is None:
             answered(None)
-            return True
-        return self._appender.send_soon(params, answered)
+        else:
+            self._appender.send_now(params, answered)
+        return True
 
     async def append(
         self, records: Sequence[JournalRecord], reading: ClockReading | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
 from runtime.errors import LeaseLapsed, StoreError, StoreUnavailable
+from runtime.store._journal import Answered
 from runtime.store._postgres_schema import LEASE_LAPSED, NOT_OWNER
 from runtime.store._postgres_sessions import first_line
 
@@ -38,10 +39,6 @@ _BINARY = (PyFormat.BINARY,) * 11
 """Parameters in binary: a batch's arrays are dumped without quoting each element."""
 
 SyncConnection = psycopg.Connection[tuple[Any, ...]]
-
-
-Answered = Callable[[StoreError | None], None]
-"""Told how the server answered a batch: None when it committed, else why not."""
 
 
 class _Line:
@@ -174,7 +171,7 @@ class Appender:
 
     @property
     def idle(self) -> bool:
-        """Whether the connection is open with nothing on its way: `send_soon` sends."""
+        """Whether the connection is open with nothing on its way: `send_now` may send."""
         line = self._line
         return (
             line is not None
@@ -183,14 +180,12 @@ class Appender:
             and not self._turn.locked()
         )
 
-    def send_soon(self, params: Sequence[object], answered: Answered) -> bool:
-        """Send one batch at once if `idle`, and tell `answered` in the reader callback
-        that takes the answer; False, and nothing sent, if it must go through `append`."""
-        line = self._line
-        if line is None or not self.idle:
-            return False
-        line.send(params, answered, self._timeout)
-        return True
+    def send_now(self, params: Sequence[object], answered: Answered) -> None:
+        """Send one batch while `idle`, and tell `answered` in the reader callback that
+        takes the answer (the connection refuses a batch sent while another is on its way)."""
+        if self._line is None:
+            raise StoreUnavailable(self._description, "not connected")
+        self._line.send(params, answered, self._timeout)
 
     async def append(self, params: Sequence[object]) -> None:
         """Commit one batch; `LeaseLapsed`, `StoreUnavailable` or `StoreError` if not."""

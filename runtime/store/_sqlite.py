@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +14,7 @@ import msgspec
 
 from runtime.engine._events import JournalEvent
 from runtime.errors import StoreError
-from runtime.store._journal import ClockReading, JournalRecord
+from runtime.store._journal import Answered, ClockReading, JournalRecord
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -110,7 +110,7 @@ class SqliteStore:
         self,
         records: Sequence[JournalRecord],
         reading: ClockReading | None,
-        answered: Callable[[StoreError | None], None],
+        answered: Answered,
     ) -> bool:
         return False
 
